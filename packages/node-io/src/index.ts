@@ -1,0 +1,2 @@
+/** Node storage and tools for flashllm. */
+export { SHIPPED_MODELS_DIR, DEFAULT_MODEL, DEFAULT_TOKENIZER } from "./paths.js";

@@ -1,0 +1,179 @@
+import { FlashError } from "../errors.js";
+
+/**
+ * One layer's neuron cache (DESIGN §1, "memory management"): a preallocated slot matrix of `capacity`
+ * slots of `slotStride` bytes in WASM memory, holding whole neuron bundles. Live slots are always
+ * `0 … size-1`: insert appends at `size`, delete moves the last live slot into the hole. So the
+ * live bundles stay dense, nothing is allocated per token, and nothing that stays is copied.
+ *
+ * Each neuron remembers the last token that used it. When room is needed the least recently used go
+ * first, so neurons of the last `window` tokens leave only after every older one has (with a fixed
+ * budget this is the paper's window made lazy: a neuron that left the window keeps its slot, and can
+ * still hit, until the slot is needed). {@link evictOutsideWindow} gives the paper's strict window.
+ * Loads are two-phase so a failed read leaves the cache as it was: {@link reserve} hands out slots
+ * past the live ones, {@link commit} makes them live, {@link rollback} forgets them.
+ */
+export class NeuronCache {
+  /** Number of live slots. */
+  size = 0;
+  /** Slots handed out by {@link reserve} and not yet committed or rolled back. */
+  private reserved = 0;
+  private readonly slotOfNeuron: Int32Array; // neuron → slot, -1 when not cached
+  private readonly neuronOfSlot: Int32Array; // slot → neuron (for live and reserved slots)
+  private readonly lastUsed: Int32Array; // neuron → last token that used it (-2^31 when never)
+  private readonly ageHistogram = new Int32Array(AGE_BUCKETS + 1);
+
+  /**
+   * @param neurons  neurons in the layer
+   * @param capacity slots available (fixed for the cache's life)
+   * @param slotStride bytes per slot (the file's bundle stride, so runs of bundles land in runs of slots)
+   * @param memory   returns a byte view of the slot matrix (re-fetched because WASM memory growth detaches views)
+   * @param window   tokens a used neuron stays protected from eviction
+   */
+  constructor(
+    readonly neurons: number,
+    readonly capacity: number,
+    readonly slotStride: number,
+    private readonly memory: () => Uint8Array,
+    readonly window: number,
+  ) {
+    if (!(capacity >= 1)) throw new FlashError("BUDGET_TOO_SMALL", `a neuron cache needs at least one slot, got ${capacity}`);
+    this.slotOfNeuron = new Int32Array(neurons).fill(-1);
+    this.neuronOfSlot = new Int32Array(capacity).fill(-1);
+    this.lastUsed = new Int32Array(neurons).fill(NEVER);
+  }
+
+  /** Free slots (not live, not reserved). */
+  get free(): number {
+    return this.capacity - this.size - this.reserved;
+  }
+
+  /** Slot of `neuron`, or -1 when it is not cached. */
+  slotOf(neuron: number): number {
+    return this.slotOfNeuron[neuron];
+  }
+
+  /** Neuron held by live slot `slot`. */
+  neuronAt(slot: number): number {
+    return this.neuronOfSlot[slot];
+  }
+
+  /** Records that `neuron` is used by token `token` (protects it for the window). */
+  touch(neuron: number, token: number): void {
+    this.lastUsed[neuron] = token;
+  }
+
+  /** Byte offset of `slot` within the slot matrix. */
+  slotOffset(slot: number): number {
+    return slot * this.slotStride;
+  }
+
+  /**
+   * Makes at least `need` slots free by evicting the least recently used neurons. Neurons used by
+   * `token` itself are never evicted, so the result can fall short: returns how many slots are free.
+   */
+  makeRoom(need: number, token: number): number {
+    if (this.free >= need || this.size === 0) return this.free;
+    if (this.reserved > 0) throw new FlashError("BAD_ARGUMENT", "makeRoom during a pending load");
+    // Histogram of ages (token - lastUsed), capped, to find the age cut-off without sorting.
+    const h = this.ageHistogram;
+    h.fill(0);
+    for (let s = 0; s < this.size; s++) h[this.ageBucket(this.neuronOfSlot[s], token)]++;
+    let toFree = need - this.free;
+    // Oldest first; age 0 (this token) is never evicted.
+    let cutoff = AGE_BUCKETS;
+    let take = 0;
+    for (; cutoff >= 1 && take < toFree; cutoff--) take += h[cutoff];
+    cutoff++; // every age above the cut-off goes, then ages equal to it while still needed
+    for (let s = this.size - 1; s >= 0; s--) {
+      if (this.ageBucket(this.neuronOfSlot[s], token) > cutoff) {
+        this.evictSlot(s); // the slot now holds the former last one, already looked at: move on
+        toFree--;
+      }
+    }
+    for (let s = this.size - 1; s >= 0 && toFree > 0; s--) {
+      if (this.ageBucket(this.neuronOfSlot[s], token) === cutoff) {
+        this.evictSlot(s);
+        toFree--;
+      }
+    }
+    return this.free;
+  }
+
+  /** Evicts every neuron not used by `token` (the no-reuse strategies start each token empty). */
+  clear(): void {
+    if (this.reserved > 0) throw new FlashError("BAD_ARGUMENT", "clear during a pending load");
+    for (let s = 0; s < this.size; s++) this.slotOfNeuron[this.neuronOfSlot[s]] = -1;
+    this.size = 0;
+  }
+
+  /**
+   * Reserves `count` consecutive slots for neurons `first … first+count-1` (a contiguous run in the
+   * file, so one read fills them). Returns the first slot. The neurons must not be cached.
+   */
+  reserve(first: number, count: number): number {
+    if (count > this.free) throw new FlashError("BUDGET_TOO_SMALL", `cache: ${count} slots asked, ${this.free} free`);
+    const start = this.size + this.reserved;
+    for (let i = 0; i < count; i++) {
+      const n = first + i;
+      if (this.slotOfNeuron[n] >= 0) throw new FlashError("BAD_ARGUMENT", `neuron ${n} is already cached`);
+      this.neuronOfSlot[start + i] = n;
+    }
+    this.reserved += count;
+    return start;
+  }
+
+  /** Makes every reserved slot live (their bytes have arrived). */
+  commit(): void {
+    for (let s = this.size; s < this.size + this.reserved; s++) this.slotOfNeuron[this.neuronOfSlot[s]] = s;
+    this.size += this.reserved;
+    this.reserved = 0;
+  }
+
+  /** Forgets every reserved slot (their read failed): the cache is exactly as before the reservations. */
+  rollback(): void {
+    for (let s = this.size; s < this.size + this.reserved; s++) this.neuronOfSlot[s] = -1;
+    this.reserved = 0;
+  }
+
+  /** Swap-with-last delete: the last live bundle moves into the hole, its maps follow. */
+  private evictSlot(s: number): void {
+    const last = this.size - 1;
+    const gone = this.neuronOfSlot[s];
+    if (s !== last) {
+      const moved = this.neuronOfSlot[last];
+      const mem = this.memory();
+      const stride = this.slotStride;
+      mem.copyWithin(s * stride, last * stride, (last + 1) * stride);
+      this.neuronOfSlot[s] = moved;
+      this.slotOfNeuron[moved] = s;
+    }
+    this.neuronOfSlot[last] = -1;
+    this.slotOfNeuron[gone] = -1;
+    this.size = last;
+  }
+
+  private ageBucket(neuron: number, token: number): number {
+    const used = this.lastUsed[neuron];
+    return used === NEVER ? AGE_BUCKETS : Math.min(Math.max(token - used, 0), AGE_BUCKETS);
+  }
+
+  /**
+   * The paper's strict window: evicts every neuron not used in the last `window` tokens (up to and
+   * including `token`). Returns how many were evicted. Without it, such neurons stay until their slot
+   * is needed (LRU beyond the window), which can only raise the hit rate at the same memory.
+   */
+  evictOutsideWindow(token: number): number {
+    let evicted = 0;
+    for (let s = this.size - 1; s >= 0; s--) {
+      if (this.ageBucket(this.neuronOfSlot[s], token) >= this.window) {
+        this.evictSlot(s);
+        evicted++;
+      }
+    }
+    return evicted;
+  }
+}
+
+const NEVER = -0x80000000;
+const AGE_BUCKETS = 255;

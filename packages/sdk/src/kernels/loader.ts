@@ -1,0 +1,125 @@
+import { FlashError } from "../errors.js";
+import { KERNELS_WASM_BASE64 } from "./wasm-bytes.js";
+
+/** Raw exports of the kernels module (see crates/kernels/ABI.md). Pointers are byte offsets. */
+export interface KernelExports {
+  memory: WebAssembly.Memory;
+  fl_alloc(size: number, align: number): number;
+  fl_free(ptr: number): void;
+  fl_heap_used(): number;
+  matvec_f32(out: number, w: number, x: number, rows: number, cols: number): void;
+  matvec_f32_scalar(out: number, w: number, x: number, rows: number, cols: number): void;
+  matvec_t_f32(out: number, w: number, x: number, rows: number, cols: number): void;
+  matvec_q8(out: number, w: number, scales: number, x: number, xq: number, rows: number, cols: number): void;
+  rmsnorm(out: number, x: number, w: number, n: number, eps: number): void;
+  layernorm(out: number, x: number, w: number, b: number, n: number, eps: number): void;
+  softmax(x: number, n: number): void;
+  silu(x: number, n: number): void;
+  relu(x: number, n: number): void;
+  gelu(x: number, n: number): void;
+  mul(out: number, a: number, b: number, n: number): void;
+  add(out: number, a: number, b: number, n: number): void;
+  argmax(x: number, n: number): number;
+  rope(v: number, nHeads: number, headSize: number, cos: number, sin: number, neox: number): void;
+  attention(
+    out: number, q: number, kCache: number, vCache: number, att: number,
+    pos: number, nHeads: number, nKvHeads: number, headSize: number, kvStride: number,
+  ): void;
+  ffn_bundled(
+    out: number, x: number, dim: number, slots: number, slotStride: number, slotIds: number, n: number,
+    dtype: number, gated: number, act: number, xq: number, hOut: number,
+  ): void;
+}
+
+/** Activation codes of the kernels' ABI. */
+export const Act = { relu: 0, silu: 1, gelu: 2 } as const;
+export type ActivationName = keyof typeof Act;
+
+/** A region of WASM memory owned by the SDK; `ptr` is its byte offset. */
+export interface WasmBlock {
+  readonly ptr: number;
+  readonly bytes: number;
+}
+
+/**
+ * The instantiated kernels and the one linear memory that holds a model's weights, KV cache, neuron
+ * caches and scratch. Typed-array views are created on demand because `memory.grow` detaches old ones.
+ */
+export class Kernels {
+  readonly k: KernelExports;
+  private live = new Set<number>();
+  private constructor(exports: KernelExports) {
+    this.k = exports;
+  }
+
+  /** Instantiates the kernels from the bytes embedded in the SDK (or from given bytes). */
+  static async load(bytes?: BufferSource): Promise<Kernels> {
+    const code = bytes ?? decodeBase64(KERNELS_WASM_BASE64);
+    const module = await WebAssembly.compile(code);
+    const instance = await WebAssembly.instantiate(module, {});
+    return new Kernels(instance.exports as unknown as KernelExports);
+  }
+
+  /** Current size of the linear memory in bytes (what the model costs in WASM memory). */
+  get memoryBytes(): number {
+    return this.k.memory.buffer.byteLength;
+  }
+
+  /** Bytes held by live allocations. */
+  get heapUsed(): number {
+    return this.k.fl_heap_used();
+  }
+
+  /** Allocates `bytes` bytes aligned to `align` (≥16); throws OUT_OF_MEMORY rather than returning 0. */
+  alloc(bytes: number, align = 16): WasmBlock {
+    const ptr = this.k.fl_alloc(Math.max(bytes, 1), align);
+    if (ptr === 0) {
+      throw new FlashError("OUT_OF_MEMORY", `WASM memory cannot grow by ${bytes} bytes (now ${this.memoryBytes} bytes; wasm32 stops at 4 GiB)`, {
+        bytes,
+        memoryBytes: this.memoryBytes,
+      });
+    }
+    this.live.add(ptr);
+    return { ptr, bytes };
+  }
+
+  /** Frees a block from {@link alloc}; freeing twice is a bug and throws. */
+  free(block: WasmBlock | number): void {
+    const ptr = typeof block === "number" ? block : block.ptr;
+    if (!this.live.delete(ptr)) throw new FlashError("BAD_ARGUMENT", `double free or foreign pointer ${ptr}`);
+    this.k.fl_free(ptr);
+  }
+
+  /** Float32 view of `n` floats at `ptr` (valid until the next memory growth). */
+  f32(ptr: number, n: number): Float32Array {
+    return new Float32Array(this.k.memory.buffer, ptr, n);
+  }
+  /** Byte view of `n` bytes at `ptr` (valid until the next memory growth). */
+  u8(ptr: number, n: number): Uint8Array {
+    return new Uint8Array(this.k.memory.buffer, ptr, n);
+  }
+  /** Uint32 view of `n` words at `ptr` (valid until the next memory growth). */
+  u32(ptr: number, n: number): Uint32Array {
+    return new Uint32Array(this.k.memory.buffer, ptr, n);
+  }
+  /** Int8 view. */
+  i8(ptr: number, n: number): Int8Array {
+    return new Int8Array(this.k.memory.buffer, ptr, n);
+  }
+
+  /** Allocates and fills a float buffer. */
+  allocF32(data: ArrayLike<number> | number): WasmBlock {
+    const n = typeof data === "number" ? data : data.length;
+    const b = this.alloc(n * 4);
+    if (typeof data !== "number") this.f32(b.ptr, n).set(data);
+    return b;
+  }
+}
+
+function decodeBase64(s: string): Uint8Array<ArrayBuffer> {
+  // atob exists in Node ≥16 and in every browser and worker; no Buffer (the SDK never imports Node APIs).
+  const bin = atob(s);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}

@@ -1,0 +1,162 @@
+import { AbortedError, FlashError, throwIfAborted } from "./errors.js";
+import type { Kernels } from "./kernels/loader.js";
+import type { ModelConfig } from "./model/config.js";
+import type { FfnBackend } from "./model/ffn.js";
+import type { Transformer } from "./model/transformer.js";
+import type { WeightStore } from "./model/weights.js";
+import type { SamplingOptions } from "./sampler.js";
+import { Sampler } from "./sampler.js";
+import type { Llama2cTokenizer } from "./tokenizer/llama2c.js";
+import { BOS } from "./tokenizer/llama2c.js";
+
+/** Options of one {@link LanguageModel.generate} call. */
+export interface GenerateOptions extends SamplingOptions {
+  /** New tokens to generate after the prompt. Default: until the context is full. */
+  maxTokens?: number;
+  /** Cancels generation; the iterator then throws `AbortedError` and the model stays usable. */
+  signal?: AbortSignal;
+  /** Token ids that end generation (not yielded). Default: BOS, as llama2.c's run.c does. */
+  stopTokens?: readonly number[];
+}
+
+/** One generated token. */
+export interface GeneratedToken {
+  /** Token id. */
+  token: number;
+  /** The text this token completes (UTF-8 sequences split across byte tokens are joined). */
+  text: string;
+  /** Position the token will occupy in the context. */
+  position: number;
+}
+
+/** Why the last generation ended. */
+export type FinishReason = "maxTokens" | "stopToken" | "contextFull" | "aborted" | "error";
+
+/** Figures about the last generation, for the CLI's stats line and benchmarks. */
+export interface GenerationStats {
+  promptTokens: number;
+  generatedTokens: number;
+  /** Wall time of prompt processing and of generation, milliseconds. */
+  promptMs: number;
+  generateMs: number;
+  /** Generated tokens per second (prompt excluded). */
+  tokensPerSecond: number;
+  finishReason: FinishReason;
+}
+
+/**
+ * A loaded model ready to generate: tokenizer, transformer and an FFN backend sharing one WASM memory.
+ * One generation runs at a time; a second concurrent call is refused with a `BUSY` error.
+ */
+export class LanguageModel {
+  private running = false;
+  private _lastStats: GenerationStats | undefined;
+
+  constructor(
+    /** The kernels and the WASM memory the model lives in. */
+    readonly kernels: Kernels,
+    readonly transformer: Transformer,
+    readonly tokenizer: Llama2cTokenizer,
+    readonly ffn: FfnBackend,
+    private readonly weights: WeightStore,
+  ) {}
+
+  get config(): ModelConfig {
+    return this.transformer.config;
+  }
+
+  /** Figures of the last finished generation. */
+  get lastStats(): GenerationStats | undefined {
+    return this._lastStats;
+  }
+
+  /** Size of the WASM memory holding the model's weights, caches and scratch. */
+  get wasmMemoryBytes(): number {
+    return this.kernels.memoryBytes;
+  }
+
+  /** Tokenizes a prompt as run.c does (BOS, then the text). Throws CONTEXT_OVERFLOW if it cannot fit. */
+  encodePrompt(prompt: string): number[] {
+    const tokens = this.tokenizer.encode(prompt, true, false);
+    const ctx = this.transformer.contextLength;
+    if (tokens.length > ctx) {
+      throw new FlashError("CONTEXT_OVERFLOW", `the prompt is ${tokens.length} tokens but the context holds ${ctx}`, { promptTokens: tokens.length, contextLength: ctx });
+    }
+    return tokens;
+  }
+
+  /**
+   * Streams the continuation of `prompt`, token by token. Positions start at 0 with every call (the KV
+   * cache is rewritten). Throws `AbortedError` when `signal` fires and `BUSY` if another call is running.
+   */
+  async *generate(prompt: string, opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, GenerationStats> {
+    if (this.running) throw new FlashError("BUSY", "a generation is already running on this model; await it or abort it first");
+    const sampler = new Sampler(opts);
+    const promptTokens = this.encodePrompt(prompt);
+    const maxTokens = opts.maxTokens ?? Infinity;
+    if (!(maxTokens >= 0)) throw new FlashError("BAD_ARGUMENT", `maxTokens must be ≥ 0, got ${opts.maxTokens}`);
+    const stop = new Set(opts.stopTokens ?? [BOS]);
+    const ctx = this.transformer.contextLength;
+    const decoder = new TextDecoder();
+    const t0 = performance.now();
+    let tFirst = 0; // when the first new token was sampled: prompt time before, generation time after
+    let generated = 0;
+    let finishReason: FinishReason = "error";
+    this.running = true;
+    try {
+      let token = promptTokens[0];
+      for (let pos = 0; ; pos++) {
+        throwIfAborted(opts.signal);
+        const inPrompt = pos < promptTokens.length - 1;
+        if (!inPrompt && generated >= maxTokens) {
+          finishReason = "maxTokens";
+          break;
+        }
+        if (pos >= ctx) {
+          finishReason = "contextFull";
+          break;
+        }
+        const logits = await this.transformer.forward(token, pos, opts.signal);
+        if (inPrompt) {
+          token = promptTokens[pos + 1];
+          continue;
+        }
+        const next = sampler.sample(logits);
+        if (generated === 0) tFirst = performance.now();
+        if (stop.has(next)) {
+          finishReason = "stopToken";
+          break;
+        }
+        generated++;
+        const text = decoder.decode(this.tokenizer.pieceBytes(token, next), { stream: true });
+        token = next;
+        yield { token: next, text, position: pos + 1 };
+      }
+    } catch (e) {
+      finishReason = e instanceof AbortedError ? "aborted" : "error";
+      throw e;
+    } finally {
+      this.running = false;
+      const end = performance.now();
+      if (tFirst === 0) tFirst = end;
+      const generateMs = end - tFirst;
+      this._lastStats = {
+        promptTokens: promptTokens.length,
+        generatedTokens: generated,
+        promptMs: tFirst - t0,
+        generateMs,
+        // The first token's time is prompt time; rate counts the tokens after it.
+        tokensPerSecond: generated > 1 && generateMs > 0 ? ((generated - 1) * 1000) / generateMs : 0,
+        finishReason,
+      };
+    }
+    return this._lastStats;
+  }
+
+  /** Frees every WASM block the model holds. The model cannot be used afterwards. */
+  async dispose(): Promise<void> {
+    this.transformer.dispose();
+    await this.ffn.dispose();
+    this.weights.dispose();
+  }
+}

@@ -1,0 +1,112 @@
+import { FlashError } from "../errors.js";
+import type { Kernels, WasmBlock } from "../kernels/loader.js";
+
+/** A row-major weight matrix in WASM memory: f32, or int8 with one f32 scale per row. */
+export interface Matrix {
+  readonly dtype: "f32" | "q8";
+  readonly rows: number;
+  readonly cols: number;
+  /** Weights: `rows·cols` f32 or i8. */
+  readonly ptr: number;
+  /** q8 only: `rows` f32 scales. */
+  readonly scalesPtr: number;
+}
+
+/** Host-side tensor data before upload: f32, or q8 (int8 + per-row scales). */
+export type TensorData = Float32Array | { q: Int8Array; scales: Float32Array };
+
+/**
+ * The resident weights of a model, uploaded once into WASM memory and freed together. Each tensor
+ * is its own block so a model's footprint is the sum of what it keeps.
+ */
+export class WeightStore {
+  private readonly blocks: WasmBlock[] = [];
+  private readonly matrices = new Map<string, Matrix>();
+  constructor(private readonly kernels: Kernels) {}
+
+  /** Bytes of WASM memory the uploaded tensors occupy. */
+  get bytes(): number {
+    return this.blocks.reduce((s, b) => s + b.bytes, 0);
+  }
+
+  /** Copies a tensor into WASM memory under `name`, shaped `[rows][cols]` (a vector is `[1][n]`). */
+  upload(name: string, data: TensorData, rows: number, cols: number): Matrix {
+    const k = this.kernels;
+    let m: Matrix;
+    if (data instanceof Float32Array) {
+      if (data.length !== rows * cols) throw wrongSize(name, rows * cols, data.length);
+      const b = k.alloc(data.length * 4);
+      this.blocks.push(b);
+      k.f32(b.ptr, data.length).set(data);
+      m = { dtype: "f32", rows, cols, ptr: b.ptr, scalesPtr: 0 };
+    } else {
+      if (data.q.length !== rows * cols || data.scales.length !== rows) throw wrongSize(name, rows * cols, data.q.length);
+      const b = k.alloc(data.q.length);
+      const s = k.alloc(rows * 4);
+      this.blocks.push(b, s);
+      k.i8(b.ptr, data.q.length).set(data.q);
+      k.f32(s.ptr, rows).set(data.scales);
+      m = { dtype: "q8", rows, cols, ptr: b.ptr, scalesPtr: s.ptr };
+    }
+    this.matrices.set(name, m);
+    return m;
+  }
+
+  /** Registers another name for an uploaded tensor (a shared classifier is the embedding). */
+  alias(name: string, existing: string): void {
+    this.matrices.set(name, this.get(existing));
+  }
+
+  has(name: string): boolean {
+    return this.matrices.has(name);
+  }
+
+  get(name: string): Matrix {
+    const m = this.matrices.get(name);
+    if (!m) throw new FlashError("BAD_MANIFEST", `missing tensor "${name}"`, { name });
+    return m;
+  }
+
+  /** A vector tensor (norm weights, biases) as a pointer to f32 values; q8 vectors are not used. */
+  vector(name: string): number {
+    const m = this.get(name);
+    if (m.dtype !== "f32") throw new FlashError("UNSUPPORTED", `tensor "${name}" must be f32`);
+    return m.ptr;
+  }
+
+  /** Frees every tensor. The store is empty afterwards. */
+  dispose(): void {
+    for (const b of this.blocks) this.kernels.free(b);
+    this.blocks.length = 0;
+    this.matrices.clear();
+  }
+}
+
+/** `out = M·x` for either dtype. `xq` is i16 scratch of at least `M.cols` rounded up to 8 entries (q8 only). */
+export function matvec(k: Kernels, out: number, m: Matrix, x: number, xq: number): void {
+  if (m.dtype === "f32") k.k.matvec_f32(out, m.ptr, x, m.rows, m.cols);
+  else k.k.matvec_q8(out, m.ptr, m.scalesPtr, x, xq, m.rows, m.cols);
+}
+
+/** Copies row `row` of `M` into `out` as f32 (the embedding lookup). */
+export function copyRow(k: Kernels, out: number, m: Matrix, row: number): void {
+  const dst = k.f32(out, m.cols);
+  if (m.dtype === "f32") {
+    dst.set(k.f32(m.ptr + row * m.cols * 4, m.cols));
+  } else {
+    const q = k.i8(m.ptr + row * m.cols, m.cols);
+    const s = k.f32(m.scalesPtr + row * 4, 1)[0];
+    for (let i = 0; i < m.cols; i++) dst[i] = q[i] * s;
+  }
+}
+
+function wrongSize(name: string, expected: number, actual: number): FlashError {
+  return new FlashError("WRONG_DIMS", `tensor "${name}": expected ${expected} values, got ${actual}`, { name, expected, actual });
+}
+
+/** Transposes a row-major `[rows][cols]` f32 matrix (for the down projection's column-per-neuron form). */
+export function transpose(a: Float32Array, rows: number, cols: number): Float32Array {
+  const t = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) t[c * rows + r] = a[r * cols + c];
+  return t;
+}

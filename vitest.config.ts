@@ -1,0 +1,18 @@
+import { defineConfig } from "vitest/config";
+import { fileURLToPath } from "node:url";
+
+// Tests run against the TypeScript sources, not the built bundles, so a failing test points at a line
+// of source. The packages' dist/ builds are exercised by the CLI tests.
+export default defineConfig({
+  resolve: {
+    alias: {
+      "@flashllm/sdk": fileURLToPath(new URL("./packages/sdk/src/index.ts", import.meta.url)),
+      "@flashllm/node-io": fileURLToPath(new URL("./packages/node-io/src/index.ts", import.meta.url)),
+    },
+  },
+  test: {
+    include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts"],
+    testTimeout: 60_000,
+    pool: "forks",
+  },
+});
