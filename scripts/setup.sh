@@ -44,7 +44,8 @@ h=$(hash_files Cargo.toml crates/kernels/Cargo.toml crates/kernels/src/*.rs scri
 wasm=target/wasm32-unknown-unknown/release/flashllm_kernels.wasm
 if ! step_is_fresh kernels "$h" || [ ! -f "$wasm" ] || [ ! -f packages/sdk/src/kernels/wasm-bytes.ts ]; then
   say "building kernels (wasm32, simd128, release)"
-  RUSTFLAGS="-C target-feature=+simd128" bash scripts/cargo.sh build --quiet --release --target wasm32-unknown-unknown -p flashllm-kernels
+  # A 64 KiB stack (the default is 1 MiB) keeps the empty module small: a memory budget counts every byte.
+  RUSTFLAGS="-C target-feature=+simd128 -C link-arg=-zstack-size=65536" bash scripts/cargo.sh build --quiet --release --target wasm32-unknown-unknown -p flashllm-kernels
   node scripts/embed-wasm.mjs "$wasm" packages/sdk/src/kernels/wasm-bytes.ts
   mark_fresh kernels "$h"
 fi

@@ -1,2 +1,4 @@
 /** Node storage and tools for flashllm. */
 export { SHIPPED_MODELS_DIR, DEFAULT_MODEL, DEFAULT_TOKENIZER } from "./paths.js";
+export { NodeFileSource } from "./source/index.js";
+export type { NodeFileSourceOptions, NodeFileSourceStats } from "./source/index.js";

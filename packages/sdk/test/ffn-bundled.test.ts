@@ -68,7 +68,7 @@ describe("ffn_bundled", () => {
           const hOut = K.alloc((ids.length + 1) * 4);
           const xq = K.alloc((dim + 8) * 2);
           for (const a of [0, 1, 2]) {
-            K.k.ffn_bundled(out.ptr, xb.ptr, dim, block.ptr, stride, idb.ptr, ids.length, dtype, gated ? 1 : 0, a, xq.ptr, hOut.ptr);
+            K.k.ffn_bundled(out.ptr, xb.ptr, dim, block.ptr, stride, idb.ptr, ids.length, dtype, gated ? 1 : 0, a, xq.ptr, hOut.ptr, 0);
             const xmax = x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
             const expected = new Array(dim).fill(0);
             const hs: number[] = [];
@@ -112,7 +112,7 @@ describe("ffn_bundled", () => {
       const ids = K.alloc(hidden * 4);
       K.u32(ids.ptr, hidden).set(Array.from({ length: hidden }, (_, i) => i));
       const xq = K.alloc((dim + 8) * 2);
-      K.k.ffn_bundled(sparse.ptr, x.ptr, dim, block.ptr, stride, ids.ptr, hidden, 0, 1, 1, xq.ptr, 0);
+      K.k.ffn_bundled(sparse.ptr, x.ptr, dim, block.ptr, stride, ids.ptr, hidden, 0, 1, 1, xq.ptr, 0, 0);
       expect(Array.from(K.u32(sparse.ptr, dim))).toEqual(Array.from(K.u32(dense.ptr, dim)));
       [block, gate, up, downT, x, hb, hb2, dense, sparse, ids, xq].forEach((b) => K.free(b));
     }

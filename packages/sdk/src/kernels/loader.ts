@@ -27,7 +27,7 @@ export interface KernelExports {
   ): void;
   ffn_bundled(
     out: number, x: number, dim: number, slots: number, slotStride: number, slotIds: number, n: number,
-    dtype: number, gated: number, act: number, xq: number, hOut: number,
+    dtype: number, gated: number, act: number, xq: number, hOut: number, accumulate: number,
   ): void;
 }
 

@@ -1,0 +1,70 @@
+//! `out += a·row`: the accumulation step of every "sum of scaled rows" (`matvec_t_f32`, attention's
+//! weighted sum of values, `ffn_bundled`'s down projection). Each `out[c]` gets exactly one
+//! multiply and one add per call, so calling it for rows in increasing order gives
+//! `out[c] = (((0 + a0·r0[c]) + a1·r1[c]) + ...)` whether the lanes are SIMD or scalar.
+
+use crate::simd::F32x4;
+
+/// `out[c] = out[c] + a·row[c]` for every `c < out.len()`.
+#[inline]
+pub fn add_scaled(out: &mut [f32], a: f32, row: &[f32]) {
+    let row = &row[..out.len()];
+    let av = F32x4::splat(a);
+    let mut o4 = out.chunks_exact_mut(4);
+    let mut r4 = row.chunks_exact(4);
+    for (o, r) in (&mut o4).zip(&mut r4) {
+        (F32x4::load(o) + av * F32x4::load(r)).store(o);
+    }
+    for (o, r) in o4.into_remainder().iter_mut().zip(r4.remainder()) {
+        *o += a * r;
+    }
+}
+
+/// `out[c] = out[c] + a·(scale·q[c])`: the int8 row is dequantized lane by lane (value = scale·q)
+/// before it is scaled, so the result equals `add_scaled` over the dequantized f32 row.
+#[inline]
+pub fn add_scaled_i8(out: &mut [f32], a: f32, scale: f32, q: &[i8]) {
+    let q = &q[..out.len()];
+    let av = F32x4::splat(a);
+    let sv = F32x4::splat(scale);
+    let mut o4 = out.chunks_exact_mut(4);
+    let mut q4 = q.chunks_exact(4);
+    for (o, r) in (&mut o4).zip(&mut q4) {
+        let w = sv * F32x4::from_i8(r);
+        (F32x4::load(o) + av * w).store(o);
+    }
+    for (o, r) in o4.into_remainder().iter_mut().zip(q4.remainder()) {
+        *o += a * (scale * *r as f32);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    #[test]
+    fn add_scaled_is_one_multiply_one_add_per_value() {
+        let mut rng = Rng::new(20);
+        for &n in SIZES {
+            let init = rng.vec(n, -3.0, 3.0);
+            let row = rng.vec(n + 5, -3.0, 3.0);
+            let a = rng.range(-2.0, 2.0);
+            let mut out = Guarded::from(&init, F32_SENTINEL);
+            add_scaled(out.inner_mut(), a, &row);
+            out.check();
+            let want: Vec<f32> = (0..n).map(|c| init[c] + a * row[c]).collect();
+            assert_bits_eq(out.inner(), &want, "add_scaled");
+
+            let q = rng.vec_i8(n + 3);
+            let s = rng.range(0.001, 0.1);
+            let mut out = Guarded::from(&init, F32_SENTINEL);
+            add_scaled_i8(out.inner_mut(), a, s, &q);
+            out.check();
+            let deq: Vec<f32> = q.iter().map(|v| s * *v as f32).collect();
+            let mut want = init.clone();
+            add_scaled(&mut want, a, &deq);
+            assert_bits_eq(out.inner(), &want, "add_scaled_i8");
+        }
+    }
+}

@@ -1,0 +1,483 @@
+//! Sparse FFN over neuron bundles (ABI.md, "Sparse FFN over neuron bundles").
+//!
+//! Bundle of neuron i: `[scale_gate f32][scale_up f32][scale_down f32][bias_up f32]`, then the gate
+//! row (if gated), the up row and the down column, `dim` values each, f32 or i8 (value = scale·q).
+
+use crate::axpy::{add_scaled, add_scaled_i8};
+use crate::dot::dot;
+use crate::math::{gelu_f32, relu_f32, silu_f32};
+use crate::quant::{dot_q8, padded_len, quantize_i16};
+use core::slice;
+
+pub const HEADER_BYTES: usize = 16;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Dtype {
+    F32,
+    I8,
+}
+
+impl Dtype {
+    pub fn from_code(code: u32) -> Option<Dtype> {
+        match code {
+            0 => Some(Dtype::F32),
+            1 => Some(Dtype::I8),
+            _ => None,
+        }
+    }
+    fn bytes(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::I8 => 1,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Act {
+    Relu,
+    Silu,
+    Gelu,
+}
+
+impl Act {
+    pub fn from_code(code: u32) -> Option<Act> {
+        match code {
+            0 => Some(Act::Relu),
+            1 => Some(Act::Silu),
+            2 => Some(Act::Gelu),
+            _ => None,
+        }
+    }
+    #[inline]
+    fn apply(self, v: f32) -> f32 {
+        match self {
+            Act::Relu => relu_f32(v),
+            Act::Silu => silu_f32(v),
+            Act::Gelu => gelu_f32(v),
+        }
+    }
+}
+
+/// How the bundles in a slot matrix are laid out.
+#[derive(Clone, Copy, Debug)]
+pub struct BundleFormat {
+    pub dim: usize,
+    pub dtype: Dtype,
+    pub gated: bool,
+    pub act: Act,
+}
+
+impl BundleFormat {
+    /// Bytes of one bundle (header and rows); a slot stride must be at least this.
+    pub fn bundle_bytes(&self) -> usize {
+        let rows = if self.gated { 3 } else { 2 };
+        HEADER_BYTES + rows * self.dim * self.dtype.bytes()
+    }
+}
+
+/// `out = Σ_k h_k·down_{s_k}` over `s_k = slot_ids[k]` in order (each `out[c]` from 0.0, one multiply
+/// and one add per neuron, as `matvec_t_f32`), with `u = dot(up, x) + bias_up`,
+/// `h = act(dot(gate, x))·u` (gated) or `act(u)`. For i8 bundles `x` is quantized once into
+/// `xq_scratch` (`padded_len(dim)` values) and the dots are `scale·xs·dot_q8` as in `matvec_q8`.
+/// `slots` starts at slot 0; slot `s` is `slots[s*slot_stride..][..bundle_bytes]` and must be
+/// 4-byte aligned for f32 bundles. `h_out[k] = h_k` when given. With `accumulate`, `out` is not
+/// cleared first: the sums continue from its contents.
+#[allow(clippy::too_many_arguments)]
+pub fn ffn_bundled(
+    out: &mut [f32],
+    x: &[f32],
+    slots: &[u8],
+    slot_stride: usize,
+    slot_ids: &[u32],
+    fmt: BundleFormat,
+    xq_scratch: &mut [i16],
+    mut h_out: Option<&mut [f32]>,
+    accumulate: bool,
+) {
+    let dim = fmt.dim;
+    let (out, x) = (&mut out[..dim], &x[..dim]);
+    // Accumulating continues the running sum of an earlier call over other slots: a layer whose active
+    // neurons do not fit the cache at once is computed in chunks with the same result as one pass.
+    if !accumulate {
+        for o in out.iter_mut() {
+            *o = 0.0;
+        }
+    }
+    let xs = match fmt.dtype {
+        Dtype::I8 => quantize_i16(x, xq_scratch),
+        Dtype::F32 => 0.0,
+    };
+    let xq = &xq_scratch[..if fmt.dtype == Dtype::I8 { padded_len(dim) } else { 0 }];
+    let len = fmt.bundle_bytes();
+
+    for (k, &s) in slot_ids.iter().enumerate() {
+        let bundle = &slots[s as usize * slot_stride..][..len];
+        let (header, rows) = bundle.split_at(HEADER_BYTES);
+        let field =
+            |i: usize| f32::from_le_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
+        let (scale_gate, scale_up, scale_down, bias_up) = (field(0), field(1), field(2), field(3));
+
+        let h = match fmt.dtype {
+            Dtype::F32 => {
+                let (gate, up, down) = split_rows(as_f32s(rows), dim, fmt.gated);
+                let u = dot(up, x) + bias_up;
+                let h = if fmt.gated { fmt.act.apply(dot(gate, x)) * u } else { fmt.act.apply(u) };
+                add_scaled(out, h, down);
+                h
+            }
+            Dtype::I8 => {
+                let (gate, up, down) = split_rows(as_i8s(rows), dim, fmt.gated);
+                let u = scale_up * xs * dot_q8(up, xq) + bias_up;
+                let h =
+                    if fmt.gated { fmt.act.apply(scale_gate * xs * dot_q8(gate, xq)) * u } else { fmt.act.apply(u) };
+                add_scaled_i8(out, h, scale_down, down);
+                h
+            }
+        };
+        if let Some(h_out) = h_out.as_deref_mut() {
+            h_out[k] = h;
+        }
+    }
+}
+
+/// `(gate, up, down)`; `gate` is empty when the bundle is not gated.
+fn split_rows<T>(v: &[T], dim: usize, gated: bool) -> (&[T], &[T], &[T]) {
+    let (gate, rest) = v.split_at(if gated { dim } else { 0 });
+    let (up, rest) = rest.split_at(dim);
+    (gate, up, &rest[..dim])
+}
+
+fn as_f32s(b: &[u8]) -> &[f32] {
+    assert!(b.as_ptr() as usize % 4 == 0, "f32 bundle rows must be 4-byte aligned");
+    // SAFETY: aligned, in bounds, and every bit pattern is an f32.
+    unsafe { slice::from_raw_parts(b.as_ptr() as *const f32, b.len() / 4) }
+}
+
+fn as_i8s(b: &[u8]) -> &[i8] {
+    // SAFETY: same size and alignment.
+    unsafe { slice::from_raw_parts(b.as_ptr() as *const i8, b.len()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::activation::silu;
+    use crate::elementwise::mul;
+    use crate::matvec::{matvec_f32, matvec_t_f32};
+    use crate::quant::matvec_q8;
+    use crate::testutil::*;
+
+    /// A dense FFN layer: gate/up `[hidden][dim]`, down `[dim][hidden]` (as in a checkpoint).
+    struct Layer {
+        dim: usize,
+        hidden: usize,
+        gate: Vec<f32>,
+        up: Vec<f32>,
+        down: Vec<f32>,
+        bias: Vec<f32>,
+    }
+
+    impl Layer {
+        fn random(rng: &mut Rng, dim: usize, hidden: usize, with_bias: bool) -> Layer {
+            Layer {
+                dim,
+                hidden,
+                gate: rng.vec(hidden * dim, -0.5, 0.5),
+                up: rng.vec(hidden * dim, -0.5, 0.5),
+                down: rng.vec(dim * hidden, -0.5, 0.5),
+                bias: if with_bias { rng.vec(hidden, -0.5, 0.5) } else { vec![0.0; hidden] },
+            }
+        }
+        fn down_col(&self, i: usize) -> Vec<f32> {
+            (0..self.dim).map(|c| self.down[c * self.hidden + i]).collect()
+        }
+    }
+
+    /// Slot matrix bytes (kept 16-byte aligned by the u128 backing store).
+    struct Slots {
+        store: Vec<u128>,
+        stride: usize,
+    }
+
+    impl Slots {
+        fn bytes(&self) -> &[u8] {
+            unsafe { slice::from_raw_parts(self.store.as_ptr() as *const u8, self.store.len() * 16) }
+        }
+        fn bytes_mut(&mut self) -> &mut [u8] {
+            unsafe { slice::from_raw_parts_mut(self.store.as_mut_ptr() as *mut u8, self.store.len() * 16) }
+        }
+    }
+
+    /// Puts neuron `placement[s]` of `layer` into slot `s`, in f32.
+    fn pack_f32(layer: &Layer, placement: &[usize], gated: bool, stride_pad: usize) -> Slots {
+        let fmt = BundleFormat { dim: layer.dim, dtype: Dtype::F32, gated, act: Act::Silu };
+        let stride = (fmt.bundle_bytes() + stride_pad + 15) / 16 * 16;
+        let mut slots = Slots { store: vec![0; stride * placement.len() / 16], stride };
+        let dim = layer.dim;
+        for (s, &i) in placement.iter().enumerate() {
+            let mut vals = vec![1.0, 1.0, 1.0, layer.bias[i]];
+            if gated {
+                vals.extend_from_slice(&layer.gate[i * dim..(i + 1) * dim]);
+            }
+            vals.extend_from_slice(&layer.up[i * dim..(i + 1) * dim]);
+            vals.extend(layer.down_col(i));
+            let b = &mut slots.bytes_mut()[s * stride..];
+            for (j, v) in vals.iter().enumerate() {
+                b[4 * j..4 * j + 4].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        slots
+    }
+
+    /// An int8 neuron: its three quantized rows and scales.
+    struct Q8Neuron {
+        gate: Vec<i8>,
+        up: Vec<i8>,
+        down: Vec<i8>,
+        scales: [f32; 3],
+        bias: f32,
+    }
+
+    fn pack_q8(neurons: &[Q8Neuron], dim: usize, gated: bool) -> Slots {
+        let fmt = BundleFormat { dim, dtype: Dtype::I8, gated, act: Act::Silu };
+        let stride = (fmt.bundle_bytes() + 15) / 16 * 16;
+        let mut slots = Slots { store: vec![0; stride * neurons.len() / 16], stride };
+        for (s, n) in neurons.iter().enumerate() {
+            let b = &mut slots.bytes_mut()[s * stride..];
+            for (j, v) in [n.scales[0], n.scales[1], n.scales[2], n.bias].iter().enumerate() {
+                b[4 * j..4 * j + 4].copy_from_slice(&v.to_le_bytes());
+            }
+            let mut at = HEADER_BYTES;
+            let rows: Vec<&Vec<i8>> = if gated { vec![&n.gate, &n.up, &n.down] } else { vec![&n.up, &n.down] };
+            for row in rows {
+                for q in row {
+                    b[at] = *q as u8;
+                    at += 1;
+                }
+            }
+        }
+        slots
+    }
+
+    fn act_f64(act: Act, v: f64) -> f64 {
+        match act {
+            Act::Relu => v.max(0.0),
+            Act::Silu => v / (1.0 + (-v).exp()),
+            Act::Gelu => 0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh()),
+            // (|v| stays small in these tests, so 1 + tanh does not cancel)
+        }
+    }
+
+    const ALL_ACTS: [Act; 3] = [Act::Relu, Act::Silu, Act::Gelu];
+    const DIMS: &[(usize, usize)] = &[(1, 1), (3, 5), (7, 3), (8, 16), (17, 33), (33, 100), (64, 172), (100, 7)];
+
+    #[test]
+    fn f32_bundles_of_all_neurons_are_bit_identical_to_the_dense_path() {
+        let mut rng = Rng::new(100);
+        for &(dim, hidden) in DIMS {
+            let layer = Layer::random(&mut rng, dim, hidden, false);
+            let x = rng.vec(dim, -1.0, 1.0);
+            let order: Vec<usize> = (0..hidden).collect();
+            let slots = pack_f32(&layer, &order, true, 0);
+            let ids: Vec<u32> = (0..hidden as u32).collect();
+
+            let mut out = guarded_f32(dim);
+            let mut h_out = guarded_f32(hidden);
+            let fmt = BundleFormat { dim, dtype: Dtype::F32, gated: true, act: Act::Silu };
+            ffn_bundled(out.inner_mut(), &x, slots.bytes(), slots.stride, &ids, fmt, &mut [], Some(h_out.inner_mut()), false);
+            out.check();
+            h_out.check();
+
+            // matvec (gate), matvec (up), silu, mul, matvec_t (down, stored [dim][hidden] = the
+            // transposed form of matvec_t's [rows = hidden][cols = dim])
+            let mut g = vec![0.0; hidden];
+            let mut u = vec![0.0; hidden];
+            matvec_f32(&mut g, &layer.gate, &x);
+            matvec_f32(&mut u, &layer.up, &x);
+            silu(&mut g);
+            let mut h = vec![0.0; hidden];
+            unsafe { mul(h.as_mut_ptr(), g.as_ptr(), u.as_ptr(), hidden) };
+            let down_t: Vec<f32> = (0..hidden).flat_map(|i| layer.down_col(i)).collect();
+            let mut want = vec![0.0; dim];
+            matvec_t_f32(&mut want, &down_t, &h);
+            assert_bits_eq(out.inner(), &want, "ffn_bundled vs dense");
+            assert_bits_eq(h_out.inner(), &h, "h_out");
+        }
+    }
+
+    #[test]
+    fn accumulating_in_chunks_equals_one_pass_bit_for_bit() {
+        let mut rng = Rng::new(107);
+        for &(dim, hidden) in DIMS {
+            let layer = Layer::random(&mut rng, dim, hidden, false);
+            let x = rng.vec(dim, -1.0, 1.0);
+            let order: Vec<usize> = (0..hidden).collect();
+            let slots = pack_f32(&layer, &order, true, 0);
+            let ids: Vec<u32> = (0..hidden as u32).collect();
+            let fmt = BundleFormat { dim, dtype: Dtype::F32, gated: true, act: Act::Silu };
+            let mut whole = vec![0.0; dim];
+            ffn_bundled(&mut whole, &x, slots.bytes(), slots.stride, &ids, fmt, &mut [], None, false);
+            let mut chunked = vec![f32::NAN; dim];
+            let cut = hidden / 3;
+            ffn_bundled(&mut chunked, &x, slots.bytes(), slots.stride, &ids[..cut], fmt, &mut [], None, false);
+            ffn_bundled(&mut chunked, &x, slots.bytes(), slots.stride, &ids[cut..], fmt, &mut [], None, true);
+            assert_bits_eq(&chunked, &whole, "chunked vs one pass");
+        }
+    }
+
+    #[test]
+    fn f32_bundles_subset_any_order_any_act() {
+        let mut rng = Rng::new(101);
+        for &(dim, hidden) in DIMS {
+            for gated in [true, false] {
+                for act in ALL_ACTS {
+                    let layer = Layer::random(&mut rng, dim, hidden, true);
+                    let x = rng.vec(dim, -1.0, 1.0);
+                    // slot s holds neuron placement[s]; a scrambled placement, a padded stride
+                    let mut placement: Vec<usize> = (0..hidden).collect();
+                    for i in (1..hidden).rev() {
+                        placement.swap(i, rng.below(i + 1));
+                    }
+                    let slots = pack_f32(&layer, &placement, gated, 20);
+                    let n = rng.below(hidden + 1);
+                    let ids: Vec<u32> = (0..n).map(|_| rng.below(hidden) as u32).collect();
+
+                    let mut out = guarded_f32(dim);
+                    let mut h_out = guarded_f32(n);
+                    let fmt = BundleFormat { dim, dtype: Dtype::F32, gated, act };
+                    ffn_bundled(
+                        out.inner_mut(),
+                        &x,
+                        slots.bytes(),
+                        slots.stride,
+                        &ids,
+                        fmt,
+                        &mut [],
+                        Some(h_out.inner_mut()),
+                        false,
+                    );
+                    out.check();
+                    h_out.check();
+
+                    let mut want = vec![0.0f64; dim];
+                    let mut abs = vec![0.0f64; dim];
+                    for (k, &s) in ids.iter().enumerate() {
+                        let i = placement[s as usize];
+                        let u = dot_f64(&layer.up[i * dim..(i + 1) * dim], &x) + layer.bias[i] as f64;
+                        let h = if gated {
+                            act_f64(act, dot_f64(&layer.gate[i * dim..(i + 1) * dim], &x)) * u
+                        } else {
+                            act_f64(act, u)
+                        };
+                        let got_h = h_out.inner()[k] as f64;
+                        assert!((got_h - h).abs() <= 1e-5 * (1.0 + h.abs()), "h[{k}]: {got_h} vs {h}");
+                        for c in 0..dim {
+                            want[c] += h * layer.down[c * hidden + i] as f64;
+                            abs[c] += (h * layer.down[c * hidden + i] as f64).abs();
+                        }
+                    }
+                    assert_close(out.inner(), &want, |c| 1e-5 * (1.0 + abs[c]), "ffn_bundled f32");
+
+                    // without h_out, the same bits
+                    let mut again = vec![0.0; dim];
+                    ffn_bundled(&mut again, &x, slots.bytes(), slots.stride, &ids, fmt, &mut [], None, false);
+                    assert_bits_eq(&again, out.inner(), "no h_out");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn q8_bundles_match_matvec_q8_and_the_float_reference() {
+        let mut rng = Rng::new(102);
+        for &(dim, hidden) in DIMS.iter().chain(&[(1030, 5)]) {
+            for gated in [true, false] {
+                for act in ALL_ACTS {
+                    let neurons: Vec<Q8Neuron> = (0..hidden)
+                        .map(|_| Q8Neuron {
+                            gate: rng.vec_i8(dim),
+                            up: rng.vec_i8(dim),
+                            down: rng.vec_i8(dim),
+                            scales: [rng.range(0.001, 0.01), rng.range(0.001, 0.01), rng.range(0.001, 0.01)],
+                            bias: rng.range(-0.5, 0.5),
+                        })
+                        .collect();
+                    let slots = pack_q8(&neurons, dim, gated);
+                    let n = 1 + rng.below(hidden);
+                    let ids: Vec<u32> = (0..n).map(|_| rng.below(hidden) as u32).collect();
+                    let x = rng.vec(dim, -1.0, 1.0);
+
+                    let mut out = guarded_f32(dim);
+                    let mut h_out = guarded_f32(n);
+                    let mut xq = Guarded::new(padded_len(dim), 0i16, 31111i16);
+                    let fmt = BundleFormat { dim, dtype: Dtype::I8, gated, act };
+                    ffn_bundled(
+                        out.inner_mut(),
+                        &x,
+                        slots.bytes(),
+                        slots.stride,
+                        &ids,
+                        fmt,
+                        xq.inner_mut(),
+                        Some(h_out.inner_mut()),
+                        false,
+                    );
+                    out.check();
+                    h_out.check();
+                    xq.check();
+
+                    // bit-exact against matvec_q8 (same quantization, same dot) + add_scaled_i8
+                    let mut want = vec![0.0f32; dim];
+                    let mut scratch = vec![0i16; padded_len(dim)];
+                    let xs = x.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 32767.0;
+                    let mut wide = vec![0.0f64; dim];
+                    let mut abs = vec![0.0f64; dim];
+                    for (k, &s) in ids.iter().enumerate() {
+                        let nr = &neurons[s as usize];
+                        let mut u = [0.0f32];
+                        matvec_q8(&mut u, &nr.up, &[nr.scales[1]], &x, &mut scratch);
+                        let u = u[0] + nr.bias;
+                        let h = if gated {
+                            let mut g = [0.0f32];
+                            matvec_q8(&mut g, &nr.gate, &[nr.scales[0]], &x, &mut scratch);
+                            act.apply(g[0]) * u
+                        } else {
+                            act.apply(u)
+                        };
+                        assert_eq!(h_out.inner()[k].to_bits(), h.to_bits(), "h[{k}]");
+                        for c in 0..dim {
+                            want[c] += h * (nr.scales[2] * nr.down[c] as f32);
+                        }
+
+                        // float reference: dequantized weights, unquantized x
+                        let deq = |q: &[i8], sc: f32| -> Vec<f32> { q.iter().map(|v| sc * *v as f32).collect() };
+                        let (up, gate, down) =
+                            (deq(&nr.up, nr.scales[1]), deq(&nr.gate, nr.scales[0]), deq(&nr.down, nr.scales[2]));
+                        let u64_ = dot_f64(&up, &x) + nr.bias as f64;
+                        let h64 = if gated { act_f64(act, dot_f64(&gate, &x)) * u64_ } else { act_f64(act, u64_) };
+                        // quantizing x moves each dot by at most Σ|w|·xs/2
+                        let qerr = |w: &[f32]| w.iter().map(|v| v.abs() as f64).sum::<f64>() * xs as f64 * 0.5;
+                        let herr = (qerr(&up) + qerr(&gate)) * 2.0 + 1e-5 * (1.0 + h64.abs());
+                        assert!((h as f64 - h64).abs() <= herr, "q8 h[{k}]: {h} vs {h64}");
+                        for c in 0..dim {
+                            wide[c] += h64 * down[c] as f64;
+                            abs[c] += down[c].abs() as f64 * (herr + h64.abs());
+                        }
+                    }
+                    assert_bits_eq(out.inner(), &want, "ffn_bundled q8");
+                    assert_close(out.inner(), &wide, |c| abs[c] * 1.01 + 1e-6, "ffn_bundled q8 vs float");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_neurons_gives_zero() {
+        let mut out = Guarded::from(&[5.0f32; 9], F32_SENTINEL);
+        let fmt = BundleFormat { dim: 9, dtype: Dtype::F32, gated: true, act: Act::Silu };
+        ffn_bundled(out.inner_mut(), &[1.0; 9], &[], 160, &[], fmt, &mut [], None, false);
+        out.check();
+        assert!(out.inner().iter().all(|v| v.to_bits() == 0));
+    }
+}

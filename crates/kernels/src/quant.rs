@@ -1,0 +1,205 @@
+//! Int8 weights × int16-quantized activations.
+//!
+//! `x` is quantized once per call to i16 with one scale `xs = max|x|/32767`; each row is then an
+//! exact integer dot product (`i32x4.dot_i16x8_s` over 8 columns at a time). One i32 lane receives
+//! 2 products per 8 columns, each at most 128·32767 in magnitude, so after 1024 columns a lane holds
+//! at most 256·128·32767 ≈ 1.07e9 < 2^31: the i32 lanes are flushed into f32 lanes every 1024
+//! columns and never overflow, whatever `cols` is.
+
+use crate::math::{abs_f32, round_half_away};
+use crate::simd::{F32x4, I32x4};
+
+/// Columns per i32 accumulation before flushing to f32 (a multiple of 8).
+pub const FLUSH_COLS: usize = 1024;
+
+/// `n` rounded up to a multiple of 8: the length of the quantized-activation scratch.
+pub fn padded_len(n: usize) -> usize {
+    (n + 7) / 8 * 8
+}
+
+/// Writes `xq[j] = round(x[j]/xs)` (halves away from zero) for `j < x.len()`, zeros up to
+/// `padded_len(x.len())`, and returns `xs = max|x|/32767` (0 when x is all zeros).
+pub fn quantize_i16(x: &[f32], xq: &mut [i16]) -> f32 {
+    let n = x.len();
+    let xq = &mut xq[..padded_len(n)];
+    let mut amax = 0.0f32;
+    for &v in x {
+        let a = abs_f32(v);
+        if a > amax {
+            amax = a;
+        }
+    }
+    let (head, pad) = xq.split_at_mut(n);
+    for q in pad {
+        *q = 0;
+    }
+    if amax == 0.0 {
+        for q in head {
+            *q = 0;
+        }
+        return 0.0;
+    }
+    let xs = amax / 32767.0;
+    for (q, &v) in head.iter_mut().zip(x) {
+        // |v/xs| can exceed 32767 by a rounding of xs; clamp keeps it in i16.
+        *q = round_half_away(v / xs).clamp(-32767, 32767) as i16;
+    }
+    xs
+}
+
+/// `Σ w[j]·xq[j]` for `j < w.len()`, as f32. `xq` must hold `padded_len(w.len())` values.
+/// Order: within each 1024-column chunk, lane `l` of an i32x4 sums columns `8k+2l` and `8k+2l+1`
+/// exactly; at the end of the chunk the lanes are converted to f32 and added to an f32x4; the f32
+/// lanes are finally reduced as `(l0 + l1) + (l2 + l3)`.
+#[inline]
+pub fn dot_q8(w: &[i8], xq: &[i16]) -> f32 {
+    let xq = &xq[..padded_len(w.len())];
+    let mut total = F32x4::zero();
+    for (wc, xc) in w.chunks(FLUSH_COLS).zip(xq.chunks(FLUSH_COLS)) {
+        let mut acc = I32x4::zero();
+        let mut w8 = wc.chunks_exact(8);
+        let mut x8 = xc.chunks_exact(8);
+        for (a, b) in (&mut w8).zip(&mut x8) {
+            acc = acc.add_dot_i8_i16(a, b);
+        }
+        let tail = w8.remainder();
+        if !tail.is_empty() {
+            // The row may end anywhere (even at the end of memory): zero-pad it locally rather than
+            // read past it. The matching xq values exist since xq is padded to 8.
+            let mut pad = [0i8; 8];
+            pad[..tail.len()].copy_from_slice(tail);
+            acc = acc.add_dot_i8_i16(&pad, &xc[wc.len() - tail.len()..]);
+        }
+        total = total + acc.to_f32();
+    }
+    total.sum_lanes()
+}
+
+/// `out[i] = scales[i]·xs·Σ_j w[i*cols + j]·xq[j]` with `rows = out.len()`, `cols = x.len()`;
+/// `xq_scratch` must hold `padded_len(cols)` values.
+pub fn matvec_q8(out: &mut [f32], w: &[i8], scales: &[f32], x: &[f32], xq_scratch: &mut [i16]) {
+    let cols = x.len();
+    let xs = quantize_i16(x, xq_scratch);
+    let xq = &xq_scratch[..padded_len(cols)];
+    let w = &w[..out.len() * cols];
+    for (i, (o, &scale)) in out.iter_mut().zip(scales).enumerate() {
+        *o = scale * xs * dot_q8(&w[i * cols..(i + 1) * cols], xq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::*;
+
+    /// `dot_q8`'s documented order, with plain integers and scalars.
+    fn dot_q8_spec_order(w: &[i8], xq: &[i16]) -> f32 {
+        let mut total = [0.0f32; 4];
+        for start in (0..w.len()).step_by(FLUSH_COLS) {
+            let end = (start + FLUSH_COLS).min(w.len());
+            let mut lane = [0i64; 4];
+            for j in start..end {
+                lane[(j % 8) / 2] += w[j] as i64 * xq[j] as i64;
+            }
+            for l in 0..4 {
+                total[l] += lane[l] as i32 as f32;
+            }
+        }
+        (total[0] + total[1]) + (total[2] + total[3])
+    }
+
+    fn random_q8(rng: &mut Rng, rows: usize, cols: usize) -> (Vec<i8>, Vec<f32>) {
+        (rng.vec_i8(rows * cols), (0..rows).map(|_| rng.range(0.001, 0.02)).collect())
+    }
+
+    #[test]
+    fn quantize_rounds_and_pads() {
+        let mut rng = Rng::new(40);
+        for &n in SIZES {
+            let x = rng.vec(n, -3.0, 3.0);
+            let mut xq = Guarded::new(padded_len(n), 99i16, -999i16);
+            let xs = quantize_i16(&x, xq.inner_mut());
+            xq.check();
+            let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            assert_eq!(xs, amax / 32767.0);
+            for j in 0..n {
+                assert_eq!(xq.inner()[j] as i32, (x[j] / xs).round() as i32);
+                // half a step, plus the f32 roundings of xs and x/xs (2^-24 relative of ≤ 32767 steps)
+                let bound = xs as f64 * (0.5 + 2.0 * 32767.0 / (1u64 << 24) as f64);
+                assert!((x[j] as f64 - xs as f64 * xq.inner()[j] as f64).abs() <= bound);
+            }
+            assert!(xq.inner()[n..].iter().all(|q| *q == 0), "padding not zeroed");
+            assert!(xq.inner().iter().any(|q| q.abs() == 32767));
+        }
+        let mut xq = [5i16; 8];
+        assert_eq!(quantize_i16(&[0.0, -0.0, 0.0], &mut xq), 0.0);
+        assert_eq!(xq, [0; 8]);
+    }
+
+    #[test]
+    fn matvec_q8_matches_float_reference_within_quantization_error() {
+        let mut rng = Rng::new(41);
+        let shapes: &[(usize, usize)] = &[
+            (1, 1),
+            (3, 7),
+            (7, 17),
+            (17, 33),
+            (33, 100),
+            (5, 172),
+            (4, 1023),
+            (3, 1024),
+            (3, 1025),
+            (2, 2051),
+            (2, 4096),
+        ];
+        for &(rows, cols) in shapes {
+            let (w, scales) = random_q8(&mut rng, rows, cols);
+            let x = rng.vec(cols, -2.0, 2.0);
+            let mut out = guarded_f32(rows);
+            let mut xq = Guarded::new(padded_len(cols), 0i16, 12345i16);
+            matvec_q8(out.inner_mut(), &w, &scales, &x, xq.inner_mut());
+            out.check();
+            xq.check();
+            let xs = x.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 32767.0;
+            for i in 0..rows {
+                let row = &w[i * cols..(i + 1) * cols];
+                let got = out.inner()[i] as f64;
+                let s = scales[i] as f64;
+                // float reference over the dequantized weights and the unquantized x
+                let want: f64 = row.iter().zip(&x).map(|(q, v)| s * *q as f64 * *v as f64).sum();
+                let abs_w: f64 = row.iter().map(|q| s * (*q as f64).abs()).sum();
+                // each x[j] is off by at most ~xs/2 (see above); the f32 flushes and scalings add
+                // a few ulp
+                let tol = abs_w * xs as f64 * (0.5 + 2.0 * 32767.0 / (1u64 << 24) as f64) + 1e-6 * abs_w + 1e-30;
+                assert!((got - want).abs() <= tol, "{rows}x{cols} row {i}: {got} vs {want} (tol {tol})");
+                // and exactly the documented integer/f32 order
+                let sum = dot_q8_spec_order(row, xq.inner());
+                assert_eq!(out.inner()[i].to_bits(), (scales[i] * xs * sum).to_bits());
+            }
+        }
+    }
+
+    #[test]
+    fn q8_does_not_overflow_at_large_cols() {
+        for &cols in &[11008usize, 100_000] {
+            let x: Vec<f32> = (0..cols).map(|j| if j % 3 == 0 { -4.0 } else { 4.0 }).collect();
+            let mut xq = vec![0i16; padded_len(cols)];
+            // every product at (or next to) the maximum +128·32767, all of one sign
+            let w: Vec<i8> = x.iter().map(|v| if *v < 0.0 { -128 } else { 127 }).collect();
+            let mut out = [0.0f32; 1];
+            matvec_q8(&mut out, &w, &[1.0], &x, &mut xq);
+            let xs = 4.0f32 / 32767.0;
+            let exact: i64 = w.iter().zip(&xq).map(|(a, b)| *a as i64 * *b as i64).sum();
+            let want = exact as f64 * xs as f64;
+            assert!(exact > (cols as i64) * 127 * 32767, "test data is not worst case");
+            assert!(((out[0] as f64) - want).abs() <= 1e-6 * want.abs(), "cols={cols}: {} vs {want}", out[0]);
+
+            // all -128 against all -32767: every product +4194176
+            let w = vec![-128i8; cols];
+            let x = vec![-1.0f32; cols];
+            matvec_q8(&mut out, &w, &[0.5], &x, &mut xq);
+            let want = 0.5 * (1.0f32 / 32767.0) as f64 * (cols as f64 * 128.0 * 32767.0);
+            assert!(((out[0] as f64) - want).abs() <= 1e-6 * want, "cols={cols}: {} vs {want}", out[0]);
+        }
+    }
+}
