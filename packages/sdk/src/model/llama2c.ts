@@ -117,7 +117,6 @@ export function readLlama2cCheckpoint(bytes: Uint8Array, opts: Llama2cOptions = 
     gated: true,
     sharedClassifier: shared,
     norm: "rmsnorm",
-    maxPositions: 0,
   };
   return { config, tensors };
 }

@@ -1,0 +1,89 @@
+import { BudgetError } from "../errors.js";
+import type { Manifest } from "../format/types.js";
+import { Transformer } from "../model/transformer.js";
+import type { FfnStorageLayout, FlashStrategy } from "./flash-ffn.js";
+import { flashScratchBytes } from "./flash-ffn.js";
+
+/**
+ * Where a memory budget goes (bytes of WASM memory). The budget covers the model: resident weights,
+ * KV cache, activations, scratch and neuron caches. The runtime's own fixed overhead (the kernels
+ * module's data and stack, and the last partly used 64 KiB page) comes on top and is stated in
+ * `overheadBytes`: WASM memory never exceeds `budget + overheadBytes`.
+ */
+export interface MemoryPlan {
+  /** The budget asked for, or `Infinity`. */
+  budget: number;
+  /** Runtime overhead outside the budget: the kernels module before any allocation, plus page slack. */
+  overheadBytes: number;
+  /** Embeddings, attention, norms, output head. */
+  residentBytes: number;
+  /** KV cache, activations and scratch of the forward pass. */
+  stateBytes: number;
+  /** Scratch of the flash FFN path. */
+  ffnScratchBytes: number;
+  /** Neuron cache slot matrices. */
+  cacheBytes: number;
+  /** Slots per cache (per layer for `windowed`, one shared buffer otherwise). */
+  capacity: number;
+  /** What the plan charges to the budget (resident + state + scratch + caches). */
+  totalBytes: number;
+}
+
+const BLOCK_OVERHEAD = 48; // allocator header + alignment, per block
+const SLACK = 64 * 1024; // memory grows in 64 KiB pages
+
+/** Bytes the resident tensors of a manifest take in WASM memory. */
+export function residentBytes(m: Manifest): number {
+  let total = 0;
+  for (const t of m.tensors) {
+    const n = t.shape.reduce((a, b) => a * b, 1);
+    if (t.dtype === "f32") total += n * 4 + BLOCK_OVERHEAD;
+    else total += n + (n / t.shape[t.shape.length - 1]) * 4 + 2 * BLOCK_OVERHEAD;
+  }
+  return total;
+}
+
+/**
+ * Splits a budget between what a model must keep and its neuron caches (DESIGN §5). The cache gets
+ * what is left, up to every neuron; when not even one slot per cache fits, throws {@link BudgetError}
+ * with every figure, so the user sees what to change.
+ */
+export function planMemory(
+  manifest: Manifest,
+  layout: FfnStorageLayout,
+  strategy: FlashStrategy,
+  contextLength: number,
+  moduleBytes: number,
+  budget = Infinity,
+): MemoryPlan {
+  const resident = residentBytes(manifest);
+  const state = Transformer.stateBytes(manifest.config, contextLength) + 11 * BLOCK_OVERHEAD;
+  const scratch = flashScratchBytes(layout) + 3 * BLOCK_OVERHEAD;
+  const fixed = resident + state + scratch;
+  const caches = strategy === "windowed" ? layout.nLayers : 1;
+  const perCacheOverhead = 4096 + BLOCK_OVERHEAD; // 4096-aligned slot matrices
+  const left = budget - fixed;
+  const capacity = Math.min(layout.neurons, Math.floor((left / caches - perCacheOverhead) / layout.bundleStride));
+  const plan: MemoryPlan = {
+    budget,
+    overheadBytes: moduleBytes + SLACK,
+    residentBytes: resident,
+    stateBytes: state,
+    ffnScratchBytes: scratch,
+    cacheBytes: caches * (Math.max(capacity, 0) * layout.bundleStride + perCacheOverhead),
+    capacity,
+    totalBytes: 0,
+  };
+  plan.totalBytes = fixed + plan.cacheBytes;
+  if (!(capacity >= 1)) {
+    const minimum = fixed + caches * (layout.bundleStride + perCacheOverhead);
+    throw new BudgetError(
+      `memory budget of ${budget} bytes is too small: the model needs ${fixed} bytes before its neuron cache ` +
+        `(resident weights ${resident}, KV cache and activations for ${contextLength} positions ${state}, ` +
+        `FFN scratch ${scratch}) and at least ${caches * (layout.bundleStride + perCacheOverhead)} for ` +
+        `${caches} cache(s) of one ${layout.bundleStride}-byte bundle: at least ${minimum} bytes. A shorter context (contextLength) or q8 weights need less.`,
+      { budget, minimum, residentBytes: resident, stateBytes: state, ffnScratchBytes: scratch, contextLength },
+    );
+  }
+  return plan;
+}
