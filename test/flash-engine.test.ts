@@ -72,7 +72,7 @@ describe("flash engine, every neuron selected", () => {
     const source = await NodeFileSource.open(path);
     const budget = Math.floor(flmF32.byteLength * 0.85);
     const model = await openFlashModel(source, { memoryBudget: budget, contextLength: 256 });
-    expect(model.memoryPlan.capacity).toBeLessThan(172);
+    expect(model.memoryPlan.capacity).toBeLessThan(5 * 172); // not every neuron fits: evictions happen
     const tokens = [...greedy[1].prompt_tokens];
     for await (const t of model.generate(prompt, { temperature: 0, maxTokens: 257 - tokens.length })) tokens.push(t.token);
     expect(tokens).toEqual(refTokens);

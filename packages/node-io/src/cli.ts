@@ -1,21 +1,19 @@
 #!/usr/bin/env node
-import { Command, InvalidArgumentError } from "commander";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { convertCommand } from "./commands/convert.js";
+import { inspectCommand } from "./commands/inspect.js";
 import { runCommand } from "./commands/run.js";
 
-function int(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
-    return n;
-  };
-}
-function num(name: string) {
-  return (v: string) => {
-    const n = Number(v);
-    if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
-    return n;
-  };
-}
+const int = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
+  return n;
+};
+const num = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
+  return n;
+};
 
 const program = new Command()
   .name("flashllm")
@@ -24,18 +22,43 @@ const program = new Command()
 
 program
   .command("run")
-  .description("generate text (without --model: the shipped stories260K model)")
-  .option("-m, --model <path>", "llama2.c checkpoint (.bin) or flashllm container (.flm)")
+  .description("generate text (without --model: the shipped stories260K model, converted to .flm on first use)")
+  .option("-m, --model <path>", "flashllm container (.flm) or llama2.c checkpoint (.bin)")
   .option("-z, --tokenizer <path>", "llama2.c tokenizer (.bin) for a .bin checkpoint")
   .option("-i, --prompt <text>", "prompt", "")
-  .option("-n, --max-tokens <n>", "new tokens to generate", int("--max-tokens"), 256)
+  .option("-n, --max-tokens <n>", "new tokens to generate", int("--max-tokens"), 200)
   .option("-t, --temperature <t>", "0 = greedy", num("--temperature"), 0.8)
   .option("-p, --top-p <p>", "nucleus sampling threshold; outside (0,1) disables", num("--top-p"), 0.9)
   .option("-s, --seed <n>", "RNG seed (default: time)", int("--seed"))
-  .option("--activation <act>", "FFN activation for llama2.c checkpoints (silu|relu): the format does not record it", "silu")
-  .action(async (opts) => {
-    await runCommand(opts);
-  });
+  .option("-b, --memory-budget <size>", "hard limit on model memory: a share of the .flm file (50%) or bytes (600KiB)")
+  .addOption(new Option("--strategy <s>", "how neurons reach memory").choices(["naive", "bundled", "windowed"]).default("windowed"))
+  .option("--window <k>", "tokens a used neuron stays protected in the cache", int("--window"), 4)
+  .option("--context <n>", "KV cache positions (default: what prompt + max tokens can reach)", int("--context"))
+  .addOption(new Option("--dtype <d>", "weights type when converting a .bin").choices(["f32", "q8"]).default("f32"))
+  .addOption(new Option("--activation <a>", "FFN activation of a llama2.c checkpoint (the format does not record it)").choices(["silu", "relu"]).default("silu"))
+  .option("--direct", "read with O_DIRECT (bypass the page cache)", false)
+  .option("--in-flight <n>", "reads in flight", int("--in-flight"), 8)
+  .option("--dense", "load a llama2.c checkpoint wholly into memory instead (the reference path)", false)
+  .action((opts) => runCommand(opts));
+
+program
+  .command("convert")
+  .description("convert a llama2.c checkpoint into a .flm container")
+  .argument("<checkpoint>", "llama2.c checkpoint (.bin)")
+  .argument("<out>", "output .flm file")
+  .requiredOption("-z, --tokenizer <path>", "llama2.c tokenizer (.bin)")
+  .addOption(new Option("--dtype <d>", "weights type").choices(["f32", "q8"]).default("f32"))
+  .addOption(new Option("--activation <a>", "FFN activation (the llama2.c format does not record it)").choices(["silu", "relu"]).default("silu"))
+  .option("--bundle-align <n>", "bundle stride alignment in bytes (4096 lets O_DIRECT read single bundles in place)", int("--bundle-align"), 16)
+  .action((input, out, opts) => convertCommand(input, out, opts));
+
+program
+  .command("inspect")
+  .description("print a .flm file's manifest and sizes, and verify its checksums")
+  .argument("<file>", ".flm file")
+  .option("--json", "print the manifest as JSON", false)
+  .option("--no-verify", "skip checksum verification")
+  .action((file, opts) => inspectCommand(file, opts));
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as { name?: string; code?: string; message?: string };

@@ -2,3 +2,6 @@
 export { SHIPPED_MODELS_DIR, DEFAULT_MODEL, DEFAULT_TOKENIZER } from "./paths.js";
 export { NodeFileSource } from "./source/index.js";
 export type { NodeFileSourceOptions, NodeFileSourceStats } from "./source/index.js";
+export { NodeFileSink } from "./file-sink.js";
+export { parseBudget } from "./budget.js";
+export { cacheDir, convertFile, flmFor } from "./model-files.js";

@@ -30,7 +30,7 @@ export { NeuronCache } from "./cache/neuron-cache.js";
 export { ReadPlanner } from "./cache/read-planner.js";
 export { AllNeurons, FixedSelector } from "./sparsity/selector.js";
 export type { NeuronSelector } from "./sparsity/selector.js";
-export { FlashFfn, flashCacheBytes, flashScratchBytes } from "./flash/flash-ffn.js";
+export { FlashFfn, flashScratchBytes, maxUsefulSlots } from "./flash/flash-ffn.js";
 export type { FfnStorageLayout, FlashStrategy, FlashFfnOptions } from "./flash/flash-ffn.js";
 export type { FlashStats } from "./flash/stats.js";
 export { planMemory, residentBytes } from "./flash/memory-plan.js";

@@ -1,7 +1,10 @@
-import { readFile } from "node:fs/promises";
-import { loadLlama2c } from "@flashllm/sdk";
+import { readFile, stat } from "node:fs/promises";
+import { loadLlama2c, openFlashModel, type FlashModel, type FlashStrategy, type LanguageModel } from "@flashllm/sdk";
+import { parseBudget } from "../budget.js";
 import { formatBytes, peakRssBytes } from "../format-stats.js";
+import { flmFor } from "../model-files.js";
 import { DEFAULT_MODEL, DEFAULT_TOKENIZER } from "../paths.js";
+import { NodeFileSource } from "../source/index.js";
 
 export interface RunOptions {
   model?: string;
@@ -12,31 +15,80 @@ export interface RunOptions {
   topP: number;
   seed?: number;
   activation: "silu" | "relu";
+  memoryBudget?: string;
+  strategy: FlashStrategy;
+  window: number;
+  dtype: "f32" | "q8";
+  context?: number;
+  direct: boolean;
+  inFlight: number;
+  dense: boolean;
 }
 
-/** `flashllm run`: streams the generated text, then one line of figures. */
+/**
+ * `flashllm run`: streams generated text to stdout, then one line of figures to stderr. A llama2.c
+ * checkpoint is converted to `.flm` on first use (kept in the cache folder) and run from flash, unless
+ * `--dense` asks for the whole model in memory.
+ */
 export async function runCommand(o: RunOptions): Promise<void> {
   const modelPath = o.model ?? DEFAULT_MODEL;
+  const isFlm = modelPath.endsWith(".flm");
   const tokPath = o.tokenizer ?? (o.model ? undefined : DEFAULT_TOKENIZER);
-  if (!tokPath) throw new Error("a llama2.c checkpoint needs --tokenizer <tok.bin>");
-  const model = await loadLlama2c(await readFile(modelPath), await readFile(tokPath), { activation: o.activation });
-  const ac = new AbortController();
-  process.once("SIGINT", () => ac.abort("interrupted"));
-  if (o.prompt) process.stdout.write(o.prompt);
-  for await (const t of model.generate(o.prompt, {
-    maxTokens: o.maxTokens,
-    temperature: o.temperature,
-    topP: o.topP,
-    seed: o.seed,
-    signal: ac.signal,
-  })) {
-    process.stdout.write(t.text);
+  if (!isFlm && !tokPath) throw new Error("a llama2.c checkpoint needs --tokenizer <tok.bin>");
+  // KV cache for what this run can reach: BOS + dummy prefix + one token per prompt byte at most + new tokens.
+  const contextLength = o.context ?? new TextEncoder().encode(o.prompt).length + 2 + o.maxTokens;
+
+  let model: LanguageModel;
+  let source: NodeFileSource | undefined;
+  let flashFile = "";
+  if (o.dense) {
+    if (isFlm) throw new Error("--dense runs a llama2.c checkpoint in memory; a .flm always runs from flash");
+    model = await loadLlama2c(await readFile(modelPath), await readFile(tokPath!), { activation: o.activation, contextLength });
+  } else {
+    flashFile = isFlm ? modelPath : await flmFor(modelPath, tokPath!, { dtype: o.dtype, activation: o.activation }, (m) => process.stderr.write(`[flashllm] ${m}\n`));
+    const fileBytes = (await stat(flashFile)).size;
+    const memoryBudget = o.memoryBudget ? parseBudget(o.memoryBudget, fileBytes) : undefined;
+    source = await NodeFileSource.open(flashFile, { direct: o.direct, maxInFlight: o.inFlight });
+    model = await openFlashModel(source, { memoryBudget, strategy: o.strategy, window: o.window, contextLength });
+    const p = (model as FlashModel).memoryPlan;
+    process.stderr.write(
+      `[flashllm] ${flashFile}: ${formatBytes(fileBytes)}; budget ${memoryBudget ? `${formatBytes(memoryBudget)} (${((100 * memoryBudget) / fileBytes).toFixed(0)}% of the file)` : "unlimited"}: ` +
+        `resident ${formatBytes(p.residentBytes)}, KV+activations ${formatBytes(p.stateBytes)} (${contextLength} positions), ` +
+        `neuron cache ${formatBytes(p.cacheBytes)} (${p.capacity} of ${model.config.hiddenDim * model.config.nLayers} bundles), strategy ${o.strategy}\n`,
+    );
   }
+
+  const ac = new AbortController();
+  const onInt = () => ac.abort("interrupted");
+  process.once("SIGINT", onInt);
+  try {
+    if (o.prompt) process.stdout.write(o.prompt);
+    for await (const t of model.generate(o.prompt, { maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, seed: o.seed, signal: ac.signal })) {
+      process.stdout.write(t.text);
+    }
+    process.stdout.write("\n");
+    process.stderr.write(statsLine(model) + "\n");
+  } finally {
+    process.off("SIGINT", onInt);
+    await model.dispose();
+    await source?.close();
+  }
+}
+
+/** One line of figures: speed, then (flash) I/O per token, hit rate and the time split, then memory. */
+export function statsLine(model: LanguageModel): string {
   const s = model.lastStats!;
-  process.stdout.write("\n");
-  process.stderr.write(
-    `[stats] ${s.generatedTokens} tokens, ${s.tokensPerSecond.toFixed(1)} tok/s, prompt ${s.promptTokens} tokens in ${s.promptMs.toFixed(1)} ms, ` +
-      `peak RSS ${formatBytes(peakRssBytes())}, WASM memory ${formatBytes(model.wasmMemoryBytes)}\n`,
-  );
-  await model.dispose();
+  const parts = [`${s.generatedTokens} tokens`, `${s.tokensPerSecond.toFixed(1)} tok/s`];
+  const flash = (model as FlashModel).flash;
+  if (flash) {
+    const f = flash.stats;
+    const t = Math.max(f.tokens, 1);
+    parts.push(
+      `read ${formatBytes(f.bytesRead / t)}/token in ${(f.readRequests / t).toFixed(1)} reads (mean ${formatBytes(f.bytesRead / Math.max(f.readRequests, 1))})`,
+      `cache hit ${((100 * f.cacheHits) / Math.max(f.activeNeurons, 1)).toFixed(1)}%`,
+      `per token: I/O ${(f.ioMs / t).toFixed(2)} ms, memory ${(f.memoryMs / t).toFixed(2)} ms, FFN compute ${(f.computeMs / t).toFixed(2)} ms`,
+    );
+  }
+  parts.push(`peak RSS ${formatBytes(peakRssBytes())}`, `WASM memory ${formatBytes(model.wasmMemoryBytes)}`);
+  return `[stats] ${parts.join(", ")}`;
 }

@@ -6,10 +6,10 @@ import { FlashError } from "../errors.js";
  * `0 … size-1`: insert appends at `size`, delete moves the last live slot into the hole. So the
  * live bundles stay dense, nothing is allocated per token, and nothing that stays is copied.
  *
- * Each neuron remembers the last token that used it. When room is needed the least recently used go
- * first, so neurons of the last `window` tokens leave only after every older one has (with a fixed
- * budget this is the paper's window made lazy: a neuron that left the window keeps its slot, and can
- * still hit, until the slot is needed). {@link evictOutsideWindow} gives the paper's strict window.
+ * Each neuron remembers the clock tick that last used it. When room is needed, neurons outside the
+ * window (`window` ticks) leave before any inside it (see {@link makeRoom}): the paper's window, made
+ * lazy: a neuron that left the window keeps its slot, and can still hit, until the slot is needed.
+ * {@link evictOutsideWindow} gives the paper's strict window.
  * Loads are two-phase so a failed read leaves the cache as it was: {@link reserve} hands out slots
  * past the live ones, {@link commit} makes them live, {@link rollback} forgets them.
  */
@@ -69,35 +69,51 @@ export class NeuronCache {
   }
 
   /**
-   * Makes at least `need` slots free by evicting the least recently used neurons. Neurons used by
-   * `token` itself are never evicted, so the result can fall short: returns how many slots are free.
+   * Makes at least `need` slots free. Neurons that left the window go first, least recently used
+   * first. If that is not enough, neurons inside the window go, most recently used first: the clock
+   * ticks once per layer evaluation and layers come round in a cycle, so the neuron used most recently
+   * is the one needed again furthest in the future (Belady's choice; LRU would evict exactly the
+   * neurons the next layers are about to ask for). Neurons used at `tick` itself are never evicted,
+   * so the result can fall short: returns how many slots are free.
    */
-  makeRoom(need: number, token: number): number {
+  makeRoom(need: number, tick: number): number {
     if (this.free >= need || this.size === 0) return this.free;
     if (this.reserved > 0) throw new FlashError("BAD_ARGUMENT", "makeRoom during a pending load");
-    // Histogram of ages (token - lastUsed), capped, to find the age cut-off without sorting.
+    // Histogram of ages (tick - lastUsed), capped, to find the cut-offs without sorting.
     const h = this.ageHistogram;
     h.fill(0);
-    for (let s = 0; s < this.size; s++) h[this.ageBucket(this.neuronOfSlot[s], token)]++;
+    for (let s = 0; s < this.size; s++) h[this.ageBucket(this.neuronOfSlot[s], tick)]++;
     let toFree = need - this.free;
-    // Oldest first; age 0 (this token) is never evicted.
-    let cutoff = AGE_BUCKETS;
-    let take = 0;
-    for (; cutoff >= 1 && take < toFree; cutoff--) take += h[cutoff];
-    cutoff++; // every age above the cut-off goes, then ages equal to it while still needed
+    const w = Math.max(1, Math.min(this.window, AGE_BUCKETS));
+    // Outside the window, oldest first: ages ≥ `cut` go (those equal to it only while needed).
+    let cut = AGE_BUCKETS;
+    let take = h[cut];
+    while (take < toFree && cut > w) take += h[--cut];
+    toFree = this.evictWhere(toFree, tick, (age) => age > cut, (age) => age === cut && age >= w);
+    if (toFree <= 0) return this.free;
+    // Inside the window, youngest first (age 0, this tick, is never taken).
+    let upTo = 1;
+    take = h[1];
+    while (take < toFree && upTo < w - 1) take += h[++upTo];
+    this.evictWhere(toFree, tick, (age) => age >= 1 && age < upTo, (age) => age === upTo && age >= 1);
+    return this.free;
+  }
+
+  // Evicts every slot whose age passes `all`, then slots whose age passes `some` while still needed.
+  private evictWhere(toFree: number, tick: number, all: (age: number) => boolean, some: (age: number) => boolean): number {
     for (let s = this.size - 1; s >= 0; s--) {
-      if (this.ageBucket(this.neuronOfSlot[s], token) > cutoff) {
+      if (all(this.ageBucket(this.neuronOfSlot[s], tick))) {
         this.evictSlot(s); // the slot now holds the former last one, already looked at: move on
         toFree--;
       }
     }
     for (let s = this.size - 1; s >= 0 && toFree > 0; s--) {
-      if (this.ageBucket(this.neuronOfSlot[s], token) === cutoff) {
+      if (some(this.ageBucket(this.neuronOfSlot[s], tick))) {
         this.evictSlot(s);
         toFree--;
       }
     }
-    return this.free;
+    return toFree;
   }
 
   /** Evicts every neuron not used by `token` (the no-reuse strategies start each token empty). */
@@ -176,4 +192,4 @@ export class NeuronCache {
 }
 
 const NEVER = -0x80000000;
-const AGE_BUCKETS = 255;
+const AGE_BUCKETS = 4095; // ages are ranked exactly up to this many clock ticks

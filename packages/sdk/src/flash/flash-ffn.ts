@@ -29,14 +29,14 @@ export interface FfnStorageLayout {
  * How neurons reach memory, the variants the paper compares (DESIGN §1, §6):
  * - `naive`: every neuron of every layer is read each token into one reused buffer;
  * - `bundled`: only the selected neurons are read, as bundles, coalesced; nothing kept between tokens;
- * - `windowed`: bundled reads into per-layer caches that keep recently used neurons (the full method).
+ * - `windowed`: bundled reads into a cache that keeps recently used neurons across tokens (the full method).
  */
 export type FlashStrategy = "naive" | "bundled" | "windowed";
 
 /** Options of the flash FFN path. */
 export interface FlashFfnOptions {
   strategy: FlashStrategy;
-  /** Slots per layer cache (windowed), or of the shared buffer (naive, bundled). */
+  /** Slots of the neuron cache, shared by all layers (bundles of any layer can take any slot). */
   capacity: number;
   /** Tokens a used neuron is protected from eviction (windowed). Default 4. */
   window?: number;
@@ -48,10 +48,9 @@ export interface FlashFfnOptions {
   selector: NeuronSelector;
 }
 
-/** The slot matrices' WASM bytes for a strategy and capacity (for the memory budget). */
-export function flashCacheBytes(layout: FfnStorageLayout, strategy: FlashStrategy, capacity: number): number {
-  const matrices = strategy === "windowed" ? layout.nLayers : 1;
-  return matrices * (capacity * layout.bundleStride + 4096);
+/** Most slots a strategy can use: every neuron of every layer (windowed), or of one layer at a time. */
+export function maxUsefulSlots(layout: FfnStorageLayout, strategy: FlashStrategy): number {
+  return strategy === "windowed" ? layout.nLayers * layout.neurons : layout.neurons;
 }
 
 /** Per-layer scratch the path keeps in WASM memory (slot ids, quantized input, partial output). */
@@ -63,11 +62,15 @@ export function flashScratchBytes(layout: FfnStorageLayout): number {
  * The FFN computed from bundles read from storage through a {@link NeuronCache}: per layer, the
  * selector names the active neurons, the cache says which are missing, the {@link ReadPlanner} turns
  * those into a few large reads straight into free slots, and `ffn_bundled` runs over the active slots.
+ *
+ * One cache serves every layer (neuron `i` of layer `l` is cache id `l·neurons + i`), so the budget
+ * is not split in advance: busy layers take more slots, quiet ones fewer. Its clock ticks once per
+ * layer evaluation, so LRU order runs across layers, and only the layer being computed is protected.
  */
 export class FlashFfn implements FfnBackend {
   readonly stats: FlashStats = emptyFlashStats();
-  private readonly caches: NeuronCache[];
-  private readonly matrices: WasmBlock[] = [];
+  private readonly cache: NeuronCache;
+  private readonly matrix: WasmBlock;
   private readonly planner: ReadPlanner;
   private readonly slotIds: WasmBlock; // u32 [neurons]: active slots in neuron order, for the kernel
   private readonly xq: WasmBlock; // i16 scratch for q8 bundles
@@ -75,7 +78,7 @@ export class FlashFfn implements FfnBackend {
   private readonly missing: Int32Array;
   private readonly chunkIds: Int32Array;
   private readonly strategy: FlashStrategy;
-  private token = -1;
+  private tick = 0; // one per layer evaluation: the cache's clock
 
   constructor(
     private readonly k: Kernels,
@@ -85,17 +88,14 @@ export class FlashFfn implements FfnBackend {
   ) {
     const { neurons, bundleStride, nLayers } = layout;
     this.strategy = opts.strategy;
-    const capacity = Math.min(opts.capacity, neurons);
+    const ids = maxUsefulSlots(layout, this.strategy);
+    const capacity = Math.min(opts.capacity, ids);
     if (!(capacity >= 1)) throw new FlashError("BUDGET_TOO_SMALL", `the neuron cache needs at least one slot of ${bundleStride} bytes`);
-    const window = opts.window ?? 4;
-    const nMatrices = this.strategy === "windowed" ? nLayers : 1;
-    this.caches = [];
-    for (let m = 0; m < nMatrices; m++) {
-      // 4096-aligned so that O_DIRECT reads can land straight in the slots when the stride allows.
-      const block = k.alloc(capacity * bundleStride, 4096);
-      this.matrices.push(block);
-      this.caches.push(new NeuronCache(neurons, capacity, bundleStride, () => k.u8(block.ptr, capacity * bundleStride), window));
-    }
+    // 4096-aligned so that O_DIRECT reads can land straight in the slots when the stride allows.
+    const matrix = k.alloc(capacity * bundleStride, 4096);
+    this.matrix = matrix;
+    const windowTicks = (opts.window ?? 4) * nLayers;
+    this.cache = new NeuronCache(ids, capacity, bundleStride, () => k.u8(matrix.ptr, capacity * bundleStride), windowTicks);
     const maxGap = Math.floor((opts.maxGapBytes ?? 32 * 1024) / bundleStride);
     this.planner = new ReadPlanner(neurons, maxGap);
     this.slotIds = k.alloc(neurons * 4);
@@ -105,21 +105,19 @@ export class FlashFfn implements FfnBackend {
     this.chunkIds = new Int32Array(neurons);
   }
 
-  /** Slots per cache. */
+  /** Slots in the cache. */
   get capacity(): number {
-    return this.caches[0].capacity;
+    return this.cache.capacity;
   }
 
-  beginToken(pos: number): void {
-    this.token = pos + 1; // strictly increasing across generate calls is not needed: ages only compare
+  beginToken(): void {
     this.stats.tokens++;
   }
 
   async run(layer: number, x: number, out: number, signal?: AbortSignal): Promise<void> {
-    const { k, layout, stats } = this;
-    const cache = this.caches.length > 1 ? this.caches[layer] : this.caches[0];
-    const matrix = this.caches.length > 1 ? this.matrices[layer] : this.matrices[0];
+    const { k, layout, stats, cache, matrix } = this;
     stats.layerRuns++;
+    const tick = ++this.tick;
 
     const t = performance.now();
     const nActive =
@@ -127,19 +125,22 @@ export class FlashFfn implements FfnBackend {
     const t2 = performance.now();
     stats.computeMs += t2 - t;
     stats.activeNeurons += nActive;
+    // Cache ids: a layer's neurons follow the previous layers' (no-reuse strategies use layer-local ids).
+    const idBase = this.strategy === "windowed" ? layer * layout.neurons : 0;
+    if (idBase > 0) for (let i = 0; i < nActive; i++) this.active[i] += idBase;
 
     if (this.strategy !== "windowed") cache.clear();
-    else if (this.opts.strictWindow) cache.evictOutsideWindow(this.token);
+    else if (this.opts.strictWindow) cache.evictOutsideWindow(tick);
 
     if (nActive <= cache.capacity) {
-      const nMissing = this.findMissing(cache, this.active, nActive);
+      const nMissing = this.findMissing(this.active, nActive, tick);
       stats.cacheHits += nActive - nMissing;
       if (nMissing > 0) {
-        cache.makeRoom(nMissing, this.token);
+        cache.makeRoom(nMissing, tick);
         stats.memoryMs += performance.now() - t2;
-        await this.load(cache, matrix, layer, this.missing, nMissing, signal);
+        await this.load(layer, idBase, this.missing, nMissing, signal);
       }
-      this.compute(cache, matrix, x, out, this.active, nActive, false);
+      this.compute(x, out, this.active, nActive, false);
       return;
     }
     stats.memoryMs += performance.now() - t2;
@@ -152,18 +153,19 @@ export class FlashFfn implements FfnBackend {
       const chunk = this.chunkIds.subarray(0, n);
       chunk.set(this.active.subarray(start, start + n));
       cache.clear();
-      const nMissing = this.findMissing(cache, chunk, n);
-      await this.load(cache, matrix, layer, this.missing, nMissing, signal);
-      this.compute(cache, matrix, x, out, chunk, n, start > 0);
+      const nMissing = this.findMissing(chunk, n, tick);
+      await this.load(layer, idBase, this.missing, nMissing, signal);
+      this.compute(x, out, chunk, n, start > 0);
     }
   }
 
   // Marks the active neurons used by this token and lists the ones not in the cache.
-  private findMissing(cache: NeuronCache, active: Int32Array, nActive: number): number {
+  private findMissing(active: Int32Array, nActive: number, tick: number): number {
+    const cache = this.cache;
     let nMissing = 0;
     for (let i = 0; i < nActive; i++) {
       const n = active[i];
-      cache.touch(n, this.token);
+      cache.touch(n, tick);
       if (cache.slotOf(n) < 0) this.missing[nMissing++] = n;
     }
     return nMissing;
@@ -171,8 +173,8 @@ export class FlashFfn implements FfnBackend {
 
   // Plans and issues the reads of `missing` straight into newly reserved slots; commits on success,
   // rolls back on failure so the cache never points at a slot whose bytes did not arrive.
-  private async load(cache: NeuronCache, matrix: WasmBlock, layer: number, missing: Int32Array, nMissing: number, signal?: AbortSignal): Promise<void> {
-    const { k, layout, stats, planner } = this;
+  private async load(layer: number, idBase: number, missing: Int32Array, nMissing: number, signal?: AbortSignal): Promise<void> {
+    const { k, layout, stats, planner, cache, matrix } = this;
     const t0 = performance.now();
     planner.plan(missing, nMissing, (n) => cache.slotOf(n) >= 0, cache.free);
     const stride = layout.bundleStride;
@@ -185,7 +187,7 @@ export class FlashFfn implements FfnBackend {
       const count = planner.runs[2 * r + 1];
       const slot = cache.reserve(first, count);
       const length = count * stride;
-      requests.push({ offset: base + first * stride, length, target: mem.subarray(slot * stride, slot * stride + length) });
+      requests.push({ offset: base + (first - idBase) * stride, length, target: mem.subarray(slot * stride, slot * stride + length) });
       bytes += length;
     }
     const t1 = performance.now();
@@ -206,8 +208,8 @@ export class FlashFfn implements FfnBackend {
   }
 
   // Runs the bundled FFN kernel over the active neurons' slots, in neuron order.
-  private compute(cache: NeuronCache, matrix: WasmBlock, x: number, out: number, active: Int32Array, nActive: number, accumulate: boolean): void {
-    const { k, layout, stats } = this;
+  private compute(x: number, out: number, active: Int32Array, nActive: number, accumulate: boolean): void {
+    const { k, layout, stats, cache, matrix } = this;
     const t0 = performance.now();
     const ids = k.u32(this.slotIds.ptr, nActive);
     for (let i = 0; i < nActive; i++) ids[i] = cache.slotOf(active[i]);
@@ -221,8 +223,7 @@ export class FlashFfn implements FfnBackend {
   }
 
   dispose(): void {
-    for (const m of this.matrices) this.k.free(m);
-    this.matrices.length = 0;
+    this.k.free(this.matrix);
     this.k.free(this.slotIds);
     this.k.free(this.xq);
   }

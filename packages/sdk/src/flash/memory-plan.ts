@@ -2,7 +2,7 @@ import { BudgetError } from "../errors.js";
 import type { Manifest } from "../format/types.js";
 import { Transformer } from "../model/transformer.js";
 import type { FfnStorageLayout, FlashStrategy } from "./flash-ffn.js";
-import { flashScratchBytes } from "./flash-ffn.js";
+import { flashScratchBytes, maxUsefulSlots } from "./flash-ffn.js";
 
 /**
  * Where a memory budget goes (bytes of WASM memory). The budget covers the model: resident weights,
@@ -23,7 +23,7 @@ export interface MemoryPlan {
   ffnScratchBytes: number;
   /** Neuron cache slot matrices. */
   cacheBytes: number;
-  /** Slots per cache (per layer for `windowed`, one shared buffer otherwise). */
+  /** Slots of the neuron cache (shared by all layers). */
   capacity: number;
   /** What the plan charges to the budget (resident + state + scratch + caches). */
   totalBytes: number;
@@ -60,28 +60,27 @@ export function planMemory(
   const state = Transformer.stateBytes(manifest.config, contextLength) + 11 * BLOCK_OVERHEAD;
   const scratch = flashScratchBytes(layout) + 3 * BLOCK_OVERHEAD;
   const fixed = resident + state + scratch;
-  const caches = strategy === "windowed" ? layout.nLayers : 1;
-  const perCacheOverhead = 4096 + BLOCK_OVERHEAD; // 4096-aligned slot matrices
+  const matrixOverhead = 4096 + BLOCK_OVERHEAD; // the slot matrix is 4096-aligned
   const left = budget - fixed;
-  const capacity = Math.min(layout.neurons, Math.floor((left / caches - perCacheOverhead) / layout.bundleStride));
+  const capacity = Math.min(maxUsefulSlots(layout, strategy), Math.floor((left - matrixOverhead) / layout.bundleStride));
   const plan: MemoryPlan = {
     budget,
     overheadBytes: moduleBytes + SLACK,
     residentBytes: resident,
     stateBytes: state,
     ffnScratchBytes: scratch,
-    cacheBytes: caches * (Math.max(capacity, 0) * layout.bundleStride + perCacheOverhead),
+    cacheBytes: Math.max(capacity, 0) * layout.bundleStride + matrixOverhead,
     capacity,
     totalBytes: 0,
   };
   plan.totalBytes = fixed + plan.cacheBytes;
   if (!(capacity >= 1)) {
-    const minimum = fixed + caches * (layout.bundleStride + perCacheOverhead);
+    const minimum = fixed + layout.bundleStride + matrixOverhead;
     throw new BudgetError(
       `memory budget of ${budget} bytes is too small: the model needs ${fixed} bytes before its neuron cache ` +
         `(resident weights ${resident}, KV cache and activations for ${contextLength} positions ${state}, ` +
-        `FFN scratch ${scratch}) and at least ${caches * (layout.bundleStride + perCacheOverhead)} for ` +
-        `${caches} cache(s) of one ${layout.bundleStride}-byte bundle: at least ${minimum} bytes. A shorter context (contextLength) or q8 weights need less.`,
+        `FFN scratch ${scratch}) and ${layout.bundleStride + matrixOverhead} for a neuron cache of one ` +
+        `${layout.bundleStride}-byte bundle: at least ${minimum} bytes. A shorter context (contextLength) or q8 weights need less.`,
       { budget, minimum, residentBytes: resident, stateBytes: state, ffnScratchBytes: scratch, contextLength },
     );
   }

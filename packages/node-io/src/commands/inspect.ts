@@ -1,0 +1,47 @@
+import { openFlm } from "@flashllm/sdk";
+import { formatBytes } from "../format-stats.js";
+import { NodeFileSource } from "../source/index.js";
+
+/** `flashllm inspect <file.flm>`: the manifest, the resident vs flash sizes, and every checksum. */
+export async function inspectCommand(path: string, o: { json: boolean; verify: boolean }): Promise<void> {
+  const source = await NodeFileSource.open(path);
+  try {
+    const file = await openFlm(source);
+    const m = file.manifest;
+    if (o.json) {
+      process.stdout.write(JSON.stringify(m, null, 2) + "\n");
+    } else {
+      const c = m.config;
+      const size = (name: string) => file.section(name).length;
+      const flash = m.ffn.layers.reduce((s, l) => s + size(l.section), 0);
+      const resident = size("resident") + size(m.tokenizer.section) + size(m.ffn.crcSection);
+      const lines = [
+        `${path}: flashllm container v${m.version}, ${formatBytes(source.byteLength)}`,
+        `architecture ${m.architecture}: dim ${c.dim}, FFN ${c.hiddenDim} neurons × ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} KV), vocab ${c.vocabSize}, context ${c.seqLen}`,
+        `  norm ${c.norm}, rope ${c.ropeStyle}, activation ${c.activation}${c.gated ? " (gated)" : ""}, classifier ${c.sharedClassifier ? "shared with the embedding" : "separate"}`,
+        `dtype: resident ${m.dtype.resident}, FFN ${m.dtype.ffn}; bundle ${m.ffn.bundleBytes} B, stride ${m.ffn.bundleStride} B`,
+        `resident part (kept in memory): ${formatBytes(resident)} (${((100 * resident) / source.byteLength).toFixed(1)}%)`,
+        `flash part (FFN bundles, read on demand): ${formatBytes(flash)} (${((100 * flash) / source.byteLength).toFixed(1)}%)`,
+        `tensors: ${m.tensors.length}; sections:`,
+        ...m.sections.map((s) => `  ${s.name.padEnd(10)} offset ${String(s.offset).padStart(12)}  length ${String(s.length).padStart(12)}  crc32 ${s.crc32}`),
+      ];
+      if (m.provenance) lines.push(`provenance: ${JSON.stringify(m.provenance)}`);
+      process.stdout.write(lines.join("\n") + "\n");
+    }
+    if (o.verify) {
+      const report = await file.verifyAll();
+      const bad = report.sections.filter((s) => !s.ok);
+      const badBundles = report.badBundles;
+      const hex = (n: number) => (n >>> 0).toString(16).padStart(8, "0");
+      if (!report.ok) {
+        for (const s of bad) process.stdout.write(`checksum MISMATCH in section ${s.name}: expected ${hex(s.expected)}, got ${hex(s.actual)}\n`);
+        if (badBundles.length) process.stdout.write(`${badBundles.length} bundle(s) fail their CRC, first: ${JSON.stringify(badBundles.slice(0, 5))}\n`);
+        process.exitCode = 2;
+      } else {
+        process.stdout.write(`checksums: all ${report.sections.length} sections and ${report.bundlesChecked} bundles verified\n`);
+      }
+    }
+  } finally {
+    await source.close();
+  }
+}
