@@ -3,6 +3,8 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { convertCommand } from "./commands/convert.js";
 import { inspectCommand } from "./commands/inspect.js";
 import { runCommand } from "./commands/run.js";
+import { calibrateCommand } from "./commands/calibrate.js";
+import { evalCommand } from "./commands/eval.js";
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -59,6 +61,34 @@ program
   .option("--json", "print the manifest as JSON", false)
   .option("--no-verify", "skip checksum verification")
   .action((file, opts) => inspectCommand(file, opts));
+
+program
+  .command("calibrate")
+  .description("train sparsity predictors on a corpus and write a copy of the .flm with them")
+  .argument("<model>", ".flm file")
+  .requiredOption("--corpus <text>", "calibration text (UTF-8; stories separated by <|endoftext|> or blank lines)")
+  .option("-o, --out <file>", "output .flm (default: <model>-pred.flm)")
+  .option("--rank <r>", "predictor rank per layer", int("--rank"), 32)
+  .option("--recall <r>", "share of truly active neurons each layer must keep", num("--recall"), 0.95)
+  .option("--positions <n>", "token positions to record", int("--positions"), 8000)
+  .option("--epochs <n>", "training passes", int("--epochs"), 8)
+  .option("--keep-norm <s>", "SwiGLU: neurons count as active while they hold this share of the activation norm", num("--keep-norm"), 0.95)
+  .option("--text-offset <bytes>", "start reading the corpus here", int("--text-offset"), 0)
+  .option("--text-bytes <bytes>", "read at most this many bytes", int("--text-bytes"))
+  .action((model, opts) => calibrateCommand(model, opts));
+
+program
+  .command("eval")
+  .description("dense vs sparse on held-out text: loss, top-1 agreement, per-layer recall/precision, greedy agreement")
+  .argument("<model>", ".flm file (with predictors for --selector predictor)")
+  .requiredOption("--text <file>", "held-out text not used for calibration")
+  .addOption(new Option("--selector <s>", "which selection to measure").choices(["predictor", "exact"]).default("predictor"))
+  .option("--positions <n>", "teacher-forced positions to score", int("--positions"), 3000)
+  .option("--keep-norm <s>", "SwiGLU truth: share of the activation norm", num("--keep-norm"), 0.95)
+  .option("--text-offset <bytes>", "start reading the text here", int("--text-offset"), 0)
+  .option("--text-bytes <bytes>", "read at most this many bytes", int("--text-bytes"))
+  .option("--json", "print the report as JSON", false)
+  .action((model, opts) => evalCommand(model, opts));
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as { name?: string; code?: string; message?: string };

@@ -27,6 +27,11 @@ export interface MemoryPlan {
   capacity: number;
   /** What the plan charges to the budget (resident + state + scratch + caches). */
   totalBytes: number;
+  /**
+   * JS heap bytes of the bundle CRC table kept for `verifyReads` (4 per neuron per layer; 0 without
+   * it). Host memory, not WASM memory: not part of `totalBytes` nor of the budget.
+   */
+  crcTableBytes: number;
 }
 
 const BLOCK_OVERHEAD = 48; // allocator header + alignment, per block
@@ -55,10 +60,12 @@ export function planMemory(
   contextLength: number,
   moduleBytes: number,
   budget = Infinity,
+  /** Further model memory charged to the budget (a predictor's scratch). */
+  extraBytes = 0,
 ): MemoryPlan {
   const resident = residentBytes(manifest);
   const state = Transformer.stateBytes(manifest.config, contextLength) + 11 * BLOCK_OVERHEAD;
-  const scratch = flashScratchBytes(layout) + 3 * BLOCK_OVERHEAD;
+  const scratch = flashScratchBytes(layout) + 3 * BLOCK_OVERHEAD + extraBytes;
   const fixed = resident + state + scratch;
   const matrixOverhead = 4096 + BLOCK_OVERHEAD; // the slot matrix is 4096-aligned
   const left = budget - fixed;
@@ -72,6 +79,7 @@ export function planMemory(
     cacheBytes: Math.max(capacity, 0) * layout.bundleStride + matrixOverhead,
     capacity,
     totalBytes: 0,
+    crcTableBytes: 0,
   };
   plan.totalBytes = fixed + plan.cacheBytes;
   if (!(capacity >= 1)) {

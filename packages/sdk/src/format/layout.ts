@@ -4,7 +4,7 @@ import { bundleLayout } from "./bundle.js";
 import type { BundleLayout } from "./bundle.js";
 import { BUNDLE_CRC_BYTES, DEFAULT_BUNDLE_ALIGNMENT, FFN_CRC_SECTION, FLM_VERSION, HEADER_BYTES, RESIDENT_SECTION, SECTION_ALIGNMENT, TENSOR_ALIGNMENT, TOKENIZER_SECTION, ffnSectionName } from "./constants.js";
 import { encodeManifest, validateConfig, validateManifest } from "./manifest.js";
-import type { Architecture, Dtype, Manifest, ModelConfig, SectionEntry, TensorEntry, TokenizerKind } from "./types.js";
+import type { Architecture, Dtype, Manifest, ModelConfig, PredictorInfo, SectionEntry, TensorEntry, TokenizerKind } from "./types.js";
 
 /**
  * Computes where everything goes before a byte is written, so the writer can be positional and
@@ -36,6 +36,8 @@ export interface FlmDeclaration {
   bundleAlignment?: number;
   /** Free-form provenance stored in the manifest. */
   provenance?: Record<string, unknown>;
+  /** Sparsity predictors whose tensors are among `tensors`. */
+  predictor?: PredictorInfo;
 }
 
 /** The computed layout of a file. */
@@ -86,6 +88,7 @@ export function planFlm(decl: FlmDeclaration): FlmPlan {
       tokenizer: { kind: decl.tokenizer.kind, section: TOKENIZER_SECTION },
       sections,
       ...(decl.provenance !== undefined ? { provenance: decl.provenance } : {}),
+      ...(decl.predictor !== undefined ? { predictor: decl.predictor } : {}),
     };
     const manifestLength = encodeManifest(validateManifest(draft, fileSize)).byteLength;
     const need = alignUp(HEADER_BYTES + manifestLength, SECTION_ALIGNMENT);

@@ -3,7 +3,7 @@ import { alignUp } from "./bytes.js";
 import { bundleLayout } from "./bundle.js";
 import { arr, bool, fail, int, name, num, obj, oneOf } from "./check.js";
 import { BUNDLE_CRC_BYTES, FLM_VERSION, HEADER_BYTES, LIMITS, MAX_BUNDLE_ALIGNMENT, MIN_BUNDLE_ALIGNMENT, SECTION_ALIGNMENT, TENSOR_ALIGNMENT } from "./constants.js";
-import type { Dtype, FfnInfo, Manifest, ModelConfig, SectionEntry, TensorEntry, TokenizerInfo } from "./types.js";
+import type { Dtype, FfnInfo, Manifest, ModelConfig, PredictorInfo, SectionEntry, TensorEntry, TokenizerInfo } from "./types.js";
 
 /**
  * Manifest validation and (de)serialisation. {@link validateManifest} checks every field and every
@@ -52,9 +52,9 @@ export function validateManifest(json: unknown, fileSize: number, options: Valid
   }
   const manifest: Manifest = { format: "flashllm", version, architecture, config, dtype, tensors, ffn, tokenizer, sections };
   if (root.provenance !== undefined) {
-    // Round-trip through JSON so the returned manifest owns plain data only.
-    manifest.provenance = JSON.parse(JSON.stringify(obj(root.provenance, "provenance"))) as Record<string, unknown>;
+    manifest.provenance = plainCopy(obj(root.provenance, "provenance"), "provenance");
   }
+  if (root.predictor !== undefined) manifest.predictor = validatePredictor(root.predictor, config, tensors);
   return manifest;
 }
 
@@ -253,6 +253,19 @@ function validateTokenizer(v: unknown, byName: Map<string, SectionEntry>): Token
   return { kind, section };
 }
 
+/**
+ * A plain-data copy of a free-form manifest object (round-trip through JSON). JSON.parse accepts any
+ * nesting depth but JSON.stringify recurses: a hostile manifest nested 100 000 deep would throw a
+ * RangeError (stack overflow), reported here as BAD_MANIFEST naming the field.
+ */
+function plainCopy(v: Record<string, unknown>, field: string): Record<string, unknown> {
+  try {
+    return JSON.parse(JSON.stringify(v)) as Record<string, unknown>;
+  } catch (e) {
+    return fail("BAD_MANIFEST", field, "JSON data nested less deeply than the stack allows", v, { cause: String(e) });
+  }
+}
+
 /** UTF-8 JSON bytes of a manifest. Deterministic: same manifest, same bytes (keys in the manifest's order). */
 export function encodeManifest(manifest: Manifest): Uint8Array {
   return new TextEncoder().encode(JSON.stringify(manifest));
@@ -271,4 +284,29 @@ export function decodeManifest(bytes: Uint8Array): unknown {
   } catch (e) {
     throw new FormatError("BAD_MANIFEST", `manifest is not valid JSON: ${(e as Error).message}`, { cause: String(e) });
   }
+}
+
+/** Predictor metadata: one entry per layer, and each layer's tensors present with the right shapes. */
+function validatePredictor(v: unknown, config: ModelConfig, tensors: TensorEntry[]): PredictorInfo {
+  const p = obj(v, "predictor");
+  oneOf(p.kind, "predictor.kind", ["lowrank"] as const);
+  const recallTarget = num(p.recallTarget, "predictor.recallTarget", 0, 1);
+  const layersRaw = arr(p.layers, "predictor.layers", LIMITS.nLayers);
+  if (layersRaw.length !== config.nLayers) fail("WRONG_DIMS", "predictor.layers", `${config.nLayers} entries (one per layer)`, layersRaw.length);
+  const byName = new Map(tensors.map((t) => [t.name, t]));
+  const layers = layersRaw.map((raw, l) => {
+    const e = obj(raw, `predictor.layers[${l}]`);
+    const rank = int(e.rank, `predictor.layers[${l}].rank`, 1, config.hiddenDim);
+    const threshold = num(e.threshold, `predictor.layers[${l}].threshold`, -1e30, 1e30);
+    const want: [string, number[]][] = [[`predictor.${l}.a`, [rank, config.dim]], [`predictor.${l}.b`, [config.hiddenDim, rank]], [`predictor.${l}.c`, [config.hiddenDim]]];
+    for (const [name, shape] of want) {
+      const t = byName.get(name);
+      if (!t || t.dtype !== "f32" || t.shape.join(",") !== shape.join(",")) fail("WRONG_DIMS", `tensors.${name}`, `f32 [${shape.join(", ")}]`, t ? `${t.dtype} [${t.shape.join(", ")}]` : "missing");
+    }
+    return { rank, threshold };
+  });
+  if (typeof p.modelFingerprint !== "string" || !/^[0-9a-f]{8}$/.test(p.modelFingerprint)) fail("BAD_MANIFEST", "predictor.modelFingerprint", "8 hex digits", p.modelFingerprint);
+  const info: PredictorInfo = { kind: "lowrank", recallTarget, layers, modelFingerprint: p.modelFingerprint as string };
+  if (p.calibration !== undefined) info.calibration = plainCopy(obj(p.calibration, "predictor.calibration"), "predictor.calibration");
+  return info;
 }

@@ -124,4 +124,22 @@ export interface Manifest {
   sections: SectionEntry[];
   /** Free-form record of where the file came from (source file, converter version, date, calibration). */
   provenance?: Record<string, unknown>;
+  /** Sparsity predictors stored with the model (tensors `predictor.{l}.a|b|c` in the resident section). */
+  predictor?: PredictorInfo;
+}
+
+/**
+ * Low-rank sparsity predictors: per layer `score = B·relu(A·x) + c` with `A [rank][dim]` (`predictor.{l}.a`),
+ * `B [hidden][rank]` (`.b`), `c [hidden]` (`.c`), a neuron predicted active when `score > threshold`.
+ */
+export interface PredictorInfo {
+  kind: "lowrank";
+  /** Share of truly active neurons the thresholds keep on the calibration's validation positions. */
+  recallTarget: number;
+  /** One entry per model layer. */
+  layers: { rank: number; threshold: number }[];
+  /** The `ffn.crc` section's CRC of the model the predictors were trained on: refuses a graft onto another model. */
+  modelFingerprint: string;
+  /** How they were made: corpus, positions, activity rule (free-form). */
+  calibration?: Record<string, unknown>;
 }

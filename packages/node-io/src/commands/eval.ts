@@ -1,0 +1,56 @@
+import { GateExactSelector, TruthTap, corpusSequences, evaluateSparsity, openFlashModel, type NeuronSelector } from "@flashllm/sdk";
+import { NodeFileSource } from "../source/index.js";
+import { pct, readText, ruleFor } from "./sparsity-common.js";
+
+export interface EvalOptions {
+  text: string;
+  selector: "predictor" | "exact";
+  positions: number;
+  textOffset: number;
+  textBytes?: number;
+  keepNorm: number;
+  json: boolean;
+}
+
+const PROMPTS = ["Once upon a time", "Lily and Tom went to the park", "One day, a big bear"];
+
+/**
+ * `flashllm eval model.flm --text heldout.txt`: dense vs sparse on held-out text: loss, top-1
+ * agreement, neurons skipped, per-layer recall and precision, greedy agreement length.
+ */
+export async function evalCommand(model: string, o: EvalOptions): Promise<void> {
+  const sourceD = await NodeFileSource.open(model);
+  const sourceS = await NodeFileSource.open(model);
+  try {
+    let tap: TruthTap | undefined;
+    const dense = await openFlashModel(sourceD, { selector: "all", contextLength: 256, onActivations: (...a) => tap!.hook(...a) });
+    const c = dense.config;
+    tap = new TruthTap(c.hiddenDim, ruleFor(c, o.keepNorm));
+    // The exact selector keeps every gate row in (the dense model's) memory; the predictor is the file's.
+    const exact = o.selector === "exact" ? await GateExactSelector.fromFile(dense.kernels, dense.file) : undefined;
+    const sparse = await openFlashModel(sourceS, { selector: exact ?? "predictor", contextLength: 256 });
+    const selector: NeuronSelector = exact ?? sparse.predictor!;
+    const text = await readText(o.text, o.textOffset, o.textBytes);
+    const r = await evaluateSparsity(dense, sparse, selector, tap, corpusSequences(text, dense.tokenizer, 256), { maxPositions: o.positions, greedyPrompts: PROMPTS, greedyTokens: 100 });
+    if (o.json) {
+      process.stdout.write(JSON.stringify(r, null, 2) + "\n");
+    } else {
+      const lines = [
+        `selector ${r.selector} on ${r.positions} held-out positions:`,
+        `  mean loss: dense ${r.denseLoss.toFixed(4)}, sparse ${r.sparseLoss.toFixed(4)} nats/token (${r.sparseLoss >= r.denseLoss ? "+" : ""}${pct(r.sparseLoss / r.denseLoss - 1)})`,
+        `  top-1 next-token agreement ${pct(r.top1Agreement)}; FFN neurons skipped per token ${pct(r.neuronsSkipped)}`,
+        `  layer  recall  precision  selected/token  truly active/token  (of ${c.hiddenDim})`,
+        ...r.layers.map((q, l) => `  ${String(l).padStart(5)}  ${pct(q.recall).padStart(6)}  ${pct(q.precision).padStart(9)}  ${q.selected.toFixed(1).padStart(14)}  ${q.truth.toFixed(1).padStart(18)}`),
+        `  greedy agreement (tokens equal to dense before the first difference):`,
+        ...r.greedy.map((g) => `    ${JSON.stringify(g.prompt)}: ${g.agreed} of ${g.of}`),
+      ];
+      process.stdout.write(lines.join("\n") + "\n");
+    }
+    await sparse.dispose();
+    exact?.dispose();
+    await dense.dispose();
+  } finally {
+    await sourceD.close();
+    await sourceS.close();
+  }
+}

@@ -1,0 +1,138 @@
+import type { FlashModel } from "../flash/open.js";
+import type { NeuronSelector } from "./selector.js";
+import type { ActivityRule } from "./calibrate.js";
+import { markActive } from "./calibrate.js";
+
+/** Per-layer selection quality against the truth recorded from the dense model. */
+export interface LayerSelectionQuality {
+  recall: number;
+  precision: number;
+  /** Mean neurons per position: selected, and truly active. */
+  selected: number;
+  truth: number;
+}
+
+/** What `flashllm eval` prints (DESIGN §6, quality). */
+export interface EvalReport {
+  selector: string;
+  /** Positions scored (teacher-forced next-token predictions). */
+  positions: number;
+  /** Mean loss in nats per token of the dense and the sparse model. */
+  denseLoss: number;
+  sparseLoss: number;
+  /** Share of positions where both models' most likely next token agree. */
+  top1Agreement: number;
+  /** Share of FFN neurons the sparse model skipped per token. */
+  neuronsSkipped: number;
+  layers: LayerSelectionQuality[];
+  /** Greedy generations: how many tokens the sparse model agrees with the dense one before the first difference. */
+  greedy: { prompt: string; agreed: number; of: number }[];
+}
+
+/**
+ * Compares a sparse model with the dense one on held-out token sequences. `dense` must be opened
+ * with every neuron selected and its `onActivations` feeding `truth` (see {@link TruthTap}); `sparse`
+ * with the selector under test, which is also asked, on the dense model's FFN inputs, what it would
+ * select, for recall and precision.
+ */
+export async function evaluateSparsity(
+  dense: FlashModel,
+  sparse: FlashModel,
+  selector: NeuronSelector,
+  tap: TruthTap,
+  sequences: number[][],
+  opts: { maxPositions?: number; greedyPrompts?: string[]; greedyTokens?: number; signal?: AbortSignal } = {},
+): Promise<EvalReport> {
+  const c = dense.config;
+  const maxPositions = opts.maxPositions ?? 4000;
+  const counts = Array.from({ length: c.nLayers }, () => ({ tp: 0, fp: 0, fn: 0, sel: 0, truth: 0, n: 0 }));
+  const out = new Int32Array(c.hiddenDim);
+  tap.onLayer = (layer, x, active) => {
+    const n = selector.select(layer, x, out);
+    const q = counts[layer];
+    let tp = 0;
+    for (let i = 0; i < n; i++) if (active[out[i]]) tp++;
+    let truth = 0;
+    for (let i = 0; i < active.length; i++) truth += active[i];
+    q.tp += tp;
+    q.fp += n - tp;
+    q.fn += truth - tp;
+    q.sel += n;
+    q.truth += truth;
+    q.n++;
+  };
+  let positions = 0, dLoss = 0, sLoss = 0, agree = 0;
+  const skippedBefore = sparse.flash.stats.activeNeurons;
+  const layerRunsBefore = sparse.flash.stats.layerRuns;
+  outer: for (const seq of sequences) {
+    for (let pos = 0; pos + 1 < seq.length && pos < dense.transformer.contextLength; pos++) {
+      if (positions >= maxPositions) break outer;
+      const ld = (await dense.transformer.forward(seq[pos], pos, opts.signal)).slice();
+      const ls = await sparse.transformer.forward(seq[pos], pos, opts.signal);
+      dLoss += nll(ld, seq[pos + 1]);
+      sLoss += nll(ls, seq[pos + 1]);
+      if (argmax(ld) === argmax(ls)) agree++;
+      positions++;
+    }
+  }
+  tap.onLayer = undefined;
+  const s = sparse.flash.stats;
+  const neuronsSkipped = 1 - (s.activeNeurons - skippedBefore) / Math.max(1, (s.layerRuns - layerRunsBefore) * c.hiddenDim);
+  const greedy: EvalReport["greedy"] = [];
+  for (const prompt of opts.greedyPrompts ?? []) {
+    const a: number[] = [], b: number[] = [];
+    const n = opts.greedyTokens ?? 100;
+    for await (const t of dense.generate(prompt, { temperature: 0, maxTokens: n, signal: opts.signal })) a.push(t.token);
+    for await (const t of sparse.generate(prompt, { temperature: 0, maxTokens: n, signal: opts.signal })) b.push(t.token);
+    let agreed = 0;
+    while (agreed < a.length && agreed < b.length && a[agreed] === b[agreed]) agreed++;
+    greedy.push({ prompt, agreed, of: a.length });
+  }
+  return {
+    selector: selector.name,
+    positions,
+    denseLoss: dLoss / Math.max(1, positions),
+    sparseLoss: sLoss / Math.max(1, positions),
+    top1Agreement: agree / Math.max(1, positions),
+    neuronsSkipped,
+    greedy,
+    layers: counts.map((q) => ({
+      recall: q.tp + q.fn > 0 ? q.tp / (q.tp + q.fn) : 1,
+      precision: q.tp + q.fp > 0 ? q.tp / (q.tp + q.fp) : 1,
+      selected: q.sel / Math.max(1, q.n),
+      truth: q.truth / Math.max(1, q.n),
+    })),
+  };
+}
+
+/**
+ * Turns the dense model's `onActivations` into per-layer truth (which neurons were active) and hands
+ * it, with the FFN input, to whoever listens.
+ */
+export class TruthTap {
+  onLayer: ((layer: number, x: Float32Array, active: Uint8Array) => void) | undefined;
+  private readonly active: Uint8Array;
+  constructor(hidden: number, private readonly rule: ActivityRule = { kind: "nonzero" }) {
+    this.active = new Uint8Array(hidden);
+  }
+  hook = (layer: number, x: Float32Array, neurons: Int32Array, h: Float32Array): void => {
+    if (!this.onLayer) return;
+    this.active.fill(0);
+    markActive(this.rule, neurons, h, this.active);
+    this.onLayer(layer, x, this.active);
+  };
+}
+
+function nll(logits: Float32Array, target: number): number {
+  let max = -Infinity;
+  for (let i = 0; i < logits.length; i++) max = Math.max(max, logits[i]);
+  let sum = 0;
+  for (let i = 0; i < logits.length; i++) sum += Math.exp(logits[i] - max);
+  return -(logits[target] - max - Math.log(sum));
+}
+
+function argmax(x: Float32Array): number {
+  let b = 0;
+  for (let i = 1; i < x.length; i++) if (x[i] > x[b]) b = i;
+  return b;
+}

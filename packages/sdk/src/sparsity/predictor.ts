@@ -1,0 +1,100 @@
+import { FlashError } from "../errors.js";
+import type { Kernels, WasmBlock } from "../kernels/loader.js";
+import type { NeuronSelector } from "./selector.js";
+
+/** One layer's low-rank predictor: `score = B·relu(A·x) + c`, neuron active when `score > threshold`. */
+export interface PredictorLayer {
+  /** Rank r. */
+  rank: number;
+  /** `[r][dim]`. */
+  a: Float32Array;
+  /** `[hidden][r]`. */
+  b: Float32Array;
+  /** `[hidden]`. */
+  c: Float32Array;
+  /** Decision threshold on the score (a logit), chosen for the target recall. */
+  threshold: number;
+}
+
+/** Predictors for every layer of a model, with what they were made for. */
+export interface Predictor {
+  dim: number;
+  hiddenDim: number;
+  layers: PredictorLayer[];
+  /** Share of truly active neurons the thresholds were chosen to keep (e.g. 0.95). */
+  recallTarget: number;
+}
+
+/**
+ * The paper's sparsity predictor as a {@link NeuronSelector}: per layer a small low-rank network
+ * evaluated on the FFN input says which neurons will be active, before their weights are read.
+ * Runs on the WASM kernels (two matvecs per layer); its weights live in WASM memory and count
+ * against the budget.
+ */
+export class LowRankPredictor implements NeuronSelector {
+  readonly name = "predictor";
+  private readonly blocks: WasmBlock[] = [];
+  private readonly ptrs: { a: number; b: number; c: number; rank: number; threshold: number }[] = [];
+  private readonly x: WasmBlock;
+  private readonly z: WasmBlock;
+  private readonly s: WasmBlock;
+
+  constructor(private readonly k: Kernels, readonly predictor: Predictor) {
+    const { dim, hiddenDim } = predictor;
+    let maxRank = 1;
+    for (const [l, p] of predictor.layers.entries()) {
+      if (p.a.length !== p.rank * dim || p.b.length !== hiddenDim * p.rank || p.c.length !== hiddenDim) {
+        throw new FlashError("WRONG_DIMS", `predictor layer ${l}: shapes do not match rank ${p.rank}, dim ${dim}, hidden ${hiddenDim}`);
+      }
+      const a = k.allocF32(p.a);
+      const b = k.allocF32(p.b);
+      const c = k.allocF32(p.c);
+      this.blocks.push(a, b, c);
+      this.ptrs.push({ a: a.ptr, b: b.ptr, c: c.ptr, rank: p.rank, threshold: p.threshold });
+      maxRank = Math.max(maxRank, p.rank);
+    }
+    this.x = k.alloc(dim * 4);
+    this.z = k.alloc(maxRank * 4);
+    this.s = k.alloc(hiddenDim * 4);
+  }
+
+  /** WASM bytes a predictor of this shape takes (for the memory plan). */
+  static bytes(p: Predictor): number {
+    let maxRank = 1;
+    let total = 0;
+    for (const l of p.layers) {
+      total += (l.a.length + l.b.length + l.c.length) * 4 + 3 * 48;
+      maxRank = Math.max(maxRank, l.rank);
+    }
+    return total + (p.dim + maxRank + p.hiddenDim) * 4 + 3 * 48;
+  }
+
+  /** Raw scores of every neuron of `layer` for input `x` (a view valid until the next call). */
+  scores(layer: number, x: Float32Array): Float32Array {
+    const { k } = this;
+    const p = this.ptrs[layer];
+    const { dim, hiddenDim } = this.predictor;
+    k.f32(this.x.ptr, dim).set(x);
+    k.k.matvec_f32(this.z.ptr, p.a, this.x.ptr, p.rank, dim);
+    k.k.relu(this.z.ptr, p.rank);
+    k.k.matvec_f32(this.s.ptr, p.b, this.z.ptr, hiddenDim, p.rank);
+    k.k.add(this.s.ptr, this.s.ptr, p.c, hiddenDim);
+    return k.f32(this.s.ptr, hiddenDim);
+  }
+
+  select(layer: number, x: Float32Array, out: Int32Array): number {
+    const s = this.scores(layer, x);
+    const t = this.ptrs[layer].threshold;
+    let n = 0;
+    for (let i = 0; i < s.length; i++) if (s[i] > t) out[n++] = i;
+    return n;
+  }
+
+  dispose(): void {
+    for (const b of this.blocks) this.k.free(b);
+    this.blocks.length = 0;
+    this.k.free(this.x);
+    this.k.free(this.z);
+    this.k.free(this.s);
+  }
+}
