@@ -3,6 +3,8 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { convertCommand } from "./commands/convert.js";
 import { inspectCommand } from "./commands/inspect.js";
 import { runCommand } from "./commands/run.js";
+import { synthCommand } from "./commands/synth.js";
+import { benchCommand } from "./commands/bench.js";
 import { calibrateCommand } from "./commands/calibrate.js";
 import { evalCommand } from "./commands/eval.js";
 
@@ -46,7 +48,7 @@ program
 program
   .command("convert")
   .description("convert a llama2.c checkpoint into a .flm container")
-  .argument("<checkpoint>", "llama2.c checkpoint (.bin)")
+  .argument("<checkpoint>", "llama2.c checkpoint (.bin), or a Hugging Face Llama folder (config.json + model.safetensors)")
   .argument("<out>", "output .flm file")
   .requiredOption("-z, --tokenizer <path>", "llama2.c tokenizer (.bin)")
   .addOption(new Option("--dtype <d>", "weights type").choices(["f32", "q8"]).default("f32"))
@@ -89,6 +91,42 @@ program
   .option("--text-bytes <bytes>", "read at most this many bytes", int("--text-bytes"))
   .option("--json", "print the report as JSON", false)
   .action((model, opts) => evalCommand(model, opts));
+
+program
+  .command("synth")
+  .description("write a .flm with the exact shape of a published model and random q8 weights (for benchmarks at scale)")
+  .addOption(new Option("--shape <s>", "model shape").choices(["llama-2-7b", "opt-6.7b"]).default("llama-2-7b"))
+  .requiredOption("-o, --out <file>", "output .flm")
+  .option("--layers <n>", "fewer layers (same per-layer shapes)", int("--layers"))
+  .option("--vocab <n>", "another vocabulary size", int("--vocab"))
+  .option("--seed <n>", "PRNG seed", int("--seed"), 1)
+  .option("--bundle-align <n>", "bundle stride alignment in bytes", int("--bundle-align"), 16)
+  .action((opts) => synthCommand(opts));
+
+program
+  .command("bench")
+  .description("naive vs bundled vs windowed vs windowed+bundled (+lookahead) on one model, cold storage, with fio as the yardstick")
+  .option("-m, --model <path>", "an existing .flm (default: synthesize one of --shape)")
+  .addOption(new Option("--shape <s>", "model shape to synthesize").choices(["llama-2-7b", "opt-6.7b"]).default("llama-2-7b"))
+  .option("--full", "the full shape (default: 4 layers and a 4000-token vocabulary, same per-layer shapes)", false)
+  .option("--layers <n>", "layers of the synthesized model", int("--layers"))
+  .option("--vocab <n>", "vocabulary of the synthesized model", int("--vocab"))
+  .option("-b, --memory-budget <size>", "memory budget: share of the .flm (50%) or bytes", "50%")
+  .addOption(new Option("--trace <preset>", "activation trace preset").choices(["opt-6.7b-paper", "relu-tinystories"]).default("opt-6.7b-paper"))
+  .option("--active <f>", "override: fraction of neurons active per token", num("--active"))
+  .option("--overlap <f>", "override: share of a token's set active for the previous token", num("--overlap"))
+  .option("--skew <s>", "override: Zipf exponent of neuron hotness", num("--skew"))
+  .option("--lookahead-recall <r>", "share of the next layer's set the lookahead names", num("--lookahead-recall"), 1)
+  .option("--window <k>", "window (tokens)", int("--window"), 5)
+  .option("--tokens <n>", "measured tokens per variant", int("--tokens"), 16)
+  .option("--warmup <n>", "unmeasured tokens first (fill the window)", int("--warmup"), 6)
+  .option("--in-flight <n>", "reads in flight", int("--in-flight"), 8)
+  .option("--no-direct", "buffered reads (the file is still evicted before each variant)")
+  .option("--no-fio", "skip the fio comparison")
+  .option("--variants <list>", "comma list of naive,bundled,windowed,windowed+bundled,lookahead,memory")
+  .option("--out-dir <dir>", "where results (and a synthesized model) go", ".cache/bench")
+  .option("--seed <n>", "seed of weights and trace", int("--seed"), 1)
+  .action((opts) => benchCommand(opts));
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as { name?: string; code?: string; message?: string };

@@ -2,7 +2,8 @@ import { existsSync, statSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, join } from "node:path";
-import { convertLlama2c, type ConvertOptions } from "@flashllm/sdk";
+import { convertLlama2c, convertTensors, hfTensors, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader } from "@flashllm/sdk";
+import { NodeFileSource } from "./source/index.js";
 import { NodeFileSink } from "./file-sink.js";
 
 /** Where converted models are kept: `$FLASHLLM_CACHE`, else `~/.cache/flashllm`. */
@@ -10,18 +11,38 @@ export function cacheDir(): string {
   return process.env.FLASHLLM_CACHE ?? join(homedir(), ".cache", "flashllm");
 }
 
-/** Converts a llama2.c checkpoint + tokenizer into a `.flm` file (atomically). */
+/**
+ * Converts a model into a `.flm` file (atomically): a llama2.c checkpoint, or a Hugging Face folder
+ * (`config.json` + `model.safetensors` or a sharded `model.safetensors.index.json`), read tensor by
+ * tensor so a large checkpoint never sits in memory whole.
+ */
 export async function convertFile(checkpoint: string, tokenizer: string, out: string, opts: ConvertOptions = {}): Promise<void> {
   const sink = await NodeFileSink.create(out);
+  const provenance = { source: basename(checkpoint), tokenizer: basename(tokenizer), convertedAt: new Date().toISOString(), ...opts.provenance };
+  const sources: NodeFileSource[] = [];
   try {
-    await convertLlama2c(await readFile(checkpoint), await readFile(tokenizer), sink, {
-      ...opts,
-      provenance: { source: basename(checkpoint), tokenizer: basename(tokenizer), convertedAt: new Date().toISOString(), ...opts.provenance },
-    });
+    if (statSync(checkpoint).isDirectory()) {
+      const spec = mapHfConfig(JSON.parse(await readFile(join(checkpoint, "config.json"), "utf8")));
+      const openShard = async (name: string) => {
+        const s = await NodeFileSource.open(join(checkpoint, name));
+        sources.push(s);
+        return s;
+      };
+      const index = join(checkpoint, "model.safetensors.index.json");
+      const reader: TensorReader = existsSync(index)
+        ? await openShardedSafetensors(await readFile(index, "utf8"), openShard)
+        : await openSafetensors(await openShard("model.safetensors"), { name: "model.safetensors" });
+      const tensors = hfTensors(reader, spec);
+      await convertTensors({ config: spec.config, getTensor: (n) => tensors.getTensor(n) }, await readFile(tokenizer), sink, { ...opts, provenance: { sourceFormat: `huggingface ${spec.architecture}`, ...provenance } });
+    } else {
+      await convertLlama2c(await readFile(checkpoint), await readFile(tokenizer), sink, { ...opts, provenance });
+    }
     await sink.commit();
   } catch (e) {
     await sink.abort();
     throw e;
+  } finally {
+    for (const s of sources) await s.close();
   }
 }
 

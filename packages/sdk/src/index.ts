@@ -24,8 +24,8 @@ export type { GenerateOptions, GeneratedToken, GenerationStats, FinishReason } f
 export { loadLlama2c } from "./load.js";
 export type { LoadLlama2cOptions } from "./load.js";
 export * from "./format/index.js";
-export { convertLlama2c } from "./convert/from-llama2c.js";
-export type { ConvertOptions } from "./convert/from-llama2c.js";
+export { convertLlama2c, convertTensors } from "./convert/from-llama2c.js";
+export type { ConvertOptions, TensorSource } from "./convert/from-llama2c.js";
 export { NeuronCache } from "./cache/neuron-cache.js";
 export { ReadPlanner } from "./cache/read-planner.js";
 export { AllNeurons, FixedSelector } from "./sparsity/selector.js";

@@ -2,7 +2,9 @@ import type { FlmSink } from "../format/sink.js";
 import type { TensorDeclaration } from "../format/layout.js";
 import type { Dtype, Manifest } from "../format/types.js";
 import { FlmWriter } from "../format/writer.js";
+import { FlashError } from "../errors.js";
 import { kvDim } from "../model/config.js";
+import type { ModelConfig } from "../model/config.js";
 import type { Llama2cOptions } from "../model/llama2c.js";
 import { readLlama2cCheckpoint } from "../model/llama2c.js";
 import { Llama2cTokenizer } from "../tokenizer/llama2c.js";
@@ -19,6 +21,12 @@ export interface ConvertOptions extends Llama2cOptions {
   provenance?: Record<string, unknown>;
 }
 
+/** A model's tensors under flashllm's canonical names (see `model/llama2c.ts`), fetched one at a time. */
+export interface TensorSource {
+  config: ModelConfig;
+  getTensor(name: string): Promise<Float32Array> | Float32Array;
+}
+
 /**
  * Converts a llama2.c checkpoint and its tokenizer into a `.flm` container: attention, norms,
  * embeddings and head into the resident section, and each FFN neuron's gate row, up row and down
@@ -26,6 +34,18 @@ export interface ConvertOptions extends Llama2cOptions {
  */
 export async function convertLlama2c(checkpoint: Uint8Array, tokenizer: Uint8Array, sink: FlmSink, opts: ConvertOptions = {}): Promise<Manifest> {
   const { config, tensors } = readLlama2cCheckpoint(checkpoint, opts);
+  return convertTensors({ config, getTensor: (n) => tensors.get(n)! }, tokenizer, sink, { ...opts, provenance: { sourceFormat: "llama2.c", ...opts.provenance } });
+}
+
+/**
+ * Converts a llama-architecture model given tensor by tensor (a llama2.c checkpoint, or a Hugging Face
+ * safetensors checkpoint streamed through `hfTensors`), so only one layer's FFN is in memory at a time.
+ */
+export async function convertTensors(src: TensorSource, tokenizer: Uint8Array, sink: FlmSink, opts: ConvertOptions = {}): Promise<Manifest> {
+  const config = src.config;
+  if (config.norm !== "rmsnorm" || !config.gated || config.ropeStyle === "none") {
+    throw new FlashError("UNSUPPORTED", `only llama-architecture models convert for now (rmsnorm, rotary, gated FFN); got norm ${config.norm}, rope ${config.ropeStyle}, gated ${config.gated}`);
+  }
   Llama2cTokenizer.parse(tokenizer, config.vocabSize); // refuse a tokenizer that does not fit the model
   const { dim, hiddenDim, nLayers, vocabSize } = config;
   const kv = kvDim(config);
@@ -51,19 +71,19 @@ export async function convertLlama2c(checkpoint: Uint8Array, tokenizer: Uint8Arr
     tensors: decl,
     tokenizer: { kind: "llama2c", byteLength: tokenizer.byteLength },
     bundleAlignment: opts.bundleAlignment,
-    provenance: { converter: "flashllm convertLlama2c", sourceFormat: "llama2.c", ...opts.provenance },
+    provenance: { converter: "flashllm", ...opts.provenance },
   });
   const total = nLayers + 1;
-  for (const t of decl) await writer.writeTensor(t.name, tensors.get(t.name)!);
+  for (const t of decl) await writer.writeTensor(t.name, await src.getTensor(t.name));
   await writer.writeTokenizer(tokenizer);
   opts.onProgress?.(1, total);
   const gate = new Float32Array(dim);
   const up = new Float32Array(dim);
   const down = new Float32Array(dim);
   for (let l = 0; l < nLayers; l++) {
-    const w1 = tensors.get(`layers.${l}.w1`)!;
-    const w2 = tensors.get(`layers.${l}.w2`)!; // [dim][hidden]: neuron i's column is w2[·][i]
-    const w3 = tensors.get(`layers.${l}.w3`)!;
+    const w1 = await src.getTensor(`layers.${l}.w1`);
+    const w2 = await src.getTensor(`layers.${l}.w2`); // [dim][hidden]: neuron i's column is w2[·][i]
+    const w3 = await src.getTensor(`layers.${l}.w3`);
     await writer.writeLayer(l, (i) => {
       gate.set(w1.subarray(i * dim, (i + 1) * dim));
       up.set(w3.subarray(i * dim, (i + 1) * dim));
