@@ -36,3 +36,32 @@ for (const c of cases) {
     });
   });
 }
+
+// The one real ReLU GPT found (LayerNorm, learned positions, biases, plain ReLU FFN): no licence, so it
+// is read from ../shared only and never copied into the repository.
+const GPT = `${SHARED_MODELS}/shakespeare-relu-gpt`;
+describe.skipIf(!existsSync(`${GPT}/model.safetensors`))(`shakespeare-relu-gpt (OPT family)${existsSync(GPT) ? "" : " (SKIPPED: ../shared/models absent)"}`, () => {
+  it("converts, matches the reference logits of 20 positions, and its greedy text", async () => {
+    const out = join(mkdtempSync(join(tmpdir(), "flashllm-gpt-")), "gpt.flm");
+    await convertFile(GPT, `${GPT}/vocab.json`, out);
+    const source = await NodeFileSource.open(out);
+    const model = await openFlashModel(source);
+    expect(model.config).toMatchObject({ norm: "layernorm", ropeStyle: "none", gated: false, activation: "relu" });
+    const trace = readJson(`${GPT}/reference/trace_first20.json`);
+    const fed: number[] = (trace.steps ?? trace.positions).map((s: { token: number }) => s.token);
+    const { readF32 } = await import("./helpers.js");
+    const ref = readF32(`${GPT}/reference/logits_first20.f32`);
+    let maxErr = 0;
+    for (let pos = 0; pos < fed.length; pos++) {
+      const l = await model.transformer.forward(fed[pos], pos);
+      for (let v = 0; v < 65; v++) maxErr = Math.max(maxErr, Math.abs(l[v] - ref[pos * 65 + v]));
+    }
+    expect(maxErr).toBeLessThan(1e-3);
+    const c = readJson(`${GPT}/reference/greedy.json`).cases.find((k: { prompt: string }) => k.prompt === "To be, or not to be");
+    const tokens = [...c.prompt_tokens];
+    for await (const t of model.generate(c.prompt, { temperature: 0, maxTokens: c.tokens.length - tokens.length })) tokens.push(t.token);
+    expect(tokens).toEqual(c.tokens);
+    await model.dispose();
+    await source.close();
+  });
+});

@@ -33,7 +33,9 @@ export async function convertFile(checkpoint: string, tokenizer: string, out: st
         ? await openShardedSafetensors(await readFile(index, "utf8"), openShard)
         : await openSafetensors(await openShard("model.safetensors"), { name: "model.safetensors" });
       const tensors = hfTensors(reader, spec);
-      await convertTensors({ config: spec.config, getTensor: (n) => tensors.getTensor(n) }, await readFile(tokenizer), sink, { ...opts, provenance: { sourceFormat: `huggingface ${spec.architecture}`, ...provenance } });
+      // A .json tokenizer is a character vocabulary (a JSON array, {vocab: array}, or a char→id object); else llama2.c's tokenizer.bin.
+      const tok = tokenizer.endsWith(".json") ? { kind: "chars" as const, bytes: charVocab(await readFile(tokenizer, "utf8")) } : { kind: "llama2c" as const, bytes: await readFile(tokenizer) };
+      await convertTensors({ config: spec.config, has: (n) => tensors.has(n), getTensor: (n) => tensors.getTensor(n) }, tok, sink, { ...opts, provenance: { sourceFormat: `huggingface ${spec.architecture}`, ...provenance } });
     } else {
       await convertLlama2c(await readFile(checkpoint), await readFile(tokenizer), sink, { ...opts, provenance });
     }
@@ -62,4 +64,13 @@ export async function flmFor(checkpoint: string, tokenizer: string, opts: Conver
     await convertFile(checkpoint, tokenizer, out, { ...opts, dtype });
   }
   return out;
+}
+
+/** A character vocabulary as the JSON array of pieces the `.flm` stores (from an array or a piece→id map). */
+function charVocab(json: string): Uint8Array {
+  const parsed = JSON.parse(json) as unknown;
+  // shared/models' exports wrap the array: {"vocab": [...]}.
+  const v = (parsed as { vocab?: unknown }).vocab ?? parsed;
+  const pieces = Array.isArray(v) ? v : Object.entries(v as Record<string, number>).sort((a, b) => a[1] - b[1]).map(([p]) => p);
+  return new TextEncoder().encode(JSON.stringify(pieces));
 }

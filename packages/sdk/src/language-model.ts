@@ -6,8 +6,7 @@ import type { Transformer } from "./model/transformer.js";
 import type { WeightStore } from "./model/weights.js";
 import type { SamplingOptions } from "./sampler.js";
 import { Sampler } from "./sampler.js";
-import type { Llama2cTokenizer } from "./tokenizer/llama2c.js";
-import { BOS } from "./tokenizer/llama2c.js";
+import type { Tokenizer } from "./tokenizer/tokenizer.js";
 
 /** Options of one {@link LanguageModel.generate} call. */
 export interface GenerateOptions extends SamplingOptions {
@@ -15,7 +14,7 @@ export interface GenerateOptions extends SamplingOptions {
   maxTokens?: number;
   /** Cancels generation; the iterator then throws `AbortedError` and the model stays usable. */
   signal?: AbortSignal;
-  /** Token ids that end generation (not yielded). Default: BOS, as llama2.c's run.c does. */
+  /** Token ids that end generation (not yielded). Default: the tokenizer's (BOS for llama2.c models, as run.c does). */
   stopTokens?: readonly number[];
 }
 
@@ -56,7 +55,7 @@ export class LanguageModel {
     /** The kernels and the WASM memory the model lives in. */
     readonly kernels: Kernels,
     readonly transformer: Transformer,
-    readonly tokenizer: Llama2cTokenizer,
+    readonly tokenizer: Tokenizer,
     readonly ffn: FfnBackend,
     private readonly weights: WeightStore,
   ) {}
@@ -95,7 +94,7 @@ export class LanguageModel {
     const promptTokens = this.encodePrompt(prompt);
     const maxTokens = opts.maxTokens ?? Infinity;
     if (!(maxTokens >= 0)) throw new FlashError("BAD_ARGUMENT", `maxTokens must be ≥ 0, got ${opts.maxTokens}`);
-    const stop = new Set(opts.stopTokens ?? [BOS]);
+    const stop = new Set(opts.stopTokens ?? this.tokenizer.defaultStopTokens);
     const ctx = this.transformer.contextLength;
     const decoder = new TextDecoder();
     const t0 = performance.now();
@@ -122,6 +121,14 @@ export class LanguageModel {
           continue;
         }
         const next = sampler.sample(logits);
+        // Logits with NaN in them (NaN or infinite weights) leave the sampler without a token: say so
+        // before yielding, rather than yield an undefined token and fail one step later.
+        if (!(Number.isInteger(next) && next >= 0 && next < logits.length)) {
+          throw new FlashError("BAD_ARGUMENT", `position ${pos}: the logits are not finite numbers (NaN or infinite weights in the model?), so no token can be sampled`, {
+            position: pos,
+            reason: "non-finite logits",
+          });
+        }
         if (generated === 0) tFirst = performance.now();
         if (stop.has(next)) {
           finishReason = "stopToken";

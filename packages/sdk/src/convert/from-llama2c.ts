@@ -8,6 +8,7 @@ import type { ModelConfig } from "../model/config.js";
 import type { Llama2cOptions } from "../model/llama2c.js";
 import { readLlama2cCheckpoint } from "../model/llama2c.js";
 import { Llama2cTokenizer } from "../tokenizer/llama2c.js";
+import { CharTokenizer } from "../tokenizer/chars.js";
 
 /** Options of {@link convertLlama2c}. */
 export interface ConvertOptions extends Llama2cOptions {
@@ -24,7 +25,15 @@ export interface ConvertOptions extends Llama2cOptions {
 /** A model's tensors under flashllm's canonical names (see `model/llama2c.ts`), fetched one at a time. */
 export interface TensorSource {
   config: ModelConfig;
+  /** Whether the model has this tensor (optional biases). Default: every name asked for exists. */
+  has?(name: string): boolean;
   getTensor(name: string): Promise<Float32Array> | Float32Array;
+}
+
+/** The tokenizer to store: a llama2.c `tokenizer.bin`, or a character vocabulary as a JSON array of strings. */
+export interface TokenizerFile {
+  kind: "llama2c" | "chars";
+  bytes: Uint8Array;
 }
 
 /**
@@ -34,61 +43,75 @@ export interface TensorSource {
  */
 export async function convertLlama2c(checkpoint: Uint8Array, tokenizer: Uint8Array, sink: FlmSink, opts: ConvertOptions = {}): Promise<Manifest> {
   const { config, tensors } = readLlama2cCheckpoint(checkpoint, opts);
-  return convertTensors({ config, getTensor: (n) => tensors.get(n)! }, tokenizer, sink, { ...opts, provenance: { sourceFormat: "llama2.c", ...opts.provenance } });
+  return convertTensors({ config, getTensor: (n) => tensors.get(n)! }, { kind: "llama2c", bytes: tokenizer }, sink, { ...opts, provenance: { sourceFormat: "llama2.c", ...opts.provenance } });
 }
 
 /**
- * Converts a llama-architecture model given tensor by tensor (a llama2.c checkpoint, or a Hugging Face
- * safetensors checkpoint streamed through `hfTensors`), so only one layer's FFN is in memory at a time.
+ * Converts a model given tensor by tensor (a llama2.c checkpoint, or a Hugging Face safetensors
+ * checkpoint streamed through `hfTensors`), so only one layer's FFN is in memory at a time. Llama
+ * family: gated bundles `[gate][up][down]`. OPT family: plain bundles `[up][down]` with the up bias
+ * in the bundle header; the down bias stays resident.
  */
-export async function convertTensors(src: TensorSource, tokenizer: Uint8Array, sink: FlmSink, opts: ConvertOptions = {}): Promise<Manifest> {
+export async function convertTensors(src: TensorSource, tokenizer: TokenizerFile, sink: FlmSink, opts: ConvertOptions = {}): Promise<Manifest> {
   const config = src.config;
-  if (config.norm !== "rmsnorm" || !config.gated || config.ropeStyle === "none") {
-    throw new FlashError("UNSUPPORTED", `only llama-architecture models convert for now (rmsnorm, rotary, gated FFN); got norm ${config.norm}, rope ${config.ropeStyle}, gated ${config.gated}`);
-  }
-  Llama2cTokenizer.parse(tokenizer, config.vocabSize); // refuse a tokenizer that does not fit the model
+  const llama = config.norm === "rmsnorm" && config.gated && config.ropeStyle !== "none";
+  const opt = config.norm === "layernorm" && !config.gated && config.ropeStyle === "none";
+  if (!llama && !opt) throw new FlashError("UNSUPPORTED", `no converter for norm ${config.norm}, rope ${config.ropeStyle}, gated ${config.gated}`);
+  if (tokenizer.kind === "llama2c") Llama2cTokenizer.parse(tokenizer.bytes, config.vocabSize); // refuse a tokenizer that does not fit
+  else CharTokenizer.parse(tokenizer.bytes, config.vocabSize);
+  const has = (n: string) => src.has?.(n) ?? true;
   const { dim, hiddenDim, nLayers, vocabSize } = config;
   const kv = kvDim(config);
   const decl: TensorDeclaration[] = [{ name: "tok_embeddings", shape: [vocabSize, dim] }];
+  if (opt) decl.push({ name: "pos_embeddings", shape: [config.maxPositions ?? config.seqLen, dim] });
   if (!config.sharedClassifier) decl.push({ name: "output", shape: [vocabSize, dim] });
+  if (opt && has("output_bias")) decl.push({ name: "output_bias", shape: [vocabSize] });
   decl.push({ name: "norm", shape: [dim] });
+  if (opt) decl.push({ name: "norm_bias", shape: [dim] });
   for (let l = 0; l < nLayers; l++) {
     const L = `layers.${l}.`;
-    decl.push(
-      { name: L + "attn_norm", shape: [dim] },
-      { name: L + "wq", shape: [dim, dim] },
-      { name: L + "wk", shape: [kv, dim] },
-      { name: L + "wv", shape: [kv, dim] },
-      { name: L + "wo", shape: [dim, dim] },
-      { name: L + "ffn_norm", shape: [dim] },
-    );
+    const optional = (name: string, shape: number[]) => {
+      if (opt && has(L + name)) decl.push({ name: L + name, shape });
+    };
+    decl.push({ name: L + "attn_norm", shape: [dim] });
+    optional("attn_norm_bias", [dim]);
+    decl.push({ name: L + "wq", shape: [dim, dim] }, { name: L + "wk", shape: [kv, dim] }, { name: L + "wv", shape: [kv, dim] });
+    optional("bq", [dim]);
+    optional("bk", [kv]);
+    optional("bv", [kv]);
+    decl.push({ name: L + "wo", shape: [dim, dim] });
+    optional("bo", [dim]);
+    decl.push({ name: L + "ffn_norm", shape: [dim] });
+    optional("ffn_norm_bias", [dim]);
+    optional("b2", [dim]);
   }
   const dtype = opts.dtype ?? "f32";
   const writer = new FlmWriter(sink, {
-    architecture: "llama",
+    architecture: llama ? "llama" : "opt",
     config,
     dtype: { resident: dtype, ffn: dtype },
     tensors: decl,
-    tokenizer: { kind: "llama2c", byteLength: tokenizer.byteLength },
+    tokenizer: { kind: tokenizer.kind, byteLength: tokenizer.bytes.byteLength },
     bundleAlignment: opts.bundleAlignment,
     provenance: { converter: "flashllm", ...opts.provenance },
   });
   const total = nLayers + 1;
   for (const t of decl) await writer.writeTensor(t.name, await src.getTensor(t.name));
-  await writer.writeTokenizer(tokenizer);
+  await writer.writeTokenizer(tokenizer.bytes);
   opts.onProgress?.(1, total);
   const gate = new Float32Array(dim);
   const up = new Float32Array(dim);
   const down = new Float32Array(dim);
   for (let l = 0; l < nLayers; l++) {
-    const w1 = await src.getTensor(`layers.${l}.w1`);
+    const w1 = llama ? await src.getTensor(`layers.${l}.w1`) : undefined;
     const w2 = await src.getTensor(`layers.${l}.w2`); // [dim][hidden]: neuron i's column is w2[·][i]
     const w3 = await src.getTensor(`layers.${l}.w3`);
+    const b1 = opt && has(`layers.${l}.b1`) ? await src.getTensor(`layers.${l}.b1`) : undefined;
     await writer.writeLayer(l, (i) => {
-      gate.set(w1.subarray(i * dim, (i + 1) * dim));
+      if (w1) gate.set(w1.subarray(i * dim, (i + 1) * dim));
       up.set(w3.subarray(i * dim, (i + 1) * dim));
       for (let d = 0; d < dim; d++) down[d] = w2[d * hiddenDim + i];
-      return { gate, up, down };
+      return w1 ? { gate, up, down } : { up, down, biasUp: b1 ? b1[i] : 0 };
     });
     opts.onProgress?.(l + 2, total);
   }

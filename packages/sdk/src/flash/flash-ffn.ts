@@ -5,6 +5,7 @@ import { Act } from "../kernels/loader.js";
 import type { Kernels, WasmBlock } from "../kernels/loader.js";
 import type { FfnBackend } from "../model/ffn.js";
 import type { NeuronSelector } from "../sparsity/selector.js";
+import { BUNDLE_HEADER_BYTES } from "../format/constants.js";
 import type { FlashSource, ReadRequest } from "../source.js";
 import type { FlashStats } from "./stats.js";
 import { emptyFlashStats } from "./stats.js";
@@ -46,6 +47,61 @@ export interface FlashFfnOptions {
   maxGapBytes?: number;
   /** Which neurons each token needs (naive ignores it and takes all). */
   selector: NeuronSelector;
+  /**
+   * Checks each bundle read before its slot can be used (`verifyReads` of `openFlashModel`): called
+   * with the layer, the layer-local neuron and the bundle's bytes, it throws (CHECKSUM_MISMATCH) to
+   * reject them; the whole load is then rolled back. Default: none, and no cost.
+   */
+  verifyBundle?: (layer: number, neuron: number, bytes: Uint8Array) => void;
+  /**
+   * Called after each layer's FFN with its input `x`, the neurons computed (ascending layer-local ids)
+   * and their activations `h` (same order). For calibration and quality measurement; views are only
+   * valid during the call.
+   */
+  onActivations?: (layer: number, x: Float32Array, neurons: Int32Array, h: Float32Array) => void;
+  /**
+   * Read each neuron as one bundle (default true). `false` simulates unbundled storage for the
+   * paper's "windowing only" baseline: a separate request per row of each neuron (header + gate, up,
+   * down), never coalesced across neurons.
+   */
+  bundling?: boolean;
+  /**
+   * Windowed only: while a layer computes, read the next layer's missing neurons that the selector's
+   * `predictNext` names (Deja Vu's lookahead), so their I/O overlaps this layer's compute and the
+   * next layer's attention. Default false.
+   */
+  prefetch?: boolean;
+}
+
+/** A selector that can name the next layer's neurons early, from the current layer's FFN input. */
+export interface PredictingSelector extends NeuronSelector {
+  predictNext(layer: number, x: Float32Array, out: Int32Array): number;
+}
+
+/** Figures of the lookahead prefetch (zero unless `prefetch` is on). */
+export interface PrefetchStats {
+  /** Prefetches issued (one per layer at most). */
+  issued: number;
+  /** Neurons and bytes read by prefetches (also counted in `stats.neuronsLoaded` / `bytesRead`). */
+  neurons: number;
+  bytes: number;
+  /** Wall time from issuing each prefetch to its last byte, summed, ms. */
+  readMs: number;
+  /** Of that, time the next layer still had to wait (counted in `stats.ioMs`), ms; the rest was hidden. */
+  waitMs: number;
+}
+
+/** A prefetch in flight: its reads, and the runs `[first, count]` (cache ids) they fill. */
+interface PendingLoad {
+  done: Promise<void>;
+  failed: boolean;
+  start: number;
+  end: number;
+  layer: number;
+  idBase: number;
+  runs: number[];
+  gapNeurons: number;
+  requests: ReadRequest[];
 }
 
 /** Most slots a strategy can use: every neuron of every layer (windowed), or of one layer at a time. */
@@ -74,11 +130,17 @@ export class FlashFfn implements FfnBackend {
   private readonly planner: ReadPlanner;
   private readonly slotIds: WasmBlock; // u32 [neurons]: active slots in neuron order, for the kernel
   private readonly xq: WasmBlock; // i16 scratch for q8 bundles
+  private readonly hOut: WasmBlock | undefined; // f32 [neurons]: activations, when recorded
   private readonly active: Int32Array;
   private readonly missing: Int32Array;
   private readonly chunkIds: Int32Array;
   private readonly strategy: FlashStrategy;
   private tick = 0; // one per layer evaluation: the cache's clock
+  /** Figures of the lookahead prefetch. */
+  readonly prefetchStats: PrefetchStats = { issued: 0, neurons: 0, bytes: 0, readMs: 0, waitMs: 0 };
+  private readonly predicted: Int32Array; // prefetch: layer-local ids named by predictNext
+  private readonly missingNext: Int32Array; // prefetch: cache ids of those not cached
+  private pending: PendingLoad | undefined; // the prefetch in flight, committed at the next run()
 
   constructor(
     private readonly k: Kernels,
@@ -100,9 +162,12 @@ export class FlashFfn implements FfnBackend {
     this.planner = new ReadPlanner(neurons, maxGap);
     this.slotIds = k.alloc(neurons * 4);
     this.xq = k.alloc((layout.dim + 8) * 2);
+    this.hOut = opts.onActivations ? k.alloc(neurons * 4) : undefined;
     this.active = new Int32Array(neurons);
     this.missing = new Int32Array(neurons);
     this.chunkIds = new Int32Array(neurons);
+    this.predicted = new Int32Array(opts.prefetch ? neurons : 0);
+    this.missingNext = new Int32Array(opts.prefetch ? neurons : 0);
   }
 
   /** Slots in the cache. */
@@ -117,11 +182,13 @@ export class FlashFfn implements FfnBackend {
   async run(layer: number, x: number, out: number, signal?: AbortSignal): Promise<void> {
     const { k, layout, stats, cache, matrix } = this;
     stats.layerRuns++;
+    if (this.pending) await this.finishPrefetch();
     const tick = ++this.tick;
 
     const t = performance.now();
     const nActive =
       this.strategy === "naive" ? fillAll(this.active, layout.neurons) : this.opts.selector.select(layer, k.f32(x, layout.dim), this.active);
+    if (this.strategy !== "naive") checkSelection(this.opts.selector.name, layer, this.active, nActive, layout.neurons);
     const t2 = performance.now();
     stats.computeMs += t2 - t;
     stats.activeNeurons += nActive;
@@ -140,7 +207,9 @@ export class FlashFfn implements FfnBackend {
         stats.memoryMs += performance.now() - t2;
         await this.load(layer, idBase, this.missing, nMissing, signal);
       }
+      if (this.opts.prefetch && this.strategy === "windowed" && layer + 1 < layout.nLayers) this.startPrefetch(layer, x, tick, signal);
       this.compute(x, out, this.active, nActive, false);
+      if (this.opts.onActivations) this.report(layer, x, idBase, nActive);
       return;
     }
     stats.memoryMs += performance.now() - t2;
@@ -159,6 +228,12 @@ export class FlashFfn implements FfnBackend {
     }
   }
 
+  private report(layer: number, x: number, idBase: number, n: number): void {
+    const ids = this.chunkIds.subarray(0, n);
+    for (let i = 0; i < n; i++) ids[i] = this.active[i] - idBase;
+    this.opts.onActivations!(layer, this.k.f32(x, this.layout.dim), ids, this.k.f32(this.hOut!.ptr, n));
+  }
+
   // Marks the active neurons used by this token and lists the ones not in the cache.
   private findMissing(active: Int32Array, nActive: number, tick: number): number {
     const cache = this.cache;
@@ -174,6 +249,7 @@ export class FlashFfn implements FfnBackend {
   // Plans and issues the reads of `missing` straight into newly reserved slots; commits on success,
   // rolls back on failure so the cache never points at a slot whose bytes did not arrive.
   private async load(layer: number, idBase: number, missing: Int32Array, nMissing: number, signal?: AbortSignal): Promise<void> {
+    if (this.opts.bundling === false) return this.loadUnbundled(layer, idBase, missing, nMissing, signal);
     const { k, layout, stats, planner, cache, matrix } = this;
     const t0 = performance.now();
     planner.plan(missing, nMissing, (n) => cache.slotOf(n) >= 0, cache.free);
@@ -182,29 +258,173 @@ export class FlashFfn implements FfnBackend {
     const mem = k.u8(matrix.ptr, cache.capacity * stride);
     const requests: ReadRequest[] = [];
     let bytes = 0;
-    for (let r = 0; r < planner.runCount; r++) {
-      const first = planner.runs[2 * r];
-      const count = planner.runs[2 * r + 1];
-      const slot = cache.reserve(first, count);
-      const length = count * stride;
-      requests.push({ offset: base + (first - idBase) * stride, length, target: mem.subarray(slot * stride, slot * stride + length) });
-      bytes += length;
-    }
-    const t1 = performance.now();
-    stats.memoryMs += t1 - t0;
+    // Everything from the first reservation to the commit is undone on any failure (a reservation the
+    // cache refuses, a read error or abort, a checksum mismatch): the cache never keeps a slot whose
+    // bytes did not arrive intact, nor a pending reservation that would block every later load.
     try {
-      await this.source.read(requests, signal);
+      for (let r = 0; r < planner.runCount; r++) {
+        const first = planner.runs[2 * r];
+        const count = planner.runs[2 * r + 1];
+        const slot = cache.reserve(first, count);
+        const length = count * stride;
+        requests.push({ offset: base + (first - idBase) * stride, length, target: mem.subarray(slot * stride, slot * stride + length) });
+        bytes += length;
+      }
+      const t1 = performance.now();
+      stats.memoryMs += t1 - t0;
+      try {
+        await this.source.read(requests, signal);
+      } finally {
+        stats.ioMs += performance.now() - t1;
+      }
+      if (this.opts.verifyBundle) this.verify(layer, idBase, requests);
     } catch (e) {
       cache.rollback();
       throw e;
-    } finally {
-      stats.ioMs += performance.now() - t1;
     }
     cache.commit();
     stats.neuronsLoaded += planner.slots;
     stats.gapNeurons += planner.gapNeurons;
     stats.bytesRead += bytes;
     stats.readRequests += requests.length;
+  }
+
+  // bundling: false, the "windowing only" baseline: each missing neuron's rows are separate requests,
+  // as if gate, up and down were stored as separate matrices; nothing is coalesced.
+  private async loadUnbundled(layer: number, idBase: number, missing: Int32Array, nMissing: number, signal?: AbortSignal): Promise<void> {
+    const { k, layout, stats, cache, matrix } = this;
+    const t0 = performance.now();
+    const stride = layout.bundleStride;
+    const row = layout.dim * (layout.dtype === "q8" ? 1 : 4);
+    const cuts = layout.gated ? [0, BUNDLE_HEADER_BYTES + row, BUNDLE_HEADER_BYTES + 2 * row, layout.bundleBytes] : [0, BUNDLE_HEADER_BYTES + row, layout.bundleBytes];
+    const base = layout.layerOffsets[layer];
+    const requests: ReadRequest[] = [];
+    try {
+      const mem = k.u8(matrix.ptr, cache.capacity * stride);
+      for (let i = 0; i < nMissing; i++) {
+        const slot = cache.reserve(missing[i], 1);
+        const file = base + (missing[i] - idBase) * stride;
+        for (let c = 0; c + 1 < cuts.length; c++) {
+          requests.push({ offset: file + cuts[c], length: cuts[c + 1] - cuts[c], target: mem.subarray(slot * stride + cuts[c], slot * stride + cuts[c + 1]) });
+        }
+      }
+      const t1 = performance.now();
+      stats.memoryMs += t1 - t0;
+      try {
+        await this.source.read(requests, signal);
+      } finally {
+        stats.ioMs += performance.now() - t1;
+      }
+    } catch (e) {
+      cache.rollback();
+      throw e;
+    }
+    cache.commit();
+    stats.neuronsLoaded += nMissing;
+    stats.bytesRead += nMissing * layout.bundleBytes;
+    stats.readRequests += requests.length;
+  }
+
+  // Lookahead: names layer+1's neurons from this layer's input, protects them, makes room and starts
+  // reading the missing ones into reserved slots. The next run() waits for and commits them first.
+  private startPrefetch(layer: number, x: number, tick: number, signal?: AbortSignal): void {
+    const selector = this.opts.selector as Partial<PredictingSelector>;
+    if (typeof selector.predictNext !== "function") return;
+    const { k, layout, stats, cache, planner, matrix } = this;
+    const t0 = performance.now();
+    const n = selector.predictNext(layer, k.f32(x, layout.dim), this.predicted);
+    const t1 = performance.now();
+    stats.computeMs += t1 - t0;
+    const idBase = (layer + 1) * layout.neurons;
+    let m = 0;
+    for (let i = 0; i < n; i++) {
+      const id = this.predicted[i] + idBase;
+      cache.touch(id, tick); // protected like this layer's neurons: makeRoom must not take them
+      if (cache.slotOf(id) < 0) this.missingNext[m++] = id;
+    }
+    if (m > cache.free) cache.makeRoom(m, tick);
+    m = Math.min(m, cache.free); // what does not fit is read on demand
+    if (m === 0) {
+      stats.memoryMs += performance.now() - t1;
+      return;
+    }
+    planner.plan(this.missingNext, m, (id) => cache.slotOf(id) >= 0, cache.free);
+    const stride = layout.bundleStride;
+    const base = layout.layerOffsets[layer + 1];
+    const mem = k.u8(matrix.ptr, cache.capacity * stride);
+    const p: PendingLoad = { done: Promise.resolve(), failed: false, start: 0, end: 0, layer: layer + 1, idBase, runs: [], gapNeurons: planner.gapNeurons, requests: [] };
+    for (let r = 0; r < planner.runCount; r++) {
+      const first = planner.runs[2 * r];
+      const count = planner.runs[2 * r + 1];
+      const slot = cache.reserve(first, count);
+      p.runs.push(first, count);
+      p.requests.push({ offset: base + (first - idBase) * stride, length: count * stride, target: mem.subarray(slot * stride, (slot + count) * stride) });
+    }
+    p.start = performance.now();
+    stats.memoryMs += p.start - t1;
+    p.done = this.source.read(p.requests, signal).then(
+      () => void (p.end = performance.now()),
+      () => void ((p.end = performance.now()), (p.failed = true)),
+    );
+    this.pending = p;
+    this.prefetchStats.issued++;
+  }
+
+  // Waits for the prefetch in flight and commits it. A failed (or, with verifyBundle, corrupt) one is
+  // rolled back: its neurons are then read on demand, which reports the error if it persists.
+  private async finishPrefetch(): Promise<void> {
+    const p = this.pending!;
+    this.pending = undefined;
+    const { stats, cache, layout, prefetchStats: ps } = this;
+    const t0 = performance.now();
+    await p.done;
+    const waited = performance.now() - t0;
+    stats.ioMs += waited;
+    ps.waitMs += waited;
+    ps.readMs += p.end - p.start;
+    if (!p.failed && this.opts.verifyBundle) {
+      try {
+        for (let r = 0; r < p.runs.length / 2; r++) {
+          const target = p.requests[r].target;
+          for (let i = 0; i < p.runs[2 * r + 1]; i++) {
+            const at = i * layout.bundleStride;
+            this.opts.verifyBundle(p.layer, p.runs[2 * r] - p.idBase + i, target.subarray(at, at + layout.bundleBytes));
+          }
+        }
+      } catch {
+        p.failed = true;
+      }
+    }
+    if (p.failed) {
+      cache.rollback();
+      return;
+    }
+    cache.commit();
+    let neurons = 0;
+    let bytes = 0;
+    for (let r = 0; r < p.requests.length; r++) {
+      neurons += p.runs[2 * r + 1];
+      bytes += p.requests[r].length;
+    }
+    stats.neuronsLoaded += neurons;
+    stats.gapNeurons += p.gapNeurons;
+    stats.bytesRead += bytes;
+    stats.readRequests += p.requests.length;
+    ps.neurons += neurons;
+    ps.bytes += bytes;
+  }
+
+  // verifyReads: checks every bundle just read (gap neurons included) before any of them is committed.
+  private verify(layer: number, idBase: number, requests: readonly ReadRequest[]): void {
+    const t0 = performance.now();
+    const check = this.opts.verifyBundle!;
+    const { bundleStride: stride, bundleBytes } = this.layout;
+    for (let r = 0; r < requests.length; r++) {
+      const first = this.planner.runs[2 * r] - idBase;
+      const target = requests[r].target;
+      for (let i = 0; i * stride < target.byteLength; i++) check(layer, first + i, target.subarray(i * stride, i * stride + bundleBytes));
+    }
+    this.stats.memoryMs += performance.now() - t0;
   }
 
   // Runs the bundled FFN kernel over the active neurons' slots, in neuron order.
@@ -217,15 +437,34 @@ export class FlashFfn implements FfnBackend {
     stats.memoryMs += t1 - t0;
     k.k.ffn_bundled(
       out, x, layout.dim, matrix.ptr, layout.bundleStride, this.slotIds.ptr, nActive,
-      layout.dtype === "q8" ? 1 : 0, layout.gated ? 1 : 0, Act[layout.activation], this.xq.ptr, 0, accumulate ? 1 : 0,
+      layout.dtype === "q8" ? 1 : 0, layout.gated ? 1 : 0, Act[layout.activation], this.xq.ptr, this.hOut?.ptr ?? 0, accumulate ? 1 : 0,
     );
     stats.computeMs += performance.now() - t1;
   }
 
   dispose(): void {
+    this.pending = undefined;
     this.k.free(this.matrix);
     this.k.free(this.slotIds);
     this.k.free(this.xq);
+    if (this.hOut) this.k.free(this.hOut);
+  }
+}
+
+// A selector's ids index the cache and the file. Ids out of order or repeated would make the planner
+// produce runs of negative length (corrupting the cache's counts); ids out of range would read another
+// layer's bundles under this layer's name. Refused before the cache is touched; O(n), next to nothing.
+function checkSelection(selector: string, layer: number, ids: Int32Array, n: number, neurons: number): void {
+  if (!(Number.isInteger(n) && n >= 0 && n <= neurons)) {
+    throw new FlashError("BAD_ARGUMENT", `selector "${selector}" returned ${n} neurons for layer ${layer}, which has ${neurons}`, { layer, count: n });
+  }
+  let prev = -1;
+  for (let i = 0; i < n; i++) {
+    const id = ids[i];
+    if (id <= prev || id >= neurons) {
+      throw new FlashError("BAD_ARGUMENT", `selector "${selector}" returned neuron ${id} at index ${i} for layer ${layer}: ids must be ascending, unique and in [0, ${neurons})`, { layer, index: i, neuron: id });
+    }
+    prev = id;
   }
 }
 

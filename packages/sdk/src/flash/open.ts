@@ -12,6 +12,7 @@ import { readPredictor } from "../sparsity/calibrate.js";
 import { LowRankPredictor } from "../sparsity/predictor.js";
 import type { FlashSource } from "../source.js";
 import { Llama2cTokenizer } from "../tokenizer/llama2c.js";
+import { CharTokenizer } from "../tokenizer/chars.js";
 import type { FfnStorageLayout, FlashFfnOptions, FlashStrategy } from "./flash-ffn.js";
 import { FlashFfn } from "./flash-ffn.js";
 import type { MemoryPlan } from "./memory-plan.js";
@@ -86,9 +87,7 @@ export async function openFlashModel(source: FlashSource, opts: OpenFlashOptions
   const file = await openFlm(source, { signal: opts.signal });
   const m = file.manifest;
   const c = m.config;
-  if (m.architecture !== "llama" || m.tokenizer.kind !== "llama2c") {
-    throw new FlashError("UNSUPPORTED", `this engine runs llama-architecture models with a llama2.c tokenizer; the file has architecture "${m.architecture}" and tokenizer "${m.tokenizer.kind}"`);
-  }
+  if (m.tokenizer.kind === "none") throw new FlashError("UNSUPPORTED", "this file stores no tokenizer: generate needs one");
   checkLlamaTensors(m);
   const contextLength = Math.min(opts.contextLength ?? c.seqLen, c.seqLen);
   if (!(Number.isSafeInteger(contextLength) && contextLength >= 1)) throw new FlashError("BAD_ARGUMENT", `contextLength must be an integer ≥ 1, got ${opts.contextLength}`);
@@ -117,7 +116,8 @@ export async function openFlashModel(source: FlashSource, opts: OpenFlashOptions
   const predictorData = wantPredictor ? await readPredictor(file) : undefined;
   if (opts.verifyReads) plan.crcTableBytes = (await file.loadBundleCrcs({ signal: opts.signal })).byteLength;
 
-  const tokenizer = Llama2cTokenizer.parse(await file.readTokenizer({ signal: opts.signal }), c.vocabSize);
+  const tokBytes = await file.readTokenizer({ signal: opts.signal });
+  const tokenizer = m.tokenizer.kind === "chars" ? CharTokenizer.parse(tokBytes, c.vocabSize) : Llama2cTokenizer.parse(tokBytes, c.vocabSize);
   const resident = await file.readResident({ signal: opts.signal });
   throwIfAborted(opts.signal);
   const store = new WeightStore(kernels);

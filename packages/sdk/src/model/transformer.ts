@@ -7,11 +7,14 @@ import type { WeightStore } from "./weights.js";
 import { copyRow, matvec } from "./weights.js";
 
 /**
- * The llama-family forward pass (RMSNorm, RoPE, grouped-query attention, gated FFN), written the way
- * llama2.c's run.c writes it, on the WASM kernels. One token at one position per call.
+ * The forward pass, written the way llama2.c's run.c writes it, on the WASM kernels; one token at
+ * one position per call. Two families: llama (RMSNorm, RoPE, grouped-query attention, gated FFN) and
+ * OPT/GPT (LayerNorm with bias, learned positions, attention biases, plain FFN with biases).
  *
  * Resident tensors expected in the store: `tok_embeddings`, `output`, `norm`, and per layer
- * `layers.{l}.attn_norm|wq|wk|wv|wo|ffn_norm`.
+ * `layers.{l}.attn_norm|wq|wk|wv|wo|ffn_norm`; OPT/GPT add `pos_embeddings`, `norm_bias`, and per layer
+ * `attn_norm_bias`, `ffn_norm_bias`, `bo`, `b2` (down bias), and where the model has them `bq|bk|bv`
+ * and `output_bias`.
  */
 export class Transformer {
   readonly config: ModelConfig;
@@ -38,8 +41,10 @@ export class Transformer {
     private readonly ffn: FfnBackend,
     contextLength = config.seqLen,
   ) {
-    if (config.norm !== "rmsnorm" || config.ropeStyle === "none" || !config.gated) {
-      throw new FlashError("UNSUPPORTED", `this forward pass runs llama-family models (rmsnorm, rotary, gated FFN); got norm=${config.norm} rope=${config.ropeStyle} gated=${config.gated}`);
+    const llama = config.norm === "rmsnorm" && config.ropeStyle !== "none" && config.gated;
+    const opt = config.norm === "layernorm" && config.ropeStyle === "none" && !config.gated;
+    if (!llama && !opt) {
+      throw new FlashError("UNSUPPORTED", `this forward pass runs llama-family (rmsnorm, rotary, gated FFN) and OPT-family (layernorm, learned positions, plain FFN) models; got norm=${config.norm} rope=${config.ropeStyle} gated=${config.gated}`);
     }
     this.config = config;
     this.contextLength = Math.min(contextLength, config.seqLen);
@@ -81,37 +86,60 @@ export class Transformer {
     if (!(pos >= 0 && pos < this.contextLength)) {
       throw new FlashError("CONTEXT_OVERFLOW", `position ${pos} is beyond the context of ${this.contextLength} tokens`, { pos, contextLength: this.contextLength });
     }
-    this.ropeFactors(pos);
+    const rotary = c.ropeStyle !== "none";
+    if (rotary) this.ropeFactors(pos);
     copyRow(k, this.x, w.get("tok_embeddings"), token);
+    if (!rotary) {
+      copyRow(k, this.xb, w.get("pos_embeddings"), pos);
+      k.k.add(this.x, this.x, this.xb, dim);
+    }
     this.ffn.beginToken(pos);
 
     for (let l = 0; l < nLayers; l++) {
       throwIfAborted(signal);
       const L = `layers.${l}.`;
       // Attention: normalise, project q and (straight into the cache at `pos`) k and v, rotate, attend.
-      k.k.rmsnorm(this.xb, this.x, w.vector(L + "attn_norm"), dim, c.normEps);
+      this.norm(this.xb, this.x, L + "attn_norm");
       const kAt = this.keyCache + ((l * this.contextLength + pos) * kv) * 4;
       const vAt = this.valueCache + ((l * this.contextLength + pos) * kv) * 4;
-      matvec(k, this.q, w.get(L + "wq"), this.xb, this.xq);
-      matvec(k, kAt, w.get(L + "wk"), this.xb, this.xq);
-      matvec(k, vAt, w.get(L + "wv"), this.xb, this.xq);
-      const neox = c.ropeStyle === "neox" ? 1 : 0;
-      k.k.rope(this.q, nHeads, hs, this.cos, this.sin, neox);
-      k.k.rope(kAt, nKvHeads, hs, this.cos, this.sin, neox);
+      this.linear(this.q, L + "wq", this.xb, L + "bq");
+      this.linear(kAt, L + "wk", this.xb, L + "bk");
+      this.linear(vAt, L + "wv", this.xb, L + "bv");
+      if (rotary) {
+        const neox = c.ropeStyle === "neox" ? 1 : 0;
+        k.k.rope(this.q, nHeads, hs, this.cos, this.sin, neox);
+        k.k.rope(kAt, nKvHeads, hs, this.cos, this.sin, neox);
+      }
       const layerK = this.keyCache + l * this.contextLength * kv * 4;
       const layerV = this.valueCache + l * this.contextLength * kv * 4;
       k.k.attention(this.xb, this.q, layerK, layerV, this.att, pos, nHeads, nKvHeads, hs, kv);
-      matvec(k, this.xb2, w.get(L + "wo"), this.xb, this.xq);
+      this.linear(this.xb2, L + "wo", this.xb, L + "bo");
       k.k.add(this.x, this.x, this.xb2, dim);
 
-      // Feed-forward: the backend decides where the weights come from.
-      k.k.rmsnorm(this.xb, this.x, w.vector(L + "ffn_norm"), dim, c.normEps);
+      // Feed-forward: the backend decides where the weights come from; the down bias is resident.
+      this.norm(this.xb, this.x, L + "ffn_norm");
       await this.ffn.run(l, this.xb, this.xb2, signal);
+      if (w.has(L + "b2")) k.k.add(this.xb2, this.xb2, w.vector(L + "b2"), dim);
       k.k.add(this.x, this.x, this.xb2, dim);
     }
-    k.k.rmsnorm(this.x, this.x, w.vector("norm"), dim, c.normEps);
-    matvec(k, this.logits, w.get("output"), this.x, this.xq);
+    this.norm(this.x, this.x, "norm");
+    this.linear(this.logits, "output", this.x, "output_bias");
     return k.f32(this.logits, c.vocabSize);
+  }
+
+  // RMSNorm, or LayerNorm with its bias, by the model's family.
+  private norm(out: number, x: number, name: string): void {
+    const { k, weights: w, config: c } = this;
+    if (c.norm === "rmsnorm") k.k.rmsnorm(out, x, w.vector(name), c.dim, c.normEps);
+    else k.k.layernorm(out, x, w.vector(name), w.vector(name + "_bias"), c.dim, c.normEps);
+  }
+
+  // out = W·x (+ b when the model has that bias).
+  private linear(out: number, weight: string, x: number, bias: string): void {
+    const { k, weights: w } = this;
+    const m = w.get(weight);
+    matvec(k, out, m, x, this.xq);
+    if (w.has(bias)) k.k.add(out, out, w.vector(bias), m.rows);
   }
 
   /** The final hidden state of the last forward call (after the final norm). */

@@ -5,7 +5,7 @@ import type { TensorDeclaration } from "../format/layout.js";
 import type { Manifest, PredictorInfo } from "../format/types.js";
 import { FlmWriter } from "../format/writer.js";
 import type { FlashModel } from "../flash/open.js";
-import type { Llama2cTokenizer } from "../tokenizer/llama2c.js";
+import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Predictor } from "./predictor.js";
 import type { LayerActivations } from "./train.js";
 
@@ -40,7 +40,7 @@ export const MIN_CALIBRATION_POSITIONS = 2000;
  * Cuts a corpus into token sequences the way the model saw text: stories separated by
  * `<|endoftext|>` (TinyStories) or blank lines, each encoded with BOS and cut at `maxLen`.
  */
-export function corpusSequences(text: string, tokenizer: Llama2cTokenizer, maxLen: number): number[][] {
+export function corpusSequences(text: string, tokenizer: Tokenizer, maxLen: number): number[][] {
   const parts = text.includes("<|endoftext|>") ? text.split("<|endoftext|>") : text.split(/\n\s*\n/);
   return parts.map((p) => p.trim()).filter((p) => p.length > 0).map((p) => tokenizer.encode(p, true, false).slice(0, maxLen)).filter((t) => t.length > 1);
 }

@@ -1,4 +1,5 @@
 import { FormatError } from "../errors.js";
+import type { Tokenizer } from "./tokenizer.js";
 
 /** Token ids fixed by the llama2.c/sentencepiece convention. */
 export const BOS = 1;
@@ -17,7 +18,9 @@ export type UnknownPolicy =
  *
  * File layout: int32 max_token_length, then per id: float32 score, int32 length, `length` bytes.
  */
-export class Llama2cTokenizer {
+export class Llama2cTokenizer implements Tokenizer {
+  /** run.c stops when BOS is sampled. */
+  readonly defaultStopTokens: readonly number[] = [BOS];
   /** Raw bytes of each piece, by id. */
   readonly pieces: readonly Uint8Array[];
   /** Merge score of each piece, by id. */
@@ -60,6 +63,12 @@ export class Llama2cTokenizer {
     if (bytes.byteLength < 4) fail("TRUNCATED", `file is ${bytes.byteLength} bytes, shorter than its 4-byte header`);
     const maxTokenLength = dv.getInt32(0, true);
     if (maxTokenLength <= 0 || maxTokenLength > 1 << 16) fail("BAD_TOKENIZER", `bad max_token_length ${maxTokenLength}`);
+    // Each entry takes at least 8 bytes: check before allocating for `vocabSize` entries, so a model
+    // header's vocabulary size cannot make a small tokenizer file allocate megabytes.
+    if (4 + 8 * vocabSize > bytes.byteLength) {
+      const entry = Math.max(0, Math.floor((bytes.byteLength - 4) / 8));
+      fail("TRUNCATED", `file ends at byte ${bytes.byteLength} inside entry ${entry} of ${vocabSize} or earlier (entries take 8 bytes or more)`, { expectedPieces: vocabSize, actualBytes: bytes.byteLength });
+    }
     const pieces: Uint8Array[] = [];
     const scores = new Float32Array(vocabSize);
     let p = 4;
