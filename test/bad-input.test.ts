@@ -96,3 +96,14 @@ describe("prompts", () => {
     await model.dispose();
   });
 });
+
+describe("NaN and Inf in weights", () => {
+  it("conversion names the tensor and layer", async () => {
+    const { convertLlama2c, MemorySink } = await import("@flashllm/sdk");
+    const bad = ckpt.slice();
+    // w1 of layer 2 starts after the header, embedding, rms_att, wq, wk, wv, wo, rms_ffn, and 2 layers of w1.
+    const floats = 512 * 64 + 5 * 64 + 5 * 64 * 64 + 2 * 5 * 32 * 64 + 5 * 64 * 64 + 5 * 64 + 2 * 172 * 64 + 7;
+    new DataView(bad.buffer).setFloat32(28 + 4 * floats, NaN, true);
+    await expect(convertLlama2c(bad, tok, new MemorySink())).rejects.toThrow(/tensor layers\.2\.w1 \(layer 2\) holds NaN at index 7/);
+  });
+});

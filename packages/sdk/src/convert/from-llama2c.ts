@@ -96,17 +96,20 @@ export async function convertTensors(src: TensorSource, tokenizer: TokenizerFile
     provenance: { converter: "flashllm", ...opts.provenance },
   });
   const total = nLayers + 1;
-  for (const t of decl) await writer.writeTensor(t.name, await src.getTensor(t.name));
+  // Every tensor is checked for NaN/Inf on the way in: a broken checkpoint is named here, not as
+  // garbage text later.
+  const get = async (name: string) => assertFinite(name, await src.getTensor(name));
+  for (const t of decl) await writer.writeTensor(t.name, await get(t.name));
   await writer.writeTokenizer(tokenizer.bytes);
   opts.onProgress?.(1, total);
   const gate = new Float32Array(dim);
   const up = new Float32Array(dim);
   const down = new Float32Array(dim);
   for (let l = 0; l < nLayers; l++) {
-    const w1 = llama ? await src.getTensor(`layers.${l}.w1`) : undefined;
-    const w2 = await src.getTensor(`layers.${l}.w2`); // [dim][hidden]: neuron i's column is w2[·][i]
-    const w3 = await src.getTensor(`layers.${l}.w3`);
-    const b1 = opt && has(`layers.${l}.b1`) ? await src.getTensor(`layers.${l}.b1`) : undefined;
+    const w1 = llama ? await get(`layers.${l}.w1`) : undefined;
+    const w2 = await get(`layers.${l}.w2`); // [dim][hidden]: neuron i's column is w2[·][i]
+    const w3 = await get(`layers.${l}.w3`);
+    const b1 = opt && has(`layers.${l}.b1`) ? await get(`layers.${l}.b1`) : undefined;
     await writer.writeLayer(l, (i) => {
       if (w1) gate.set(w1.subarray(i * dim, (i + 1) * dim));
       up.set(w3.subarray(i * dim, (i + 1) * dim));
@@ -116,4 +119,14 @@ export async function convertTensors(src: TensorSource, tokenizer: TokenizerFile
     opts.onProgress?.(l + 2, total);
   }
   return writer.finish();
+}
+
+function assertFinite(name: string, t: Float32Array): Float32Array {
+  for (let i = 0; i < t.length; i++) {
+    if (!Number.isFinite(t[i])) {
+      const layer = /^layers\.(\d+)\./.exec(name)?.[1];
+      throw new FlashError("BAD_ARGUMENT", `tensor ${name}${layer !== undefined ? ` (layer ${layer})` : ""} holds ${t[i]} at index ${i}: the checkpoint is corrupt`, { tensor: name, index: i, layer: layer === undefined ? undefined : Number(layer) });
+    }
+  }
+  return t;
 }
