@@ -84,7 +84,9 @@ program
   .description("dense vs sparse on held-out text: loss, top-1 agreement, per-layer recall/precision, greedy agreement")
   .argument("<model>", ".flm file (with predictors for --selector predictor)")
   .requiredOption("--text <file>", "held-out text not used for calibration")
-  .addOption(new Option("--selector <s>", "which selection to measure").choices(["predictor", "exact"]).default("predictor"))
+  .addOption(new Option("--selector <s>", "which selection to measure").choices(["predictor", "exact", "hot"]).default("predictor"))
+  .option("--hot-text <file>", "for --selector hot: text to count neuron activity on")
+  .option("--hot-bytes <n>", "bytes of --hot-text to read", int("--hot-bytes"), 300000)
   .option("--positions <n>", "teacher-forced positions to score", int("--positions"), 3000)
   .option("--keep-norm <s>", "SwiGLU truth: share of the activation norm", num("--keep-norm"), 0.95)
   .option("--text-offset <bytes>", "start reading the text here", int("--text-offset"), 0)
@@ -120,12 +122,13 @@ program
   .option("--window <k>", "window (tokens)", int("--window"), 5)
   .option("--tokens <n>", "measured tokens per variant", int("--tokens"), 16)
   .option("--warmup <n>", "unmeasured tokens first (fill the window)", int("--warmup"), 6)
-  .option("--in-flight <n>", "reads in flight", int("--in-flight"), 8)
+  .option("--in-flight <n>", "reads in flight", int("--in-flight"), 32)
   .option("--no-direct", "buffered reads (the file is still evicted before each variant)")
   .option("--no-fio", "skip the fio comparison")
   .option("--variants <list>", "comma list of naive,bundled,windowed,windowed+bundled,lookahead,memory")
   .option("--out-dir <dir>", "where results (and a synthesized model) go", ".cache/bench")
   .option("--seed <n>", "seed of weights and trace", int("--seed"), 1)
+  .option("--max-gap <bytes>", "merge two runs of missing neurons across a gap of up to this many bytes", int("--max-gap"), 32 * 1024)
   .action((opts) => benchCommand(opts));
 
 program.parseAsync(process.argv).catch((e: unknown) => {

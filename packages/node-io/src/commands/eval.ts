@@ -1,10 +1,13 @@
-import { GateExactSelector, TruthTap, corpusSequences, evaluateSparsity, openFlashModel, type NeuronSelector } from "@flashllm/sdk";
+import { GateExactSelector, HotNeuronSelector, TruthTap, corpusSequences, evaluateSparsity, openFlashModel, type FlashModel, type NeuronSelector } from "@flashllm/sdk";
 import { NodeFileSource } from "../source/index.js";
 import { pct, readText, ruleFor } from "./sparsity-common.js";
 
 export interface EvalOptions {
   text: string;
-  selector: "predictor" | "exact";
+  selector: "predictor" | "exact" | "hot";
+  /** Text to count neuron activity on for the hot set (not the evaluation text). */
+  hotText?: string;
+  hotBytes: number;
   positions: number;
   textOffset: number;
   textBytes?: number;
@@ -26,10 +29,12 @@ export async function evalCommand(model: string, o: EvalOptions): Promise<void> 
     const dense = await openFlashModel(sourceD, { selector: "all", contextLength: 256, onActivations: (...a) => tap!.hook(...a) });
     const c = dense.config;
     tap = new TruthTap(c.hiddenDim, ruleFor(c, o.keepNorm));
-    // The exact selector keeps every gate row in (the dense model's) memory; the predictor is the file's.
+    // The exact selector keeps every gate row in (the dense model's) memory; the predictor is the file's;
+    // the hot set is counted on separate text with the dense model.
     const exact = o.selector === "exact" ? await GateExactSelector.fromFile(dense.kernels, dense.file) : undefined;
-    const sparse = await openFlashModel(sourceS, { selector: exact ?? "predictor", contextLength: 256 });
-    const selector: NeuronSelector = exact ?? sparse.predictor!;
+    const hot = o.selector === "hot" ? await hotSet(dense, tap, o) : undefined;
+    const sparse = await openFlashModel(sourceS, { selector: exact ?? hot ?? "predictor", contextLength: 256 });
+    const selector: NeuronSelector = exact ?? hot ?? sparse.predictor!;
     const text = await readText(o.text, o.textOffset, o.textBytes);
     const r = await evaluateSparsity(dense, sparse, selector, tap, corpusSequences(text, dense.tokenizer, 256), { maxPositions: o.positions, greedyPrompts: PROMPTS, greedyTokens: 100 });
     if (o.json) {
@@ -53,4 +58,18 @@ export async function evalCommand(model: string, o: EvalOptions): Promise<void> 
     await sourceD.close();
     await sourceS.close();
   }
+}
+
+/** Counts how often each neuron is active on `--hot-text`, then keeps the most frequent covering 97% of activations. */
+async function hotSet(dense: FlashModel, tap: TruthTap, o: EvalOptions): Promise<HotNeuronSelector> {
+  if (!o.hotText) throw new Error("--selector hot needs --hot-text <file>: text to count neuron activity on (not the evaluation text)");
+  const c = dense.config;
+  const counts = Array.from({ length: c.nLayers }, () => new Float64Array(c.hiddenDim));
+  tap.onLayer = (layer, _x, active) => {
+    for (let i = 0; i < active.length; i++) counts[layer][i] += active[i];
+  };
+  const seqs = corpusSequences(await readText(o.hotText, 0, o.hotBytes), dense.tokenizer, 256);
+  for (const seq of seqs) for (let pos = 0; pos + 1 < seq.length && pos < 256; pos++) await dense.transformer.forward(seq[pos], pos);
+  tap.onLayer = undefined;
+  return new HotNeuronSelector(counts, 0.97);
 }
