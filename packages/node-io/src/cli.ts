@@ -37,6 +37,8 @@ program
   .option("-b, --memory-budget <size>", "hard limit on model memory: a share of the .flm file (50%) or bytes (600KiB)")
   .addOption(new Option("--strategy <s>", "how neurons reach memory").choices(["naive", "bundled", "windowed"]).default("windowed"))
   .option("--window <k>", "tokens a used neuron stays protected in the cache", int("--window"), 4)
+  .addOption(new Option("--selector <s>", "which neurons to read: all, or the file's predictors (default when it has them)").choices(["all", "predictor"]))
+  .option("--max-gap <bytes>", "largest gap read to merge two requests", int("--max-gap"), 32768)
   .option("--context <n>", "KV cache positions (default: what prompt + max tokens can reach)", int("--context"))
   .addOption(new Option("--dtype <d>", "weights type when converting a .bin").choices(["f32", "q8"]).default("f32"))
   .addOption(new Option("--activation <a>", "FFN activation of a llama2.c checkpoint (the format does not record it)").choices(["silu", "relu"]).default("silu"))

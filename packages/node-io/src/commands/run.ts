@@ -1,5 +1,5 @@
 import { readFile, stat } from "node:fs/promises";
-import { loadLlama2c, openFlashModel, type FlashModel, type FlashStrategy, type LanguageModel } from "@flashllm/sdk";
+import { CharTokenizer, Llama2cTokenizer, loadLlama2c, openFlashModel, openFlm, type FlashModel, type FlashSource, type FlashStrategy, type LanguageModel } from "@flashllm/sdk";
 import { parseBudget } from "../budget.js";
 import { formatBytes, peakRssBytes } from "../format-stats.js";
 import { flmFor } from "../model-files.js";
@@ -23,6 +23,8 @@ export interface RunOptions {
   direct: boolean;
   inFlight: number;
   dense: boolean;
+  selector?: "all" | "predictor";
+  maxGap: number;
 }
 
 /**
@@ -35,8 +37,8 @@ export async function runCommand(o: RunOptions): Promise<void> {
   const isFlm = modelPath.endsWith(".flm");
   const tokPath = o.tokenizer ?? (o.model ? undefined : DEFAULT_TOKENIZER);
   if (!isFlm && !tokPath) throw new Error("a llama2.c checkpoint needs --tokenizer <tok.bin>");
-  // KV cache for what this run can reach: BOS + dummy prefix + one token per prompt byte at most + new tokens.
-  const contextLength = o.context ?? new TextEncoder().encode(o.prompt).length + 2 + o.maxTokens;
+  // KV cache for what this run can reach (prompt + new tokens); a rough bound until the tokenizer is known.
+  let contextLength = o.context ?? new TextEncoder().encode(o.prompt).length + 2 + o.maxTokens;
 
   let model: LanguageModel;
   let source: NodeFileSource | undefined;
@@ -49,12 +51,13 @@ export async function runCommand(o: RunOptions): Promise<void> {
     const fileBytes = (await stat(flashFile)).size;
     const memoryBudget = o.memoryBudget ? parseBudget(o.memoryBudget, fileBytes) : undefined;
     source = await NodeFileSource.open(flashFile, { direct: o.direct, maxInFlight: o.inFlight });
-    model = await openFlashModel(source, { memoryBudget, strategy: o.strategy, window: o.window, contextLength });
+    if (o.context === undefined) contextLength = (await promptTokenCount(source, o.prompt)) + o.maxTokens;
+    model = await openFlashModel(source, { memoryBudget, strategy: o.strategy, window: o.window, contextLength, selector: o.selector, maxGapBytes: o.maxGap });
     const p = (model as FlashModel).memoryPlan;
     process.stderr.write(
       `[flashllm] ${flashFile}: ${formatBytes(fileBytes)}; budget ${memoryBudget ? `${formatBytes(memoryBudget)} (${((100 * memoryBudget) / fileBytes).toFixed(0)}% of the file)` : "unlimited"}: ` +
         `resident ${formatBytes(p.residentBytes)}, KV+activations ${formatBytes(p.stateBytes)} (${contextLength} positions), ` +
-        `neuron cache ${formatBytes(p.cacheBytes)} (${p.capacity} of ${model.config.hiddenDim * model.config.nLayers} bundles), strategy ${o.strategy}\n`,
+        `neuron cache ${formatBytes(p.cacheBytes)} (${p.capacity} of ${model.config.hiddenDim * model.config.nLayers} bundles), strategy ${o.strategy}, selector ${(model as FlashModel).predictor ? "predictor" : "all"}\n`,
     );
   }
 
@@ -91,4 +94,13 @@ export function statsLine(model: LanguageModel): string {
   }
   parts.push(`peak RSS ${formatBytes(peakRssBytes())}`, `WASM memory ${formatBytes(model.wasmMemoryBytes)}`);
   return `[stats] ${parts.join(", ")}`;
+}
+
+/** Tokens the prompt takes, with the file's own tokenizer (so the KV cache is sized exactly). */
+async function promptTokenCount(source: FlashSource, prompt: string): Promise<number> {
+  const file = await openFlm(source);
+  const bytes = await file.readTokenizer();
+  const vocab = file.manifest.config.vocabSize;
+  const tok = file.manifest.tokenizer.kind === "chars" ? CharTokenizer.parse(bytes, vocab) : Llama2cTokenizer.parse(bytes, vocab);
+  return tok.encode(prompt, true, false).length;
 }

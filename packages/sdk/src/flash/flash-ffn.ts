@@ -203,7 +203,9 @@ export class FlashFfn implements FfnBackend {
       const nMissing = this.findMissing(this.active, nActive, tick);
       stats.cacheHits += nActive - nMissing;
       if (nMissing > 0) {
-        cache.makeRoom(nMissing, tick);
+        // Room for the missing neurons, and as much again for gap neurons the planner may read to
+        // merge requests (only neurons outside this layer's active set are evicted for it).
+        cache.makeRoom(Math.min(2 * nMissing, cache.capacity - (nActive - nMissing)), tick);
         stats.memoryMs += performance.now() - t2;
         await this.load(layer, idBase, this.missing, nMissing, signal);
       }
