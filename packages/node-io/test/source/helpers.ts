@@ -1,6 +1,5 @@
 import { randomBytes } from "node:crypto";
 import { closeSync, constants as fsc, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from "node:fs";
-import type { FileHandle } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { NodeFileSource } from "../../src/source/node-file-source.js";
@@ -50,7 +49,7 @@ export function rng(seed: number): (n: number) => number {
 
 
 /**
- * Wraps the source's FileHandle.read (a test hook by monkeypatching): records reads in flight, and lets a
+ * Wraps the source's positional read seam (`pread`): records reads in flight, and lets a
  * test delay, shorten or fail calls. Returns live counters.
  */
 export function instrument(
@@ -61,10 +60,11 @@ export function instrument(
     intercept?: (call: number, buffer: Uint8Array, offset: number, length: number, position: number) => Promise<{ bytesRead: number }> | undefined;
   } = {},
 ) {
-  const handle = (src as unknown as { handle: FileHandle }).handle;
-  const real = handle.read.bind(handle) as unknown as (b: Uint8Array, o: number, l: number, p: number) => Promise<{ bytesRead: number }>;
+  type Pread = (b: Uint8Array, o: number, l: number, p: number) => Promise<{ bytesRead: number }>;
+  const seam = src as unknown as { pread: Pread };
+  const real = seam.pread.bind(src);
   const probe = { calls: 0, inFlight: 0, maxInFlight: 0, settled: 0, lastSettleAt: 0 };
-  (handle as unknown as { read: unknown }).read = async (b: Uint8Array, o: number, l: number, p: number) => {
+  seam.pread = async (b: Uint8Array, o: number, l: number, p: number) => {
     const call = probe.calls++;
     probe.inFlight++;
     probe.maxInFlight = Math.max(probe.maxInFlight, probe.inFlight);
