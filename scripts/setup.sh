@@ -59,3 +59,6 @@ for pkg in sdk node-io; do
     mark_fresh "build-$pkg" "$h"
   fi
 done
+
+# 5. The browser package (needs the SDK's dist/) and Debian's Chromium for the browser tests.
+bash scripts/setup-browser.sh

@@ -21,7 +21,8 @@ export type FlashErrorCode =
   | "BAD_ARGUMENT"
   | "READ_FAILED"
   | "ABORTED"
-  | "BUSY";
+  | "BUSY"
+  | "QUOTA_EXCEEDED";
 
 /** Base class of all typed flashllm errors. */
 export class FlashError extends Error {

@@ -74,9 +74,10 @@ export class NeuronCache {
    * ticks once per layer evaluation and layers come round in a cycle, so the neuron used most recently
    * is the one needed again furthest in the future (Belady's choice; LRU would evict exactly the
    * neurons the next layers are about to ask for). Neurons used at `tick` itself are never evicted,
-   * so the result can fall short: returns how many slots are free.
+   * so the result can fall short: returns how many slots are free. With `outsideWindowOnly`, only
+   * neurons that left the window go (room that is nice to have, not needed).
    */
-  makeRoom(need: number, tick: number): number {
+  makeRoom(need: number, tick: number, outsideWindowOnly = false): number {
     if (this.free >= need || this.size === 0) return this.free;
     if (this.reserved > 0) throw new FlashError("BAD_ARGUMENT", "makeRoom during a pending load");
     // Histogram of ages (tick - lastUsed), capped, to find the cut-offs without sorting.
@@ -90,7 +91,7 @@ export class NeuronCache {
     let take = h[cut];
     while (take < toFree && cut > w) take += h[--cut];
     toFree = this.evictWhere(toFree, tick, (age) => age > cut, (age) => age === cut && age >= w);
-    if (toFree <= 0) return this.free;
+    if (toFree <= 0 || outsideWindowOnly) return this.free;
     // Inside the window, youngest first (age 0, this tick, is never taken).
     let upTo = 1;
     take = h[1];

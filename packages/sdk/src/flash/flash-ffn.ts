@@ -141,6 +141,7 @@ export class FlashFfn implements FfnBackend {
   private readonly predicted: Int32Array; // prefetch: layer-local ids named by predictNext
   private readonly missingNext: Int32Array; // prefetch: cache ids of those not cached
   private pending: PendingLoad | undefined; // the prefetch in flight, committed at the next run()
+  private disposed = false;
 
   constructor(
     private readonly k: Kernels,
@@ -203,9 +204,10 @@ export class FlashFfn implements FfnBackend {
       const nMissing = this.findMissing(this.active, nActive, tick);
       stats.cacheHits += nActive - nMissing;
       if (nMissing > 0) {
-        // Room for the missing neurons, and as much again for gap neurons the planner may read to
-        // merge requests (only neurons outside this layer's active set are evicted for it).
-        cache.makeRoom(Math.min(2 * nMissing, cache.capacity - (nActive - nMissing)), tick);
+        // Room for the missing neurons; then, from neurons that left the window only, as much again
+        // for gap neurons the planner may read to merge requests.
+        cache.makeRoom(nMissing, tick);
+        cache.makeRoom(Math.min(2 * nMissing, cache.capacity - (nActive - nMissing)), tick, true);
         stats.memoryMs += performance.now() - t2;
         await this.load(layer, idBase, this.missing, nMissing, signal);
       }
@@ -335,6 +337,7 @@ export class FlashFfn implements FfnBackend {
     const { k, layout, stats, cache, planner, matrix } = this;
     const t0 = performance.now();
     const n = selector.predictNext(layer, k.f32(x, layout.dim), this.predicted);
+    checkSelection(`${this.opts.selector.name}.predictNext`, layer + 1, this.predicted, n, layout.neurons);
     const t1 = performance.now();
     stats.computeMs += t1 - t0;
     const idBase = (layer + 1) * layout.neurons;
@@ -444,8 +447,21 @@ export class FlashFfn implements FfnBackend {
     stats.computeMs += performance.now() - t1;
   }
 
-  dispose(): void {
+  /**
+   * Frees the slot matrix and scratch; a second call does nothing. A lookahead prefetch still in
+   * flight (left by an aborted forward pass) writes into the slot matrix, so it is waited for first:
+   * its bytes must never land in freed, perhaps already reused, memory.
+   */
+  dispose(): void | Promise<void> {
+    if (this.disposed) return;
+    this.disposed = true;
+    const p = this.pending;
     this.pending = undefined;
+    if (p) return p.done.then(() => this.free());
+    this.free();
+  }
+
+  private free(): void {
     this.k.free(this.matrix);
     this.k.free(this.slotIds);
     this.k.free(this.xq);

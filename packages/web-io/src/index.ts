@@ -1,0 +1,20 @@
+/**
+ * flashllm in the browser: storage backends for the SDK's `FlashSource` (OPFS, a picked `File`, an
+ * HTTP server with Range), OPFS import with resumption, and an engine that runs in a dedicated worker
+ * behind {@link FlashWorkerClient}. Imports no Node API.
+ */
+export { OpfsSource, opfsFileHandle } from "./opfs-source.js";
+export type { OpfsSourceOptions, SyncAccessHandle } from "./opfs-source.js";
+export { BlobSource } from "./blob-source.js";
+export type { BlobSourceOptions } from "./blob-source.js";
+export { HttpRangeSource, parseContentRange } from "./http-range-source.js";
+export type { HttpRangeSourceOptions, HttpRangeSourceStats } from "./http-range-source.js";
+export { importToOpfs, removeFromOpfs, storageInfo } from "./opfs-import.js";
+export type { ImportOptions } from "./opfs-import.js";
+export { FlashWorkerClient } from "./client.js";
+export type { ClientGenerateOptions, ClientImportOptions, ClientLoadOptions, CreateClientOptions, ModelSource } from "./client.js";
+export { hostFlashWorker } from "./worker/host.js";
+export type { WorkerScope } from "./worker/host.js";
+export { QuotaError, serializeError, deserializeError } from "./errors.js";
+export { formatBytes } from "./util.js";
+export type * from "./protocol.js";
