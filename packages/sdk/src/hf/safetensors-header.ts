@@ -73,21 +73,21 @@ function parseEntry(name: string, entry: unknown, file: string, dataStart: numbe
   const shape = e.shape as unknown[];
   let elements = 1;
   for (const d of shape) {
-    if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) bad(`shape ${JSON.stringify(shape)} has a dimension that is not a non-negative integer`);
+    if (typeof d !== "number" || !Number.isSafeInteger(d) || d < 0) bad(`shape ${show(shape)} has a dimension that is not a non-negative integer`);
     elements *= d as number;
   }
   const expected = elements * DTYPE_BYTES[dtype];
-  if (!Number.isSafeInteger(expected)) bad(`shape ${JSON.stringify(shape)} is too large`);
+  if (!Number.isSafeInteger(expected)) bad(`shape ${show(shape)} is too large`);
   const off = e.data_offsets;
   if (!Array.isArray(off) || off.length !== 2 || !off.every((v) => typeof v === "number" && Number.isSafeInteger(v) && v >= 0)) {
-    bad(`data_offsets must be [begin, end] with non-negative integers, got ${JSON.stringify(off)}`);
+    bad(`data_offsets must be [begin, end] with non-negative integers, got ${show(off)}`);
   }
   const [begin, end] = off as [number, number];
   if (begin > end) bad(`data_offsets [${begin}, ${end}] end before they begin`);
   if (end - begin !== expected) {
     throw new FormatError(
       "SIZE_MISMATCH",
-      `${file}: tensor "${name}" (${dtype} ${JSON.stringify(shape)}) needs ${expected} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`,
+      `${file}: tensor "${name}" (${dtype} ${show(shape)}) needs ${expected} bytes but data_offsets [${begin}, ${end}] span ${end - begin}`,
       { file, tensor: name, expected, actual: end - begin },
     );
   }
@@ -115,4 +115,11 @@ function checkNoOverlap(tensors: TensorInfo[], file: string, dataStart: number):
       });
     }
   }
+}
+
+/** A header value for an error message: arrays of numbers as written, anything else by kind only (a
+ * hostile header can nest arrays deeply enough to overflow JSON.stringify's stack). */
+function show(v: unknown): string {
+  if (Array.isArray(v) && v.length <= 16 && v.every((x) => typeof x === "number")) return `[${v.join(", ")}]`;
+  return Array.isArray(v) ? `an array of ${v.length} items that are not all numbers` : typeof v;
 }

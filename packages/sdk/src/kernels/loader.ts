@@ -67,12 +67,13 @@ export class Kernels {
 
   /** Bytes held by live allocations. */
   get heapUsed(): number {
-    return this.k.fl_heap_used();
+    return this.k.fl_heap_used() >>> 0;
   }
 
   /** Allocates `bytes` bytes aligned to `align` (≥16); throws OUT_OF_MEMORY rather than returning 0. */
   alloc(bytes: number, align = 16): WasmBlock {
-    const ptr = this.k.fl_alloc(Math.max(bytes, 1), align);
+    // wasm32 pointers are u32 but come back as i32: above 2 GiB they would read as negative.
+    const ptr = this.k.fl_alloc(Math.max(bytes, 1), align) >>> 0;
     if (ptr === 0) {
       throw new FlashError("OUT_OF_MEMORY", `WASM memory cannot grow by ${bytes} bytes (now ${this.memoryBytes} bytes; wasm32 stops at 4 GiB)`, {
         bytes,

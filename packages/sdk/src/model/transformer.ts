@@ -51,7 +51,13 @@ export class Transformer {
     const { dim, vocabSize, nLayers, nHeads } = config;
     const kv = kvDim(config);
     const f32 = (n: number) => {
-      const b = k.alloc(n * 4);
+      let b: WasmBlock;
+      try {
+        b = k.alloc(n * 4);
+      } catch (e) {
+        this.dispose(); // an allocation failed part way: give back what was taken
+        throw e;
+      }
       this.blocks.push(b);
       k.f32(b.ptr, n).fill(0);
       return b.ptr;

@@ -151,7 +151,7 @@ export async function writeWithPredictor(file: FlmFile, predictor: Predictor, si
 }
 
 /** The predictors stored in an opened container, checked against the model they sit in. */
-export async function readPredictor(file: FlmFile): Promise<Predictor | undefined> {
+export async function readPredictor(file: FlmFile, signal?: AbortSignal): Promise<Predictor | undefined> {
   const m = file.manifest;
   const info = m.predictor;
   if (!info) return undefined;
@@ -162,7 +162,7 @@ export async function readPredictor(file: FlmFile): Promise<Predictor | undefine
       actual: info.modelFingerprint,
     });
   }
-  const resident = await file.readResident();
+  const resident = await file.readResident({ signal });
   const f32 = (name: string) => {
     const t = resident.get(name);
     if (!t || t.dtype !== "f32") throw new FlashError("BAD_MANIFEST", `predictor tensor ${name} is missing`);
