@@ -362,7 +362,9 @@ describe("generation over failing storage", () => {
     await probe.dispose();
     const small = p.residentBytes + p.stateBytes + p.ffnScratchBytes + 4096 + 48 + 100 * 784;
     const model = await openFlash(src, { memoryBudget: small, verifyReads: true });
-    expect(model.memoryPlan.capacity).toBe(100);
+    // About 100 slots (less the plan's staging buffer): fewer than one layer's 172, so chunks stream.
+    expect(model.memoryPlan.capacity).toBeLessThan(172);
+    expect(model.memoryPlan.capacity).toBeGreaterThan(50);
     const clean = await openFlash(new MemorySource(flm));
     const want = await tokensOf(clean, PROMPT, { temperature: 0, maxTokens: 20 });
     for (let attempt = 0; ; attempt++) {
@@ -524,14 +526,14 @@ describe("the cache's state after failures", () => {
           for (const n of model) if (cache.slotOf(n) < 0) model.delete(n);
           stats.add("makeRoom");
         } else {
-          // Optional room (gap neurons): only neurons that left the window may go.
-          cache.makeRoom(r.int(capacity + 1), tick, true);
+          // Optional room only (`extra`, for gap neurons and later layers): only neurons that left the window may go.
+          cache.makeRoom(0, tick, r.int(capacity + 1));
           for (const n of model) {
             if (cache.slotOf(n) >= 0) continue;
-            if (tick - (used.get(n) ?? -Infinity) < window) expect.fail(`makeRoom(outsideWindowOnly) evicted neuron ${n} used ${tick - used.get(n)!} ticks ago (window ${window})`);
+            if (tick - (used.get(n) ?? -Infinity) < window) expect.fail(`makeRoom(0, extra) evicted neuron ${n} used ${tick - used.get(n)!} ticks ago (window ${window})`);
             model.delete(n);
           }
-          stats.add("makeRoom(outsideWindowOnly)");
+          stats.add("makeRoom(extra only)");
         }
         // Invariants: the live slots hold exactly the model's neurons, each with its own bytes.
         const fail = (why: string) => expect.fail(`round ${round} step ${step}: ${why}`);

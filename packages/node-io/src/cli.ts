@@ -130,6 +130,7 @@ program
   .option("--variants <list>", "comma list of naive,bundled,windowed,windowed+bundled,lookahead,memory")
   .option("--out-dir <dir>", "where results (and a synthesized model) go", ".cache/bench")
   .option("--seed <n>", "seed of weights and trace", int("--seed"), 1)
+  .option("--queue <n>", "reads the file source submits at once (default: --in-flight); libuv runs --in-flight of them", int("--queue"))
   .option("--max-gap <bytes>", "merge two runs of missing neurons across a gap of up to this many bytes", int("--max-gap"), 32 * 1024)
   .action((opts) => benchCommand(opts));
 

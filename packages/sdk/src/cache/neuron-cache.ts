@@ -74,24 +74,27 @@ export class NeuronCache {
    * ticks once per layer evaluation and layers come round in a cycle, so the neuron used most recently
    * is the one needed again furthest in the future (Belady's choice; LRU would evict exactly the
    * neurons the next layers are about to ask for). Neurons used at `tick` itself are never evicted,
-   * so the result can fall short: returns how many slots are free. With `outsideWindowOnly`, only
-   * neurons that left the window go (room that is nice to have, not needed).
+   * so the result can fall short: returns how many slots are free. Up to `extra` more slots are freed
+   * from neurons that left the window only (room that is nice to have, not needed).
    */
-  makeRoom(need: number, tick: number, outsideWindowOnly = false): number {
-    if (this.free >= need || this.size === 0) return this.free;
+  makeRoom(need: number, tick: number, extra = 0): number {
+    if (this.free >= need + extra || this.size === 0) return this.free;
     if (this.reserved > 0) throw new FlashError("BAD_ARGUMENT", "makeRoom during a pending load");
     // Histogram of ages (tick - lastUsed), capped, to find the cut-offs without sorting.
     const h = this.ageHistogram;
     h.fill(0);
     for (let s = 0; s < this.size; s++) h[this.ageBucket(this.neuronOfSlot[s], tick)]++;
-    let toFree = need - this.free;
     const w = Math.max(1, Math.min(this.window, AGE_BUCKETS));
-    // Outside the window, oldest first: ages ≥ `cut` go (those equal to it only while needed).
+    // Outside the window, oldest first: ages ≥ `cut` go (those equal to it only while needed). `extra`
+    // slots more are freed here if neurons outside the window allow, so the next layers find room
+    // without another scan (a scan costs O(size)).
+    let toFree = need + extra - this.free;
     let cut = AGE_BUCKETS;
     let take = h[cut];
     while (take < toFree && cut > w) take += h[--cut];
     toFree = this.evictWhere(toFree, tick, (age) => age > cut, (age) => age === cut && age >= w);
-    if (toFree <= 0 || outsideWindowOnly) return this.free;
+    toFree = need - this.free; // only what is needed may come from inside the window
+    if (toFree <= 0) return this.free;
     // Inside the window, youngest first (age 0, this tick, is never taken).
     let upTo = 1;
     take = h[1];

@@ -71,6 +71,13 @@ export interface FlashFfnOptions {
    * next layer's attention. Default false.
    */
   prefetch?: boolean;
+  /**
+   * Bytes of a staging buffer for reads that merge runs of missing neurons across neurons that are
+   * cached or have no free slot: the whole span is read into it and only the missing bundles are
+   * copied into their slots, so the number of requests does not depend on how full the cache is.
+   * 0 (default) disables it; `openFlashModel` sizes it from the budget.
+   */
+  stagingBytes?: number;
 }
 
 /** A selector that can name the next layer's neurons early, from the current layer's FFN input. */
@@ -136,6 +143,8 @@ export class FlashFfn implements FfnBackend {
   private readonly chunkIds: Int32Array;
   private readonly strategy: FlashStrategy;
   private tick = 0; // one per layer evaluation: the cache's clock
+  private readonly maxGap: number; // neurons
+  private readonly staging: WasmBlock | undefined; // span reads merged across cached neurons land here first
   /** Figures of the lookahead prefetch. */
   readonly prefetchStats: PrefetchStats = { issued: 0, neurons: 0, bytes: 0, readMs: 0, waitMs: 0 };
   private readonly predicted: Int32Array; // prefetch: layer-local ids named by predictNext
@@ -161,6 +170,9 @@ export class FlashFfn implements FfnBackend {
     this.cache = new NeuronCache(ids, capacity, bundleStride, () => k.u8(matrix.ptr, capacity * bundleStride), windowTicks);
     const maxGap = Math.floor((opts.maxGapBytes ?? 32 * 1024) / bundleStride);
     this.planner = new ReadPlanner(neurons, maxGap);
+    this.maxGap = maxGap;
+    const staging = Math.floor((opts.stagingBytes ?? 0) / bundleStride) * bundleStride;
+    this.staging = staging >= 2 * bundleStride ? k.alloc(staging, 4096) : undefined;
     this.slotIds = k.alloc(neurons * 4);
     this.xq = k.alloc((layout.dim + 8) * 2);
     this.hOut = opts.onActivations ? k.alloc(neurons * 4) : undefined;
@@ -204,10 +216,10 @@ export class FlashFfn implements FfnBackend {
       const nMissing = this.findMissing(this.active, nActive, tick);
       stats.cacheHits += nActive - nMissing;
       if (nMissing > 0) {
-        // Room for the missing neurons; then, from neurons that left the window only, as much again
-        // for gap neurons the planner may read to merge requests.
-        cache.makeRoom(nMissing, tick);
-        cache.makeRoom(Math.min(2 * nMissing, cache.capacity - (nActive - nMissing)), tick, true);
+        // Room for the missing neurons, plus (from neurons that left the window only) room for gap
+        // neurons the planner may read to merge requests and for the next layers, so that the O(size)
+        // eviction scan runs once every few layers rather than at every one.
+        if (cache.free < 2 * nMissing) cache.makeRoom(nMissing, tick, Math.max(nMissing, cache.capacity >> 5));
         stats.memoryMs += performance.now() - t2;
         await this.load(layer, idBase, this.missing, nMissing, signal);
       }
@@ -260,19 +272,48 @@ export class FlashFfn implements FfnBackend {
     const stride = layout.bundleStride;
     const base = layout.layerOffsets[layer];
     const mem = k.u8(matrix.ptr, cache.capacity * stride);
-    const requests: ReadRequest[] = [];
+    const slotRequests: ReadRequest[] = []; // one per run, over its slots (what verification checks)
+    const requests: ReadRequest[] = []; // what is read: runs, or spans of runs through the staging buffer
+    const copies: number[] = []; // [from, to, length] in WASM memory, staging → slots, after the read
     let bytes = 0;
     // Everything from the first reservation to the commit is undone on any failure (a reservation the
     // cache refuses, a read error or abort, a checksum mismatch): the cache never keeps a slot whose
     // bytes did not arrive intact, nor a pending reservation that would block every later load.
     try {
+      const runs = planner.runs;
+      const slots: number[] = [];
       for (let r = 0; r < planner.runCount; r++) {
-        const first = planner.runs[2 * r];
-        const count = planner.runs[2 * r + 1];
+        const first = runs[2 * r];
+        const count = runs[2 * r + 1];
         const slot = cache.reserve(first, count);
-        const length = count * stride;
-        requests.push({ offset: base + (first - idBase) * stride, length, target: mem.subarray(slot * stride, slot * stride + length) });
-        bytes += length;
+        slots.push(slot);
+        slotRequests.push({ offset: base + (first - idBase) * stride, length: count * stride, target: mem.subarray(slot * stride, (slot + count) * stride) });
+      }
+      // Runs the planner could not merge (a cached neuron or no free slot in the gap) still merge into one
+      // read through the staging buffer when the gap is small; a lone run is read straight into its slots.
+      let staged = 0;
+      const stagingBytes = this.staging?.bytes ?? 0;
+      for (let r = 0; r < planner.runCount; ) {
+        const start = runs[2 * r];
+        let s = r;
+        while (s + 1 < planner.runCount) {
+          const gap = runs[2 * s + 2] - (runs[2 * s] + runs[2 * s + 1]);
+          const span = (runs[2 * s + 2] + runs[2 * s + 3] - start) * stride;
+          if (gap > this.maxGap || staged + span > stagingBytes) break;
+          s++;
+        }
+        if (s === r) {
+          requests.push(slotRequests[r]);
+        } else {
+          const length = (runs[2 * s] + runs[2 * s + 1] - start) * stride;
+          const at = this.staging!.ptr + staged;
+          requests.push({ offset: base + (start - idBase) * stride, length, target: k.u8(at, length) });
+          for (let q = r; q <= s; q++) copies.push(at + (runs[2 * q] - start) * stride, matrix.ptr + slots[q] * stride, runs[2 * q + 1] * stride);
+          staged += length;
+          stats.stagedReads++;
+        }
+        bytes += requests[requests.length - 1].length;
+        r = s + 1;
       }
       const t1 = performance.now();
       stats.memoryMs += t1 - t0;
@@ -281,7 +322,13 @@ export class FlashFfn implements FfnBackend {
       } finally {
         stats.ioMs += performance.now() - t1;
       }
-      if (this.opts.verifyBundle) this.verify(layer, idBase, requests);
+      if (copies.length > 0) {
+        const t2 = performance.now();
+        const all = k.u8(0, k.memoryBytes);
+        for (let c = 0; c < copies.length; c += 3) all.copyWithin(copies[c + 1], copies[c], copies[c] + copies[c + 2]);
+        stats.memoryMs += performance.now() - t2;
+      }
+      if (this.opts.verifyBundle) this.verify(layer, idBase, slotRequests);
     } catch (e) {
       cache.rollback();
       throw e;
@@ -466,6 +513,7 @@ export class FlashFfn implements FfnBackend {
     this.k.free(this.slotIds);
     this.k.free(this.xq);
     if (this.hOut) this.k.free(this.hOut);
+    if (this.staging) this.k.free(this.staging);
   }
 }
 

@@ -25,6 +25,8 @@ export interface MemoryPlan {
   cacheBytes: number;
   /** Slots of the neuron cache (shared by all layers). */
   capacity: number;
+  /** Staging buffer for reads merged across cached neurons (0: none). */
+  stagingBytes: number;
   /** What the plan charges to the budget (resident + state + scratch + caches). */
   totalBytes: number;
   /**
@@ -36,6 +38,7 @@ export interface MemoryPlan {
 
 const BLOCK_OVERHEAD = 48; // allocator header + alignment, per block
 const SLACK = 64 * 1024; // memory grows in 64 KiB pages
+const MAX_STAGING = 256 * 1024;
 
 /** Bytes the resident tensors of a manifest take in WASM memory. */
 export function residentBytes(m: Manifest): number {
@@ -69,7 +72,13 @@ export function planMemory(
   const fixed = resident + state + scratch;
   const matrixOverhead = 4096 + BLOCK_OVERHEAD; // the slot matrix is 4096-aligned
   const left = budget - fixed;
-  const capacity = Math.min(maxUsefulSlots(layout, strategy), Math.floor((left - matrixOverhead) / layout.bundleStride));
+  // An eighth of what the cache could have (at most 256 KiB) goes to the staging buffer that lets reads
+  // merge runs across cached neurons; none when that is under two bundles.
+  const stride = layout.bundleStride;
+  let stagingBytes = Math.floor(Math.min(MAX_STAGING, (left - matrixOverhead) / 8) / stride) * stride;
+  if (!(stagingBytes >= 2 * stride)) stagingBytes = 0;
+  const stagingCost = stagingBytes > 0 ? stagingBytes + matrixOverhead : 0;
+  const capacity = Math.min(maxUsefulSlots(layout, strategy), Math.floor((left - matrixOverhead - stagingCost) / stride));
   const plan: MemoryPlan = {
     budget,
     overheadBytes: moduleBytes + SLACK,
@@ -78,10 +87,11 @@ export function planMemory(
     ffnScratchBytes: scratch,
     cacheBytes: Math.max(capacity, 0) * layout.bundleStride + matrixOverhead,
     capacity,
+    stagingBytes,
     totalBytes: 0,
     crcTableBytes: 0,
   };
-  plan.totalBytes = fixed + plan.cacheBytes;
+  plan.totalBytes = fixed + plan.cacheBytes + stagingCost;
   if (!(capacity >= 1)) {
     const minimum = fixed + layout.bundleStride + matrixOverhead;
     throw new BudgetError(

@@ -137,6 +137,7 @@ export async function openFlashModel(source: FlashSource, opts: OpenFlashOptions
     ffn = new FlashFfn(kernels, source, layout, {
       strategy,
       capacity: plan.capacity,
+      stagingBytes: plan.stagingBytes,
       window: opts.window,
       strictWindow: opts.strictWindow,
       maxGapBytes: opts.maxGapBytes,

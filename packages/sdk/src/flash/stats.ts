@@ -16,6 +16,8 @@ export interface FlashStats {
   bytesRead: number;
   /** Read requests issued (after coalescing). */
   readRequests: number;
+  /** Of those, reads that merged several runs through the staging buffer. */
+  stagedReads: number;
   /** Wall time waiting for reads, ms. */
   ioMs: number;
   /** Time in cache bookkeeping: lookups, eviction (including bundle moves), planning, ms. */
@@ -25,5 +27,5 @@ export interface FlashStats {
 }
 
 export function emptyFlashStats(): FlashStats {
-  return { tokens: 0, layerRuns: 0, activeNeurons: 0, cacheHits: 0, neuronsLoaded: 0, gapNeurons: 0, bytesRead: 0, readRequests: 0, ioMs: 0, memoryMs: 0, computeMs: 0 };
+  return { tokens: 0, layerRuns: 0, activeNeurons: 0, cacheHits: 0, neuronsLoaded: 0, gapNeurons: 0, bytesRead: 0, readRequests: 0, stagedReads: 0, ioMs: 0, memoryMs: 0, computeMs: 0 };
 }
