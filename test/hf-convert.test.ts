@@ -65,3 +65,62 @@ describe.skipIf(!existsSync(`${GPT}/model.safetensors`))(`shakespeare-relu-gpt (
     await source.close();
   });
 });
+
+// Without ../shared: a Hugging Face LlamaForCausalLM checkpoint built here from the shipped llama2.c
+// stories260K-relu (q/k rows permuted into HF's rotate_half order, as transformers' converter does),
+// so CI always exercises the safetensors → .flm → neox RoPE path against the shipped reference.
+describe("HF Llama checkpoint written from the shipped stories260K-relu", () => {
+  it("converts and generates the reference's greedy tokens", async () => {
+    const { readLlama2cCheckpoint } = await import("@flashllm/sdk");
+    const { f32Bytes, writeSafetensors } = await import("../packages/sdk/test/hf/helpers.js");
+    const { ROOT, readBytes } = await import("./helpers.js");
+    const { writeFileSync } = await import("node:fs");
+    const m = `${ROOT}packages/node-io/models/stories260K-relu`;
+    const { config: c, tensors } = readLlama2cCheckpoint(readBytes(`${m}/stories260K_relu.bin`), { activation: "relu" });
+    const hd = c.dim / c.nHeads;
+    // HF order: W.view(heads, hd/2, 2, in).transpose(1, 2): new row h·hd + t·hd/2 + j = old row h·hd + 2j + t.
+    const permute = (w: Float32Array, heads: number) => {
+      const out = new Float32Array(w.length);
+      for (let h = 0; h < heads; h++) for (let j = 0; j < hd / 2; j++) for (let t = 0; t < 2; t++) {
+        out.set(w.subarray((h * hd + 2 * j + t) * c.dim, (h * hd + 2 * j + t + 1) * c.dim), (h * hd + t * (hd / 2) + j) * c.dim);
+      }
+      return out;
+    };
+    const kv = (c.dim * c.nKvHeads) / c.nHeads;
+    const t = (name: string, data: Float32Array, shape: number[]) => ({ name, dtype: "F32", shape, data: f32Bytes(data) });
+    const list = [t("model.embed_tokens.weight", tensors.get("tok_embeddings")!, [c.vocabSize, c.dim]), t("model.norm.weight", tensors.get("norm")!, [c.dim])];
+    for (let l = 0; l < c.nLayers; l++) {
+      const L = `layers.${l}.`, H = `model.layers.${l}.`;
+      list.push(
+        t(H + "input_layernorm.weight", tensors.get(L + "attn_norm")!, [c.dim]),
+        t(H + "self_attn.q_proj.weight", permute(tensors.get(L + "wq")!, c.nHeads), [c.dim, c.dim]),
+        t(H + "self_attn.k_proj.weight", permute(tensors.get(L + "wk")!, c.nKvHeads), [kv, c.dim]),
+        t(H + "self_attn.v_proj.weight", tensors.get(L + "wv")!, [kv, c.dim]),
+        t(H + "self_attn.o_proj.weight", tensors.get(L + "wo")!, [c.dim, c.dim]),
+        t(H + "post_attention_layernorm.weight", tensors.get(L + "ffn_norm")!, [c.dim]),
+        t(H + "mlp.gate_proj.weight", tensors.get(L + "w1")!, [c.hiddenDim, c.dim]),
+        t(H + "mlp.up_proj.weight", tensors.get(L + "w3")!, [c.hiddenDim, c.dim]),
+        t(H + "mlp.down_proj.weight", tensors.get(L + "w2")!, [c.dim, c.hiddenDim]),
+      );
+    }
+    const dir = mkdtempSync(join(tmpdir(), "flashllm-hfl-"));
+    writeFileSync(join(dir, "model.safetensors"), writeSafetensors(list));
+    writeFileSync(join(dir, "config.json"), JSON.stringify({
+      architectures: ["LlamaForCausalLM"], model_type: "llama", hidden_size: c.dim, intermediate_size: c.hiddenDim, num_hidden_layers: c.nLayers,
+      num_attention_heads: c.nHeads, num_key_value_heads: c.nKvHeads, vocab_size: c.vocabSize, max_position_embeddings: c.seqLen,
+      rms_norm_eps: 1e-5, rope_theta: 10000, hidden_act: "relu", tie_word_embeddings: true,
+    }));
+    const out = join(dir, "m.flm");
+    await convertFile(dir, `${m}/tok512.bin`, out);
+    const source = await NodeFileSource.open(out);
+    const model = await openFlashModel(source);
+    expect(model.config.ropeStyle).toBe("neox");
+    for (const ref of readJson(`${ROOT}test/data/stories260K-relu/greedy.json`).cases.slice(0, 2)) {
+      const tokens = [...ref.prompt_tokens];
+      for await (const tk of model.generate(ref.prompt, { temperature: 0, maxTokens: ref.tokens.length - tokens.length })) tokens.push(tk.token);
+      expect(tokens).toEqual(ref.tokens);
+    }
+    await model.dispose();
+    await source.close();
+  });
+});
