@@ -116,5 +116,5 @@ describe("fuzz", () => {
       ops: safetensorsOps(r, st.find((s) => s.name === seed)!.bytes),
     }));
   }, 300_000);
-  if (!openSafetensors || st.length === 0) console.log("safetensors fuzzing skipped: no openSafetensors export or no /work/shared/models safetensors files");
+  if (!openSafetensors || st.length === 0) console.log("safetensors fuzzing skipped: no openSafetensors export");
 });

@@ -6,10 +6,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { convertFile } from "@flashllm/node-io";
 import {
-  FlashError, Kernels, MemorySink, NeuronCache, convertLlama2c, openFlashModel, openFlm, writeWithPredictor,
+  FlashError, Kernels, MemorySink, NeuronCache, convertLlama2c, openFlashModel, openFlm, readLlama2cCheckpoint, writeWithPredictor,
   type FlashModel, type OpenFlashOptions, type WasmBlock, MemorySource,
 } from "@flashllm/sdk";
-import { SHARED_MODELS, STORIES_BIN, STORIES_TOK, hasShared, readBytes } from "../helpers.js";
+import { ROOT, SHARED_MODELS, STORIES_BIN, STORIES_TOK, hasShared, readBytes } from "../helpers.js";
+import { f32Bytes, writeSafetensors, type RawTensor } from "../../packages/sdk/test/hf/helpers.js";
 
 // ---------------------------------------------------------------------------------------------------
 // Knobs
@@ -90,13 +91,36 @@ export function llama2cSeeds(): Llama2cSeed[] {
   return out;
 }
 
-/** The safetensors files of /work/shared/models (empty without it). */
+/**
+ * The safetensors files of /work/shared/models, plus one written here from the shipped
+ * stories260K-relu (HF tensor names; always available, so CI fuzzes the header reader too).
+ */
 export function safetensorsSeeds(): { name: string; bytes: Uint8Array }[] {
-  if (!hasShared) return [];
-  return ["stories260K-relu", "babyllama-tok105-relu", "shakespeare-relu-gpt"]
+  const shared = !hasShared ? [] : ["stories260K-relu", "babyllama-tok105-relu", "shakespeare-relu-gpt"]
     .map((d) => ({ name: d, path: `${SHARED_MODELS}/${d}/model.safetensors` }))
     .filter((s) => existsSync(s.path))
     .map((s) => ({ name: s.name, bytes: readBytes(s.path) }));
+  return [...shared, { name: "shipped-relu-hf", bytes: shippedReluSafetensors() }];
+}
+
+let shippedSt: Uint8Array | undefined;
+function shippedReluSafetensors(): Uint8Array {
+  if (shippedSt) return shippedSt;
+  const { config: c, tensors } = readLlama2cCheckpoint(readBytes(`${ROOT}packages/node-io/models/stories260K-relu/stories260K_relu.bin`), { activation: "relu" });
+  const kv = (c.dim * c.nKvHeads) / c.nHeads;
+  const t = (name: string, key: string, shape: number[]): RawTensor => ({ name, dtype: "F32", shape, data: f32Bytes(tensors.get(key)!) });
+  const list = [t("model.embed_tokens.weight", "tok_embeddings", [c.vocabSize, c.dim]), t("model.norm.weight", "norm", [c.dim])];
+  for (let l = 0; l < c.nLayers; l++) {
+    const L = `layers.${l}.`, H = `model.layers.${l}.`;
+    list.push(
+      t(H + "input_layernorm.weight", L + "attn_norm", [c.dim]), t(H + "self_attn.q_proj.weight", L + "wq", [c.dim, c.dim]),
+      t(H + "self_attn.k_proj.weight", L + "wk", [kv, c.dim]), t(H + "self_attn.v_proj.weight", L + "wv", [kv, c.dim]),
+      t(H + "self_attn.o_proj.weight", L + "wo", [c.dim, c.dim]), t(H + "post_attention_layernorm.weight", L + "ffn_norm", [c.dim]),
+      t(H + "mlp.gate_proj.weight", L + "w1", [c.hiddenDim, c.dim]), t(H + "mlp.up_proj.weight", L + "w3", [c.hiddenDim, c.dim]),
+      t(H + "mlp.down_proj.weight", L + "w2", [c.dim, c.hiddenDim]),
+    );
+  }
+  return (shippedSt = writeSafetensors(list));
 }
 
 /** A converted `.flm` with the budget the fuzzer opens it with. */
