@@ -3,8 +3,30 @@ import type { Kernels, WasmBlock } from "../kernels/loader.js";
 import type { ModelConfig } from "./config.js";
 import { headSize, kvDim } from "./config.js";
 import type { FfnBackend } from "./ffn.js";
-import type { WeightStore } from "./weights.js";
+import type { Matrix, WeightStore } from "./weights.js";
 import { copyRow, matvec } from "./weights.js";
+
+/** A projection: the matrix, and its bias (0 when the model has none). */
+interface Linear {
+  m: Matrix;
+  bias: number;
+}
+/** A norm's weight, and its bias (LayerNorm only; 0 otherwise). */
+interface Norm {
+  w: number;
+  b: number;
+}
+/** One layer's resident tensors, resolved once so the per-token loop does no name lookups. */
+interface LayerWeights {
+  attnNorm: Norm;
+  wq: Linear;
+  wk: Linear;
+  wv: Linear;
+  wo: Linear;
+  ffnNorm: Norm;
+  /** The FFN's down bias (OPT family), 0 when none: the rest of the FFN is the backend's. */
+  downBias: number;
+}
 
 /**
  * The forward pass, written the way llama2.c's run.c writes it, on the WASM kernels; one token at
@@ -33,11 +55,16 @@ export class Transformer {
   private readonly sin: number;
   private readonly keyCache: number; // [nLayers][contextLength][kvDim]
   private readonly valueCache: number; // [nLayers][contextLength][kvDim]
+  private readonly layers: LayerWeights[];
+  private readonly embedding: Matrix; // [vocab][dim]
+  private readonly positions: Matrix | undefined; // [maxPositions][dim], learned positions only
+  private readonly finalNorm: Norm;
+  private readonly classifier: Linear; // [vocab][dim] (+ bias)
 
   constructor(
     private readonly k: Kernels,
     config: ModelConfig,
-    private readonly weights: WeightStore,
+    weights: WeightStore,
     private readonly ffn: FfnBackend,
     contextLength = config.seqLen,
   ) {
@@ -48,6 +75,27 @@ export class Transformer {
     }
     this.config = config;
     this.contextLength = Math.min(contextLength, config.seqLen);
+    // Resolve every tensor now: a missing one is reported at construction, not at the first token.
+    const w = weights;
+    const bias = (name: string) => (w.has(name) ? w.vector(name) : 0);
+    const linear = (name: string, b: string): Linear => ({ m: w.get(name), bias: bias(b) });
+    const norm = (name: string): Norm => ({ w: w.vector(name), b: config.norm === "layernorm" ? w.vector(name + "_bias") : 0 });
+    this.layers = Array.from({ length: config.nLayers }, (_, l) => {
+      const L = `layers.${l}.`;
+      return {
+        attnNorm: norm(L + "attn_norm"),
+        wq: linear(L + "wq", L + "bq"),
+        wk: linear(L + "wk", L + "bk"),
+        wv: linear(L + "wv", L + "bv"),
+        wo: linear(L + "wo", L + "bo"),
+        ffnNorm: norm(L + "ffn_norm"),
+        downBias: bias(L + "b2"),
+      };
+    });
+    this.embedding = w.get("tok_embeddings");
+    this.positions = config.ropeStyle === "none" ? w.get("pos_embeddings") : undefined;
+    this.finalNorm = norm("norm");
+    this.classifier = linear("output", "output_bias");
     const { dim, vocabSize, nLayers, nHeads } = config;
     const kv = kvDim(config);
     const f32 = (n: number) => {
@@ -84,7 +132,7 @@ export class Transformer {
 
   /** Runs token `token` at position `pos`; returns a view of the logits valid until the next call. */
   async forward(token: number, pos: number, signal?: AbortSignal): Promise<Float32Array> {
-    const { k, config: c, weights: w } = this;
+    const { k, config: c } = this;
     const { dim, nHeads, nKvHeads, nLayers } = c;
     const hs = headSize(c);
     const kv = kvDim(c);
@@ -93,59 +141,57 @@ export class Transformer {
       throw new FlashError("CONTEXT_OVERFLOW", `position ${pos} is beyond the context of ${this.contextLength} tokens`, { pos, contextLength: this.contextLength });
     }
     const rotary = c.ropeStyle !== "none";
+    const neox = c.ropeStyle === "neox" ? 1 : 0;
     if (rotary) this.ropeFactors(pos);
-    copyRow(k, this.x, w.get("tok_embeddings"), token);
-    if (!rotary) {
-      copyRow(k, this.xb, w.get("pos_embeddings"), pos);
+    copyRow(k, this.x, this.embedding, token);
+    if (this.positions) {
+      copyRow(k, this.xb, this.positions, pos);
       k.k.add(this.x, this.x, this.xb, dim);
     }
     this.ffn.beginToken(pos);
 
     for (let l = 0; l < nLayers; l++) {
       throwIfAborted(signal);
-      const L = `layers.${l}.`;
+      const L = this.layers[l];
       // Attention: normalise, project q and (straight into the cache at `pos`) k and v, rotate, attend.
-      this.norm(this.xb, this.x, L + "attn_norm");
-      const kAt = this.keyCache + ((l * this.contextLength + pos) * kv) * 4;
-      const vAt = this.valueCache + ((l * this.contextLength + pos) * kv) * 4;
-      this.linear(this.q, L + "wq", this.xb, L + "bq");
-      this.linear(kAt, L + "wk", this.xb, L + "bk");
-      this.linear(vAt, L + "wv", this.xb, L + "bv");
+      this.norm(this.xb, this.x, L.attnNorm);
+      const layerK = this.keyCache + l * this.contextLength * kv * 4;
+      const layerV = this.valueCache + l * this.contextLength * kv * 4;
+      const kAt = layerK + pos * kv * 4;
+      const vAt = layerV + pos * kv * 4;
+      this.linear(this.q, L.wq, this.xb);
+      this.linear(kAt, L.wk, this.xb);
+      this.linear(vAt, L.wv, this.xb);
       if (rotary) {
-        const neox = c.ropeStyle === "neox" ? 1 : 0;
         k.k.rope(this.q, nHeads, hs, this.cos, this.sin, neox);
         k.k.rope(kAt, nKvHeads, hs, this.cos, this.sin, neox);
       }
-      const layerK = this.keyCache + l * this.contextLength * kv * 4;
-      const layerV = this.valueCache + l * this.contextLength * kv * 4;
       k.k.attention(this.xb, this.q, layerK, layerV, this.att, pos, nHeads, nKvHeads, hs, kv);
-      this.linear(this.xb2, L + "wo", this.xb, L + "bo");
+      this.linear(this.xb2, L.wo, this.xb);
       k.k.add(this.x, this.x, this.xb2, dim);
 
       // Feed-forward: the backend decides where the weights come from; the down bias is resident.
-      this.norm(this.xb, this.x, L + "ffn_norm");
+      this.norm(this.xb, this.x, L.ffnNorm);
       await this.ffn.run(l, this.xb, this.xb2, signal);
-      if (w.has(L + "b2")) k.k.add(this.xb2, this.xb2, w.vector(L + "b2"), dim);
+      if (L.downBias) k.k.add(this.xb2, this.xb2, L.downBias, dim);
       k.k.add(this.x, this.x, this.xb2, dim);
     }
-    this.norm(this.x, this.x, "norm");
-    this.linear(this.logits, "output", this.x, "output_bias");
+    this.norm(this.x, this.x, this.finalNorm);
+    this.linear(this.logits, this.classifier, this.x);
     return k.f32(this.logits, c.vocabSize);
   }
 
   // RMSNorm, or LayerNorm with its bias, by the model's family.
-  private norm(out: number, x: number, name: string): void {
-    const { k, weights: w, config: c } = this;
-    if (c.norm === "rmsnorm") k.k.rmsnorm(out, x, w.vector(name), c.dim, c.normEps);
-    else k.k.layernorm(out, x, w.vector(name), w.vector(name + "_bias"), c.dim, c.normEps);
+  private norm(out: number, x: number, n: Norm): void {
+    const { k, config: c } = this;
+    if (c.norm === "rmsnorm") k.k.rmsnorm(out, x, n.w, c.dim, c.normEps);
+    else k.k.layernorm(out, x, n.w, n.b, c.dim, c.normEps);
   }
 
   // out = W·x (+ b when the model has that bias).
-  private linear(out: number, weight: string, x: number, bias: string): void {
-    const { k, weights: w } = this;
-    const m = w.get(weight);
-    matvec(k, out, m, x, this.xq);
-    if (w.has(bias)) k.k.add(out, out, w.vector(bias), m.rows);
+  private linear(out: number, p: Linear, x: number): void {
+    matvec(this.k, out, p.m, x, this.xq);
+    if (p.bias) this.k.k.add(out, out, p.bias, p.m.rows);
   }
 
   /** The final hidden state of the last forward call (after the final norm). */
