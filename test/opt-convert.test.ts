@@ -122,3 +122,39 @@ describe("OPT conversion", () => {
     await source.close();
   });
 });
+
+describe("Hugging Face tokenizer.json (through @huggingface/tokenizers)", () => {
+  it("is stored in the .flm, encodes by its BPE merges, and streams text with its spaces", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "flashllm-hftok-"));
+    writeCheckpoint(dir, makeWeights());
+    // A tiny SentencePiece-style BPE: merges "▁ a", "a b", "▁a b", "b c", "▁ c" in that order.
+    const vocab = { "<unk>": 0, "<s>": 1, "</s>": 2, "▁": 3, a: 4, b: 5, c: 6, "▁a": 7, ab: 8, "▁ab": 9, bc: 10, "▁c": 11 };
+    const special = (id: number, content: string) => ({ id, content, special: true, single_word: false, lstrip: false, rstrip: false, normalized: false });
+    writeFileSync(join(dir, "tokenizer.json"), JSON.stringify({
+      version: "1.0", truncation: null, padding: null, added_tokens: [special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")], normalizer: null,
+      pre_tokenizer: { type: "Metaspace", replacement: "▁", prepend_scheme: "always", split: false },
+      post_processor: { type: "TemplateProcessing", single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }], pair: [], special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } } },
+      decoder: { type: "Metaspace", replacement: "▁", prepend_scheme: "always", split: false },
+      model: { type: "BPE", dropout: null, unk_token: "<unk>", continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: false, vocab, merges: ["▁ a", "a b", "▁a b", "b c", "▁ c"] },
+    }));
+    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify({ bos_token: "<s>", eos_token: "</s>" }));
+    const out = join(dir, "opt.flm");
+    await convertFile(dir, join(dir, "tokenizer.json"), out);
+    const source = await NodeFileSource.open(out);
+    const model = await openFlashModel(source, { contextLength: P });
+    expect(model.file.manifest.tokenizer.kind).toBe("hf");
+    // By the merges: "ab c" → ▁ab ▁c; "cab" → ▁c ab; "a b" → ▁a ▁ b.
+    expect(model.tokenizer.encode("ab c")).toEqual([1, 9, 11]);
+    expect(model.tokenizer.encode("cab")).toEqual([1, 11, 8]);
+    expect(model.tokenizer.encode("a b")).toEqual([1, 7, 3, 5]);
+    const dec = new TextDecoder();
+    const text = [1, 9, 11, 8].slice(1).map((t, i) => dec.decode(model.tokenizer.pieceBytes([1, 9, 11, 8][i], t))).join("");
+    expect(text).toBe("ab cab");
+    expect(model.tokenizer.defaultStopTokens).toEqual([2]);
+    let n = 0;
+    for await (const t of model.generate("ab c", { temperature: 0, maxTokens: 5 })) n += t.token >= 0 ? 1 : 0;
+    expect(n).toBeGreaterThan(0);
+    await model.dispose();
+    await source.close();
+  });
+});

@@ -1,8 +1,8 @@
 import { existsSync, statSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { homedir } from "node:os";
-import { basename, join } from "node:path";
-import { convertLlama2c, convertTensors, hfTensors, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader } from "@flashllm/sdk";
+import { basename, dirname, join } from "node:path";
+import { convertLlama2c, convertTensors, hfTensors, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader, type TokenizerFile } from "@flashllm/sdk";
 import { NodeFileSource } from "./source/index.js";
 import { NodeFileSink } from "./file-sink.js";
 
@@ -33,8 +33,7 @@ export async function convertFile(checkpoint: string, tokenizer: string, out: st
         ? await openShardedSafetensors(await readFile(index, "utf8"), openShard)
         : await openSafetensors(await openShard("model.safetensors"), { name: "model.safetensors" });
       const tensors = hfTensors(reader, spec);
-      // A .json tokenizer is a character vocabulary (a JSON array, {vocab: array}, or a char→id object); else llama2.c's tokenizer.bin.
-      const tok = tokenizer.endsWith(".json") ? { kind: "chars" as const, bytes: charVocab(await readFile(tokenizer, "utf8")) } : { kind: "llama2c" as const, bytes: await readFile(tokenizer) };
+      const tok = await tokenizerFile(tokenizer);
       await convertTensors({ config: spec.config, has: (n) => tensors.has(n), getTensor: (n) => tensors.getTensor(n) }, tok, sink, { ...opts, provenance: { sourceFormat: `huggingface ${spec.architecture}`, ...provenance } });
     } else {
       await convertLlama2c(await readFile(checkpoint), await readFile(tokenizer), sink, { ...opts, provenance });
@@ -73,4 +72,21 @@ function charVocab(json: string): Uint8Array {
   const v = (parsed as { vocab?: unknown }).vocab ?? parsed;
   const pieces = Array.isArray(v) ? v : Object.entries(v as Record<string, number>).sort((a, b) => a[1] - b[1]).map(([p]) => p);
   return new TextEncoder().encode(JSON.stringify(pieces));
+}
+
+/**
+ * The tokenizer to store, by what the file is: a Hugging Face `tokenizer.json` (an object with a
+ * `model`; `tokenizer_config.json` beside it is kept too), a character vocabulary (a JSON array,
+ * `{vocab: array}` or a piece→id map), or llama2.c's `tokenizer.bin`.
+ */
+async function tokenizerFile(path: string): Promise<TokenizerFile> {
+  if (!path.endsWith(".json")) return { kind: "llama2c", bytes: await readFile(path) };
+  const text = await readFile(path, "utf8");
+  const parsed = JSON.parse(text) as { model?: unknown };
+  if (parsed && typeof parsed === "object" && parsed.model) {
+    const cfgPath = join(dirname(path), "tokenizer_config.json");
+    const config = existsSync(cfgPath) ? JSON.parse(await readFile(cfgPath, "utf8")) : {};
+    return { kind: "hf", bytes: new TextEncoder().encode(JSON.stringify({ tokenizer: parsed, config })) };
+  }
+  return { kind: "chars", bytes: charVocab(text) };
 }

@@ -27,6 +27,8 @@ export * from "./format/index.js";
 export { convertLlama2c, convertTensors } from "./convert/from-llama2c.js";
 export type { ConvertOptions, TensorSource, TokenizerFile } from "./convert/from-llama2c.js";
 export { CharTokenizer } from "./tokenizer/chars.js";
+export { HfTokenizer } from "./tokenizer/hf.js";
+export { parseTokenizer } from "./tokenizer/parse.js";
 export type { Tokenizer } from "./tokenizer/tokenizer.js";
 export { NeuronCache } from "./cache/neuron-cache.js";
 export { ReadPlanner } from "./cache/read-planner.js";

@@ -1,5 +1,5 @@
 import { readFile, stat } from "node:fs/promises";
-import { CharTokenizer, Llama2cTokenizer, loadLlama2c, openFlashModel, openFlm, type FlashModel, type FlashSource, type FlashStrategy, type LanguageModel } from "@flashllm/sdk";
+import { loadLlama2c, parseTokenizer, openFlashModel, openFlm, type FlashModel, type FlashSource, type FlashStrategy, type LanguageModel } from "@flashllm/sdk";
 import { parseBudget } from "../budget.js";
 import { formatBytes, peakRssBytes } from "../format-stats.js";
 import { flmFor } from "../model-files.js";
@@ -101,6 +101,5 @@ async function promptTokenCount(source: FlashSource, prompt: string): Promise<nu
   const file = await openFlm(source);
   const bytes = await file.readTokenizer();
   const vocab = file.manifest.config.vocabSize;
-  const tok = file.manifest.tokenizer.kind === "chars" ? CharTokenizer.parse(bytes, vocab) : Llama2cTokenizer.parse(bytes, vocab);
-  return tok.encode(prompt, true, false).length;
+  return parseTokenizer(file.manifest.tokenizer.kind, bytes, vocab).encode(prompt, true, false).length;
 }

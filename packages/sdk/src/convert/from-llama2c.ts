@@ -7,8 +7,7 @@ import { kvDim } from "../model/config.js";
 import type { ModelConfig } from "../model/config.js";
 import type { Llama2cOptions } from "../model/llama2c.js";
 import { readLlama2cCheckpoint } from "../model/llama2c.js";
-import { Llama2cTokenizer } from "../tokenizer/llama2c.js";
-import { CharTokenizer } from "../tokenizer/chars.js";
+import { parseTokenizer } from "../tokenizer/parse.js";
 
 /** Options of {@link convertLlama2c}. */
 export interface ConvertOptions extends Llama2cOptions {
@@ -32,7 +31,7 @@ export interface TensorSource {
 
 /** The tokenizer to store: a llama2.c `tokenizer.bin`, or a character vocabulary as a JSON array of strings. */
 export interface TokenizerFile {
-  kind: "llama2c" | "chars";
+  kind: "llama2c" | "chars" | "hf";
   bytes: Uint8Array;
 }
 
@@ -57,8 +56,7 @@ export async function convertTensors(src: TensorSource, tokenizer: TokenizerFile
   const llama = config.norm === "rmsnorm" && config.gated && config.ropeStyle !== "none";
   const opt = config.norm === "layernorm" && !config.gated && config.ropeStyle === "none";
   if (!llama && !opt) throw new FlashError("UNSUPPORTED", `no converter for norm ${config.norm}, rope ${config.ropeStyle}, gated ${config.gated}`);
-  if (tokenizer.kind === "llama2c") Llama2cTokenizer.parse(tokenizer.bytes, config.vocabSize); // refuse a tokenizer that does not fit
-  else CharTokenizer.parse(tokenizer.bytes, config.vocabSize);
+  parseTokenizer(tokenizer.kind, tokenizer.bytes, config.vocabSize); // refuse a tokenizer that does not fit the model
   const has = (n: string) => src.has?.(n) ?? true;
   const { dim, hiddenDim, nLayers, vocabSize } = config;
   const kv = kvDim(config);

@@ -11,8 +11,7 @@ import { AllNeurons } from "../sparsity/selector.js";
 import { readPredictor } from "../sparsity/calibrate.js";
 import { LowRankPredictor } from "../sparsity/predictor.js";
 import type { FlashSource } from "../source.js";
-import { Llama2cTokenizer } from "../tokenizer/llama2c.js";
-import { CharTokenizer } from "../tokenizer/chars.js";
+import { parseTokenizer } from "../tokenizer/parse.js";
 import type { FfnStorageLayout, FlashFfnOptions, FlashStrategy } from "./flash-ffn.js";
 import { FlashFfn } from "./flash-ffn.js";
 import type { MemoryPlan } from "./memory-plan.js";
@@ -117,7 +116,7 @@ export async function openFlashModel(source: FlashSource, opts: OpenFlashOptions
   if (opts.verifyReads) plan.crcTableBytes = (await file.loadBundleCrcs({ signal: opts.signal })).byteLength;
 
   const tokBytes = await file.readTokenizer({ signal: opts.signal });
-  const tokenizer = m.tokenizer.kind === "chars" ? CharTokenizer.parse(tokBytes, c.vocabSize) : Llama2cTokenizer.parse(tokBytes, c.vocabSize);
+  const tokenizer = parseTokenizer(m.tokenizer.kind, tokBytes, c.vocabSize);
   const resident = await file.readResident({ signal: opts.signal });
   throwIfAborted(opts.signal);
   const store = new WeightStore(kernels);

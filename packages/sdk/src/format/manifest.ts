@@ -246,7 +246,7 @@ function validateFfn(v: unknown, config: ModelConfig, dtype: Dtype, byName: Map<
 
 function validateTokenizer(v: unknown, byName: Map<string, SectionEntry>): TokenizerInfo {
   const t = obj(v, "tokenizer");
-  const kind = oneOf(t.kind, "tokenizer.kind", ["llama2c", "chars", "none"] as const);
+  const kind = oneOf(t.kind, "tokenizer.kind", ["llama2c", "chars", "hf", "none"] as const);
   const section = name(t.section, "tokenizer.section");
   const s = requireSection(byName, section, "tokenizer.section");
   if (kind === "none" && s.length !== 0) sizeMismatch("tokenizer.section", section, 'tokenizer kind "none" stores nothing', 0, s.length);

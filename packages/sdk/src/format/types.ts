@@ -14,7 +14,7 @@ export type Activation = "silu" | "relu" | "gelu";
 /** Normalisation layer type. */
 export type NormKind = "rmsnorm" | "layernorm";
 /** Tokenizer stored in the `tokenizer` section: llama2.c's `tokenizer.bin`, or none. */
-export type TokenizerKind = "llama2c" | "chars" | "none";
+export type TokenizerKind = "llama2c" | "chars" | "hf" | "none";
 
 /** Model hyper-parameters. Bounds are in {@link LIMITS}. */
 export interface ModelConfig {
