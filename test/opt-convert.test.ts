@@ -3,13 +3,13 @@
 // written from OPT's definition (pre-LayerNorm, learned positions with offset 2, biases, ReLU FFN,
 // tied head).
 import { describe, expect, it } from "vitest";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openFlashModel } from "@flashllm/sdk";
 import { NodeFileSource, convertFile } from "@flashllm/node-io";
 import { f32Bytes, writeSafetensors, type RawTensor } from "../packages/sdk/test/hf/helpers.js";
-import { rng } from "./helpers.js";
+import { ROOT, rng } from "./helpers.js";
 
 const D = 16, H = 2, F = 48, L = 2, V = 20, P = 32;
 const r = rng(77);
@@ -127,17 +127,8 @@ describe("Hugging Face tokenizer.json (through @huggingface/tokenizers)", () => 
   it("is stored in the .flm, encodes by its BPE merges, and streams text with its spaces", async () => {
     const dir = mkdtempSync(join(tmpdir(), "flashllm-hftok-"));
     writeCheckpoint(dir, makeWeights());
-    // A tiny SentencePiece-style BPE: merges "▁ a", "a b", "▁a b", "b c", "▁ c" in that order.
-    const vocab = { "<unk>": 0, "<s>": 1, "</s>": 2, "▁": 3, a: 4, b: 5, c: 6, "▁a": 7, ab: 8, "▁ab": 9, bc: 10, "▁c": 11 };
-    const special = (id: number, content: string) => ({ id, content, special: true, single_word: false, lstrip: false, rstrip: false, normalized: false });
-    writeFileSync(join(dir, "tokenizer.json"), JSON.stringify({
-      version: "1.0", truncation: null, padding: null, added_tokens: [special(0, "<unk>"), special(1, "<s>"), special(2, "</s>")], normalizer: null,
-      pre_tokenizer: { type: "Metaspace", replacement: "▁", prepend_scheme: "always", split: false },
-      post_processor: { type: "TemplateProcessing", single: [{ SpecialToken: { id: "<s>", type_id: 0 } }, { Sequence: { id: "A", type_id: 0 } }], pair: [], special_tokens: { "<s>": { id: "<s>", ids: [1], tokens: ["<s>"] } } },
-      decoder: { type: "Metaspace", replacement: "▁", prepend_scheme: "always", split: false },
-      model: { type: "BPE", dropout: null, unk_token: "<unk>", continuing_subword_prefix: null, end_of_word_suffix: null, fuse_unk: true, byte_fallback: false, vocab, merges: ["▁ a", "a b", "▁a b", "b c", "▁ c"] },
-    }));
-    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify({ bos_token: "<s>", eos_token: "</s>" }));
+    // A tiny SentencePiece-style BPE (test/data/tiny-bpe): merges "▁ a", "a b", "▁a b", "b c", "▁ c" in that order.
+    for (const f of ["tokenizer.json", "tokenizer_config.json"]) copyFileSync(join(ROOT, "test/data/tiny-bpe", f), join(dir, f));
     const out = join(dir, "opt.flm");
     await convertFile(dir, join(dir, "tokenizer.json"), out);
     const source = await NodeFileSource.open(out);

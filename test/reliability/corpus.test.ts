@@ -29,6 +29,7 @@ const entries = readdirSync(dir)
 function available(c: Case): boolean {
   if (c.target === "flm") return flmSeedNames().includes(c.seed);
   if (c.target === "safetensors") return openSafetensors !== undefined && safetensorsSeeds().some((s) => s.name === c.seed);
+  if (c.target === "hftokenizer") return c.seed === "tiny-bpe";
   return llama2cSeeds().some((s) => s.name === c.seed);
 }
 

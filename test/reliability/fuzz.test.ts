@@ -12,8 +12,8 @@
 // Knobs: FLASHLLM_FUZZ_SEED (default 1), FLASHLLM_FUZZ_SECONDS (total, default 24),
 // FLASHLLM_FUZZ_CASES_SCALE (multiplies the per-target case caps, default 1).
 import { afterAll, describe, expect, it } from "vitest";
-import { FUZZ_CASES_SCALE, FUZZ_SECONDS, FUZZ_SEED, HeapWatch, Rng, Tally, flmSeed, flmSeedNames, llama2cSeeds, safetensorsSeeds } from "./harness.js";
-import { flmOps, llama2cOps, safetensorsOps, tokenizerOps, type Case, type Target } from "./mutate.js";
+import { FUZZ_CASES_SCALE, FUZZ_SECONDS, FUZZ_SEED, HeapWatch, Rng, Tally, flmSeed, flmSeedNames, hfTokenizerSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
+import { flmOps, hfTokenizerOps, llama2cOps, safetensorsOps, tokenizerOps, type Case, type Target } from "./mutate.js";
 import { describeFailure, failed, openSafetensors, runCase } from "./runner.js";
 
 interface Plan {
@@ -28,7 +28,8 @@ const PLANS: Plan[] = [
   { target: "flm", share: 0.5, cap: 2500 },
   { target: "llama2c", share: 0.2, cap: 600 },
   { target: "tokenizer", share: 0.1, cap: 5000 },
-  { target: "safetensors", share: 0.2, cap: 3000 },
+  { target: "safetensors", share: 0.15, cap: 3000 },
+  { target: "hftokenizer", share: 0.05, cap: 1500 },
 ];
 
 /**
@@ -117,4 +118,9 @@ describe("fuzz", () => {
     }));
   }, 300_000);
   if (!openSafetensors || st.length === 0) console.log("safetensors fuzzing skipped: no openSafetensors export");
+
+  it("Hugging Face tokenizer.json (as stored in a .flm): parse, encode, decode in context", async () => {
+    const seed = hfTokenizerSeed();
+    await fuzz(PLANS[4], ["tiny-bpe"], async (r) => ({ target: "hftokenizer", seed: "tiny-bpe", ops: hfTokenizerOps(r, seed) }));
+  }, 300_000);
 });

@@ -460,3 +460,9 @@ export async function manifestOk(bytes: Uint8Array): Promise<boolean> {
 export function mib(n: number): string {
   return (n / (1024 * 1024)).toFixed(2);
 }
+
+/** The tiny BPE `tokenizer.json` of test/data, stored as the `.flm` keeps it: `{ tokenizer, config }`. */
+export function hfTokenizerSeed(): Uint8Array {
+  const read = (f: string) => JSON.parse(new TextDecoder().decode(readBytes(`${ROOT}test/data/tiny-bpe/${f}`)));
+  return new TextEncoder().encode(JSON.stringify({ tokenizer: read("tokenizer.json"), config: read("tokenizer_config.json") }));
+}

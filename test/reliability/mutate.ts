@@ -29,7 +29,7 @@ export type Op =
   | { op: "fixcrc" };
 
 /** What a case runs on. */
-export type Target = "flm" | "llama2c" | "tokenizer" | "safetensors";
+export type Target = "flm" | "llama2c" | "tokenizer" | "safetensors" | "hftokenizer";
 
 /** A fuzz case: replayable from its seed and ops. */
 export interface Case {
@@ -141,6 +141,14 @@ function safetensorsDoc(dataStart: { at: number }): JsonDoc {
   };
 }
 
+/** A stored Hugging Face tokenizer (`{ tokenizer, config }`): the whole file is the JSON document. */
+function wholeJsonDoc(): JsonDoc {
+  return {
+    read: (bytes) => dec.decode(bytes),
+    write: (_bytes, doc, render) => enc.encode(render(doc)),
+  };
+}
+
 function flmSections(bytes: Uint8Array): any[] | undefined {
   try {
     const len = new DataView(bytes.buffer, bytes.byteOffset).getUint32(12, true);
@@ -162,7 +170,7 @@ export function applyOps(target: Target, seed: Uint8Array, ops: readonly Op[]): 
     const v = new DataView(bytes.buffer);
     dataStart.at = 8 + v.getUint32(0, true);
   }
-  const doc = target === "flm" ? flmDoc(dataStart) : target === "safetensors" ? safetensorsDoc(dataStart) : undefined;
+  const doc = target === "flm" ? flmDoc(dataStart) : target === "safetensors" ? safetensorsDoc(dataStart) : target === "hftokenizer" ? wholeJsonDoc() : undefined;
   const editJson = (f: (d: any) => any, render: (d: any) => string = (d) => JSON.stringify(d)): void => {
     if (!doc) return;
     let d: any;
@@ -224,7 +232,7 @@ export function applyOps(target: Target, seed: Uint8Array, ops: readonly Op[]): 
         if (!doc) break;
         const t = enc.encode(doc.read(bytes));
         const h = hexBytes(o.hex);
-        const base = target === "flm" ? 16 : 8;
+        const base = target === "flm" ? 16 : target === "hftokenizer" ? 0 : 8;
         for (let i = 0; i < h.length && o.at + i < t.byteLength; i++) bytes[base + o.at + i] = h[i];
         break;
       }
@@ -463,4 +471,10 @@ export function safetensorsOps(r: Rng, bytes: Uint8Array): Op[] {
   }
   if (r.chance(0.7)) return [{ op: "truncate", length: r.int(bytes.byteLength) }];
   return [{ op: "extend", bytes: 1 + r.int(64) }];
+}
+
+/** Mutations of a stored Hugging Face tokenizer: its JSON (values, deletions, swaps, depth, raw text) or its bytes. */
+export function hfTokenizerOps(r: Rng, bytes: Uint8Array): Op[] {
+  if (r.chance(0.85)) return jsonOps(r, JSON.parse(dec.decode(bytes)), bytes.byteLength);
+  return r.chance(0.6) ? [{ op: "truncate", length: r.int(bytes.byteLength) }] : [{ op: "flip", at: r.int(bytes.byteLength), bit: r.int(8) }];
 }

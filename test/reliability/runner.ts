@@ -2,11 +2,11 @@
 // fine; a crash (any other exception, a WASM trap), a hang, a leak, a broken guard, a double free, a
 // heap peak above the budget or an inconsistent neuron cache is a failure.
 import {
-  Llama2cTokenizer, MemorySink, MemorySource, convertLlama2c, loadLlama2c, openFlashModel, readLlama2cCheckpoint,
+  HfTokenizer, Llama2cTokenizer, MemorySink, MemorySource, convertLlama2c, loadLlama2c, openFlashModel, readLlama2cCheckpoint,
   type FlashModel, type LanguageModel,
 } from "@flashllm/sdk";
 import * as sdk from "@flashllm/sdk";
-import { HANG_MS, HeapWatch, checkFlashCache, classify, flmSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
+import { HANG_MS, HeapWatch, checkFlashCache, classify, flmSeed, hfTokenizerSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
 import { applyOps, type Case } from "./mutate.js";
 
 /** Result of one case. */
@@ -128,6 +128,17 @@ export async function runCase(c: Case, watch: HeapWatch): Promise<CaseResult> {
           tok.decode(ids);
         }
         tok.decode([1, ...Array.from({ length: vocab }, (_, i) => i)]);
+        break;
+      }
+      case "hftokenizer": {
+        const vocab = 32;
+        const bytes = prepared(() => applyOps("hftokenizer", hfTokenizerSeed(), c.ops));
+        const tok = HfTokenizer.parse(bytes, vocab);
+        for (const text of TOKENIZER_TEXTS) {
+          const ids = tok.encode(text, true);
+          for (const id of ids) if (!(Number.isInteger(id) && id >= 0)) problems.push(`encode gave id ${id}`);
+          for (let i = 1; i < ids.length; i++) tok.pieceBytes(ids[i - 1], ids[i]);
+        }
         break;
       }
       case "safetensors": {

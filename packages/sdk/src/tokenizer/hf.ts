@@ -14,11 +14,7 @@ export class HfTokenizer implements Tokenizer {
   private readonly enc = new TextEncoder();
 
   constructor(tokenizerJson: object, config: Record<string, unknown> = {}, readonly vocabSize: number) {
-    try {
-      this.lib = new HfLibTokenizer(tokenizerJson, config);
-    } catch (e) {
-      throw new FormatError("BAD_TOKENIZER", `tokenizer.json: ${(e as Error).message}`);
-    }
+    this.lib = guard("load", () => new HfLibTokenizer(tokenizerJson, config));
     const eos = typeof config.eos_token === "string" ? config.eos_token : (config.eos_token as { content?: string } | undefined)?.content;
     const eosId = eos !== undefined ? this.lib.token_to_id(eos) : undefined;
     this.defaultStopTokens = eosId !== undefined ? [eosId] : [];
@@ -33,15 +29,18 @@ export class HfTokenizer implements Tokenizer {
       throw new FormatError("BAD_TOKENIZER", "hf tokenizer: not JSON");
     }
     if (typeof doc?.tokenizer !== "object" || doc.tokenizer === null) throw new FormatError("BAD_TOKENIZER", 'hf tokenizer: no "tokenizer" object (tokenizer.json)');
-    const t = new HfTokenizer(doc.tokenizer, (doc.config ?? {}) as Record<string, unknown>, vocabSize);
-    const model = (doc.tokenizer as { model?: { vocab?: unknown } }).model;
-    const size = model?.vocab && typeof model.vocab === "object" ? Object.keys(model.vocab).length : 0;
-    if (size > vocabSize) throw new FormatError("BAD_TOKENIZER", `tokenizer.json has ${size} tokens, the model's vocabulary ${vocabSize}`, { expected: vocabSize, actual: size });
-    return t;
+    if (doc.config !== undefined && (typeof doc.config !== "object" || doc.config === null)) throw new FormatError("BAD_TOKENIZER", "hf tokenizer: config is not an object");
+    checkIds(doc.tokenizer as TokenizerJson, vocabSize);
+    return new HfTokenizer(doc.tokenizer, (doc.config ?? {}) as Record<string, unknown>, vocabSize);
   }
 
   encode(text: string, bos = true): number[] {
-    return this.lib.encode(text, { add_special_tokens: bos }).ids;
+    const ids = guard("encode", () => this.lib.encode(text, { add_special_tokens: bos }).ids);
+    // The library trusts its file; we do not: every id must index the model's embedding.
+    for (const id of ids) {
+      if (!(Number.isInteger(id) && id >= 0 && id < this.vocabSize)) throw new FormatError("BAD_TOKENIZER", `tokenizer.json produced token id ${String(id)}, outside the model's vocabulary of ${this.vocabSize}`);
+    }
+    return ids;
   }
 
   /**
@@ -51,8 +50,45 @@ export class HfTokenizer implements Tokenizer {
    */
   pieceBytes(prev: number, token: number): Uint8Array {
     const opts = { skip_special_tokens: true, clean_up_tokenization_spaces: false };
-    const before = this.lib.decode([prev], opts);
-    const both = this.lib.decode([prev, token], opts);
-    return this.enc.encode(both.startsWith(before) ? both.slice(before.length) : this.lib.decode([token], opts));
+    return guard("decode", () => {
+      const before = String(this.lib.decode([prev], opts));
+      const both = String(this.lib.decode([prev, token], opts));
+      return this.enc.encode(both.startsWith(before) ? both.slice(before.length) : String(this.lib.decode([token], opts)));
+    });
+  }
+}
+
+interface TokenizerJson {
+  model?: { vocab?: unknown };
+  added_tokens?: unknown;
+}
+
+/** Every id the file names (vocabulary and added tokens) is an integer inside the model's vocabulary. */
+function checkIds(t: TokenizerJson, vocabSize: number): void {
+  const bad = (what: string, v: unknown) => {
+    throw new FormatError("BAD_TOKENIZER", `tokenizer.json: ${what} has id ${typeof v === "number" ? v : typeof v}, not an integer in [0, ${vocabSize})`);
+  };
+  const ok = (v: unknown) => typeof v === "number" && Number.isInteger(v) && v >= 0 && v < vocabSize;
+  const vocab = t.model?.vocab;
+  if (vocab === undefined || vocab === null || typeof vocab !== "object") throw new FormatError("BAD_TOKENIZER", "tokenizer.json: model.vocab is missing");
+  // Unigram vocabularies are [piece, score] pairs whose index is the id; BPE/WordPiece map piece → id.
+  if (!Array.isArray(vocab)) for (const [piece, id] of Object.entries(vocab)) if (!ok(id)) bad(`piece ${JSON.stringify(piece.slice(0, 20))}`, id);
+  if (Array.isArray(vocab) && vocab.length > vocabSize) throw new FormatError("BAD_TOKENIZER", `tokenizer.json has ${vocab.length} pieces, the model's vocabulary ${vocabSize}`);
+  if (t.added_tokens !== undefined) {
+    if (!Array.isArray(t.added_tokens)) throw new FormatError("BAD_TOKENIZER", "tokenizer.json: added_tokens is not an array");
+    for (const a of t.added_tokens as { id?: unknown; content?: unknown }[]) {
+      if (typeof a !== "object" || a === null || typeof a.content !== "string") throw new FormatError("BAD_TOKENIZER", "tokenizer.json: an added token is malformed");
+      if (!ok(a.id)) bad(`added token ${JSON.stringify(String(a.content).slice(0, 20))}`, a.id);
+    }
+  }
+}
+
+/** Runs a library call; anything it throws becomes a typed BAD_TOKENIZER error naming the step. */
+function guard<T>(step: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    if (e instanceof FormatError) throw e;
+    throw new FormatError("BAD_TOKENIZER", `tokenizer.json (${step}): ${e instanceof Error ? e.message : String(e)}`);
   }
 }
