@@ -4,6 +4,7 @@
  * Errors cross as {@link SerializedError} and are rebuilt as the SDK's error classes on arrival.
  */
 import type { FlashErrorCode, FlashStats, FlashStrategy, GenerationStats, MemoryPlan, ModelConfig } from "@flashllm/sdk";
+import type { HttpRangeSourceOptions } from "./http-range-source.js";
 
 /** Where the worker reads a model from. */
 export type ModelSourceSpec =
@@ -14,15 +15,8 @@ export type ModelSourceSpec =
   /** A `.flm` on a web server that answers HTTP Range requests; relative URLs resolve against the page. */
   | { kind: "url"; url: string; http?: HttpSourceSettings };
 
-/** The serialisable settings of {@link HttpRangeSource} (no custom `fetch`). */
-export interface HttpSourceSettings {
-  maxInFlight?: number;
-  retries?: number;
-  retryDelayMs?: number;
-  mergeGapBytes?: number;
-  maxRequestBytes?: number;
-  headers?: Record<string, string>;
-}
+/** The serialisable settings of {@link HttpRangeSource}: its options without a custom `fetch` or a signal. */
+export type HttpSourceSettings = Omit<HttpRangeSourceOptions, "fetch" | "signal">;
 
 /** Options of a load: the SDK's `openFlashModel` options that can cross a worker boundary. */
 export interface LoadOptions {

@@ -315,13 +315,7 @@ export class FlashFfn implements FfnBackend {
         bytes += requests[requests.length - 1].length;
         r = s + 1;
       }
-      const t1 = performance.now();
-      stats.memoryMs += t1 - t0;
-      try {
-        await this.source.read(requests, signal);
-      } finally {
-        stats.ioMs += performance.now() - t1;
-      }
+      await this.timedRead(requests, t0, signal);
       if (copies.length > 0) {
         const t2 = performance.now();
         const all = k.u8(0, k.memoryBytes);
@@ -359,13 +353,7 @@ export class FlashFfn implements FfnBackend {
           requests.push({ offset: file + cuts[c], length: cuts[c + 1] - cuts[c], target: mem.subarray(slot * stride + cuts[c], slot * stride + cuts[c + 1]) });
         }
       }
-      const t1 = performance.now();
-      stats.memoryMs += t1 - t0;
-      try {
-        await this.source.read(requests, signal);
-      } finally {
-        stats.ioMs += performance.now() - t1;
-      }
+      await this.timedRead(requests, t0, signal);
     } catch (e) {
       cache.rollback();
       throw e;
@@ -467,6 +455,17 @@ export class FlashFfn implements FfnBackend {
   }
 
   // verifyReads: checks every bundle just read (gap neurons included) before any of them is committed.
+  // Charges the time since `planned` to memory management and the read itself to I/O wait.
+  private async timedRead(requests: ReadRequest[], planned: number, signal?: AbortSignal): Promise<void> {
+    const t1 = performance.now();
+    this.stats.memoryMs += t1 - planned;
+    try {
+      await this.source.read(requests, signal);
+    } finally {
+      this.stats.ioMs += performance.now() - t1;
+    }
+  }
+
   private verify(layer: number, idBase: number, requests: readonly ReadRequest[]): void {
     const t0 = performance.now();
     const check = this.opts.verifyBundle!;
