@@ -1,5 +1,6 @@
 import { readFileSync, existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { mulberry32 } from "../packages/sdk/src/testing/index.js";
 
 /** Repository root. */
 export const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -28,13 +29,4 @@ export function readF32(path: string): Float32Array {
 }
 
 /** A small seeded PRNG for test inputs (mulberry32): fresh data each seed, reproducible on failure. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng: (seed: number) => () => number = mulberry32;

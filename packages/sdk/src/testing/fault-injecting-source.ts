@@ -259,8 +259,8 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** mulberry32: a small seeded PRNG. */
-function mulberry32(seed: number): () => number {
+/** mulberry32: a small seeded PRNG (reproducible faults; also the test suites' source of random inputs). */
+export function mulberry32(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;

@@ -4,18 +4,10 @@ import { expect } from "vitest";
 import { FlashError } from "../../src/errors.js";
 import { FlmWriter, HEADER_BYTES, MemorySink } from "../../src/format/index.js";
 import type { Dtype, FlmDeclaration, NeuronWeights, TensorDeclaration } from "../../src/format/index.js";
+import { mulberry32 } from "../../src/testing/index.js";
 
 /** mulberry32: small deterministic PRNG so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const rng: (seed: number) => () => number = mulberry32;
 
 export function randomF32(rand: () => number, n: number, scale = 1): Float32Array {
   const out = new Float32Array(n);

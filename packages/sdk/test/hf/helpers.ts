@@ -106,16 +106,7 @@ export function expectSameValues(actual: Float32Array, expected: ArrayLike<numbe
   }
 }
 
-/** The FlashError thrown or rejected by `f`. */
-export async function errorOf(f: () => unknown): Promise<FlashError> {
-  try {
-    await f();
-  } catch (e) {
-    expect(e).toBeInstanceOf(FlashError);
-    return e as FlashError;
-  }
-  throw new Error("expected an error, none was thrown");
-}
+export { errorOf } from "../format/helpers.js";
 
 /** A MemorySource that logs every request, to check what the reader touches. */
 export class CountingSource implements FlashSource {
