@@ -1,5 +1,4 @@
 import { expect } from "vitest";
-import { FlashError } from "../../src/errors.js";
 import type { FlashSource, ReadRequest } from "../../src/source.js";
 import { MemorySource } from "../../src/source.js";
 
