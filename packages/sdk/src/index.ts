@@ -56,3 +56,4 @@ export { TraceSelector, TRACE_PRESETS, measureTrace } from "./sparsity/trace-sel
 export type { TraceParams, TracePreset, TraceStats, LookaheadSelector } from "./sparsity/trace-selector.js";
 export type { PredictingSelector, PrefetchStats } from "./flash/flash-ffn.js";
 export * from "./synth/index.js";
+export * from "./gguf/index.js";

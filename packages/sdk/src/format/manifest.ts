@@ -55,6 +55,10 @@ export function validateManifest(json: unknown, fileSize: number, options: Valid
     manifest.provenance = plainCopy(obj(root.provenance, "provenance"), "provenance");
   }
   if (root.predictor !== undefined) manifest.predictor = validatePredictor(root.predictor, config, tensors);
+  if (root.chatTemplate !== undefined) {
+    if (typeof root.chatTemplate !== "string" || root.chatTemplate.length > 1 << 20) fail("BAD_MANIFEST", "chatTemplate", "a string of at most 1 MiB", root.chatTemplate);
+    manifest.chatTemplate = root.chatTemplate as string;
+  }
   return manifest;
 }
 

@@ -126,6 +126,8 @@ export interface Manifest {
   provenance?: Record<string, unknown>;
   /** Sparsity predictors stored with the model (tensors `predictor.{l}.a|b|c` in the resident section). */
   predictor?: PredictorInfo;
+  /** The model's chat template (Jinja), from GGUF `tokenizer.chat_template` or HF `tokenizer_config.json`. */
+  chatTemplate?: string;
 }
 
 /**
