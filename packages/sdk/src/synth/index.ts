@@ -4,3 +4,4 @@ export type { SynthShape, ShapeOverrides } from "./shapes.js";
 export { synthesizeFlm, syntheticTokenizer } from "./synthesize.js";
 export type { SynthOptions } from "./synthesize.js";
 export { XorShift32 } from "./random.js";
+export { synthesizeGguf } from "./synthesize-gguf.js";

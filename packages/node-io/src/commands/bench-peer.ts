@@ -1,0 +1,181 @@
+import { spawnSync } from "node:child_process";
+import { existsSync } from "node:fs";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat } from "node:fs/promises";
+import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
+import { join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { performance } from "node:perf_hooks";
+import { synthShape, synthesizeGguf } from "@flashllm/sdk";
+import { NodeFileSink } from "../file-sink.js";
+import { formatBytes } from "../format-stats.js";
+import { measureLlamaCpp, type LlamaCppResult } from "../peer/llama-cpp.js";
+import { memAvailable, startSqueeze } from "../peer/squeeze.js";
+import { synthFile } from "./synth.js";
+
+/** Options of `flashllm bench --peer llama.cpp`. */
+export interface PeerBenchOptions {
+  shape: string;
+  model?: string;
+  gguf?: string;
+  outDir: string;
+  memoryBudget: string;
+  tokens: number;
+  peerTokens: number;
+  workers?: number;
+  variants: string;
+  conditions: string;
+  threads?: number;
+  seed: number;
+  /** Arguments passed through to the flashllm side (`flashllm bench`). */
+  benchArgs: string[];
+}
+
+interface FlashSide {
+  name: string;
+  label: string;
+  skipped?: string;
+  msPerToken: number;
+  ioMs: number;
+  memoryMs: number;
+  computeMs: number;
+  bytesPerToken: number;
+  peakRssBytes: number;
+}
+
+interface ConditionResult {
+  condition: "cached" | "squeezed";
+  note: string;
+  availableBytes: number;
+  peer: LlamaCppResult & { msPerToken: number };
+  flash: FlashSide[];
+}
+
+const median = (v: number[]) => {
+  const s = [...v].sort((a, b) => a - b);
+  return s.length === 0 ? NaN : s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+function sh(cmd: string, args: string[]): { ok: boolean; out: string } {
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  return { ok: r.status === 0, out: `${r.stdout ?? ""}${r.stderr ?? ""}` };
+}
+
+/** Drops a file from the page cache (vmtouch -e, else dd iflag=nocache). */
+function evict(path: string): void {
+  if (sh("vmtouch", ["-q", "-e", path]).ok) return;
+  sh("dd", [`if=${path}`, "iflag=nocache", "count=0", "status=none"]);
+}
+
+/** Reads a file into the page cache (the condition llama.cpp is fastest in). */
+function warm(path: string): void {
+  if (sh("vmtouch", ["-q", "-t", path]).ok) return;
+  sh("cat", [path, "-o", "/dev/null"]);
+}
+
+/**
+ * `flashllm bench --peer llama.cpp`: the same synthetic shape as a `.flm` (flashllm) and as a GGUF
+ * Q8_0 file (llama.cpp through node-llama-cpp 3.21.1: CPU, mmap, dense, threads = cores), in one run,
+ * under two conditions: (a) `cached`: the GGUF in the page cache, all the RAM llama.cpp wants;
+ * (b) `squeezed`: both files evicted and a helper process holding anonymous memory so that
+ * MemAvailable ≈ flashllm's budget + 1 GiB (less than the GGUF). flashllm runs through `flashllm bench`
+ * (the same engine builder and defaults as `run`), cold (O_DIRECT / evicted) in both conditions.
+ */
+export async function peerBenchCommand(o: PeerBenchOptions): Promise<void> {
+  const say = (m: string) => process.stderr.write(`[peer] ${m}\n`);
+  const shape = synthShape(o.shape);
+  await mkdir(o.outDir, { recursive: true });
+  const flm = resolve(o.model ?? join(o.outDir, `${o.shape}.flm`));
+  const gguf = resolve(o.gguf ?? join(o.outDir, `${o.shape}-q8_0.gguf`));
+  if (!existsSync(flm)) await synthFile(shape, flm, { seed: o.seed, bundleAlign: 4096 });
+  if (!existsSync(gguf)) {
+    say(`writing ${gguf} (random Q8_0 weights, shape ${shape.name})`);
+    const sink = await NodeFileSink.create(gguf);
+    const t0 = performance.now();
+    try {
+      await synthesizeGguf(sink, shape, { seed: o.seed });
+      await sink.commit();
+    } catch (e) {
+      await sink.abort();
+      throw e;
+    }
+    say(`wrote ${formatBytes((await stat(gguf)).size)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  const flmBytes = (await stat(flm)).size;
+  const ggufBytes = (await stat(gguf)).size;
+  const threads = o.threads ?? availableParallelism();
+  const cli = join(fileURLToPath(new URL(".", import.meta.url)), "cli.js");
+  const budgetBytes = /%$/.test(o.memoryBudget) ? (flmBytes * Number(o.memoryBudget.slice(0, -1))) / 100 : Number(o.memoryBudget);
+
+  const runFlash = async (): Promise<FlashSide[]> => {
+    const dir = await mkdtemp(join(o.outDir, "peer-flash-"));
+    try {
+      const args = [cli, "bench", "--model", flm, "--memory-budget", o.memoryBudget, "--tokens", String(o.tokens), "--variants", o.variants, "--no-fio", "--out-dir", dir, ...o.benchArgs];
+      if (o.workers !== undefined) args.push("--workers", String(o.workers));
+      const r = spawnSync(process.execPath, ["--expose-gc", ...args], { stdio: ["ignore", "inherit", "inherit"], env: process.env });
+      if (r.status !== 0) throw new Error(`flashllm bench exited with ${r.status ?? r.signal}`);
+      const json = (await readdir(dir)).find((f) => f.endsWith(".json"));
+      if (!json) throw new Error("flashllm bench wrote no results");
+      const data = JSON.parse(await readFile(join(dir, json), "utf8")) as { results: FlashSide[] };
+      return data.results;
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  };
+  const runPeer = async (): Promise<ConditionResult["peer"]> => {
+    const r = await measureLlamaCpp({ gguf, threads, promptTokens: [1, 400, 500, 600], tokens: o.peerTokens });
+    if (!r.ok) throw new Error(`llama.cpp could not run: ${r.reason}`);
+    return { ...r, msPerToken: median(r.tokenMs) };
+  };
+
+  const results: ConditionResult[] = [];
+  for (const condition of o.conditions.split(",").map((s) => s.trim()) as ConditionResult["condition"][]) {
+    if (condition === "cached") {
+      say(`(a) cached: ${gguf} read into the page cache; llama.cpp with ${threads} threads`);
+      warm(gguf);
+      const peer = await runPeer();
+      evict(gguf);
+      const flash = await runFlash();
+      results.push({ condition, note: "GGUF in the page cache; flashllm cold at its budget", availableBytes: memAvailable(), peer, flash });
+    } else if (condition === "squeezed") {
+      evict(gguf);
+      evict(flm);
+      const target = budgetBytes + 2 ** 30;
+      const squeeze = await startSqueeze(target);
+      say(`(b) squeezed: holding ${formatBytes(squeeze.heldBytes)}; MemAvailable ${formatBytes(squeeze.availableBytes)} (target ${formatBytes(target)}); GGUF ${formatBytes(ggufBytes)}`);
+      try {
+        const peer = await runPeer();
+        evict(gguf);
+        const flash = await runFlash();
+        results.push({ condition, note: `MemAvailable ${formatBytes(squeeze.availableBytes)} < GGUF ${formatBytes(ggufBytes)}`, availableBytes: squeeze.availableBytes, peer, flash });
+      } finally {
+        await squeeze.stop();
+      }
+    } else throw new Error(`unknown condition "${condition}" (cached, squeezed)`);
+  }
+
+  const la = loadavg().map((x) => x.toFixed(2)).join(" ");
+  const lines: string[] = [];
+  lines.push(`# flashllm vs llama.cpp (node-llama-cpp 3.21.1), shape ${shape.name}`);
+  lines.push(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), ${formatBytes(totalmem())} RAM; load average at the end ${la}`);
+  lines.push(`files: .flm ${formatBytes(flmBytes)} (flashllm budget ${o.memoryBudget} = ${formatBytes(budgetBytes)}${o.workers ? `, ${o.workers} workers` : ""}), GGUF Q8_0 ${formatBytes(ggufBytes)} (llama.cpp: mmap, dense, ${threads} threads)`);
+  lines.push("");
+  lines.push("| condition | engine | ms/token | I/O | memory | compute | read/token | peak RSS | llama.cpp ÷ flashllm |");
+  lines.push("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+  for (const r of results) {
+    lines.push(`| ${r.condition} | llama.cpp (${r.peer.tokenMs.length} tokens, median) | ${r.peer.msPerToken.toFixed(1)} | | | | mmap | ${formatBytes(r.peer.maxRssBytes)} | 1.00 |`);
+    for (const f of r.flash) {
+      if (f.skipped) {
+        lines.push(`| ${r.condition} | flashllm ${f.label} | skipped: ${f.skipped} | | | | | | |`);
+        continue;
+      }
+      lines.push(`| ${r.condition} | flashllm ${f.label} | ${f.msPerToken.toFixed(1)} | ${f.ioMs.toFixed(1)} | ${f.memoryMs.toFixed(1)} | ${f.computeMs.toFixed(1)} | ${formatBytes(f.bytesPerToken)} | ${formatBytes(f.peakRssBytes)} | ${(r.peer.msPerToken / f.msPerToken).toFixed(2)}x |`);
+    }
+  }
+  const text = lines.join("\n");
+  process.stdout.write(text + "\n");
+  const { writeFile } = await import("node:fs/promises");
+  const base = join(o.outDir, `peer-${o.shape}-${new Date().toISOString().replace(/[:.]/g, "-")}`);
+  await writeFile(`${base}.json`, JSON.stringify({ shape: shape.name, flm, gguf, flmBytes, ggufBytes, threads, loadavg: loadavg(), options: o, results }, null, 2));
+  await writeFile(`${base}.md`, text + "\n");
+  say(`wrote ${base}.json and ${base}.md`);
+}
