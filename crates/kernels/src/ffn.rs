@@ -4,7 +4,7 @@
 //! row (if gated), the up row and the down column, `dim` values each, in the bundle's dtype: f32, i8
 //! (value = scale·q), f16, or ggml's Q8_0 / Q4_0 blocks (the scale fields unused).
 
-use crate::axpy::{add_scaled, add_scaled_i8};
+use crate::axpy::{add_scaled, add_scaled_4, add_scaled_i8, add_scaled_i8_4};
 use crate::dot::dot;
 use crate::half::{add_scaled_f16, dot_f16};
 use crate::math::{gelu_f32, relu_f32, silu_f32};
@@ -144,52 +144,63 @@ pub fn ffn_bundled(
     let len = fmt.bundle_bytes();
     let rb = fmt.dtype.row_bytes(dim);
 
-    for (k, &s) in slot_ids.iter().enumerate() {
-        let bundle = &slots[s as usize * slot_stride..][..len];
-        let (header, rows) = bundle.split_at(HEADER_BYTES);
-        let field =
-            |i: usize| f32::from_le_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
-        let (scale_gate, scale_up, scale_down, bias_up) = (field(0), field(1), field(2), field(3));
-
-        let h = match fmt.dtype {
-            Dtype::F32 => {
-                let (gate, up, down) = split_rows(as_f32s(rows), dim, fmt.gated);
-                let u = dot(up, x) + bias_up;
-                let h = if fmt.gated { fmt.act.apply(dot(gate, x)) * u } else { fmt.act.apply(u) };
-                add_scaled(out, h, down);
-                h
-            }
-            Dtype::I8 => {
-                let (gate, up, down) = split_rows(as_i8s(rows), dim, fmt.gated);
-                let u = scale_up * xs * dot_q8(up, xq) + bias_up;
-                let h =
-                    if fmt.gated { fmt.act.apply(scale_gate * xs * dot_q8(gate, xq)) * u } else { fmt.act.apply(u) };
-                add_scaled_i8(out, h, scale_down, down);
-                h
-            }
-            Dtype::F16 => {
-                let (gate, up, down) = split_rows(rows, rb, fmt.gated);
-                let u = dot_f16(up, x) + bias_up;
-                let h = if fmt.gated { fmt.act.apply(dot_f16(gate, x)) * u } else { fmt.act.apply(u) };
-                add_scaled_f16(out, h, down);
-                h
-            }
-            Dtype::Q8_0 => {
-                let (gate, up, down) = split_rows(rows, rb, fmt.gated);
-                let h = block_h::<Q8_0>(fmt, gate, up, xb, bias_up);
-                add_scaled_q8_0(out, h, down);
-                h
-            }
-            Dtype::Q4_0 => {
-                let (gate, up, down) = split_rows(rows, rb, fmt.gated);
-                let h = block_h::<Q4_0>(fmt, gate, up, xb, bias_up);
-                add_scaled_q4_0(out, h, down);
-                h
-            }
-        };
-        if let Some(h_out) = h_out.as_deref_mut() {
-            h_out[k] = h;
+    // Neurons go in groups of up to 4: their h first, then one pass over `out` adds their down
+    // columns in neuron order (`out[c] + h0·d0[c]`, then `+ h1·d1[c]`, ...: the same operations in
+    // the same order as one neuron at a time, with `out` loaded and stored once per group).
+    let mut k0 = 0;
+    while k0 < slot_ids.len() {
+        let group = (slot_ids.len() - k0).min(4);
+        let mut hs = [0.0f32; 4];
+        let mut scales = [0.0f32; 4];
+        let mut downs: [&[u8]; 4] = [&[]; 4];
+        for g in 0..group {
+            let bundle = &slots[slot_ids[k0 + g] as usize * slot_stride..][..len];
+            let (header, rows) = bundle.split_at(HEADER_BYTES);
+            let field =
+                |i: usize| f32::from_le_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
+            let (scale_gate, scale_up, scale_down, bias_up) = (field(0), field(1), field(2), field(3));
+            let (gate, up, down) = split_rows(rows, rb, fmt.gated);
+            hs[g] = match fmt.dtype {
+                Dtype::F32 => {
+                    let (gate, up) = (as_f32s(gate), as_f32s(up));
+                    let u = dot(up, x) + bias_up;
+                    if fmt.gated { fmt.act.apply(dot(gate, x)) * u } else { fmt.act.apply(u) }
+                }
+                Dtype::I8 => {
+                    let (gate, up) = (as_i8s(gate), as_i8s(up));
+                    let u = scale_up * xs * dot_q8(up, xq) + bias_up;
+                    if fmt.gated { fmt.act.apply(scale_gate * xs * dot_q8(gate, xq)) * u } else { fmt.act.apply(u) }
+                }
+                Dtype::F16 => {
+                    let u = dot_f16(up, x) + bias_up;
+                    if fmt.gated { fmt.act.apply(dot_f16(gate, x)) * u } else { fmt.act.apply(u) }
+                }
+                Dtype::Q8_0 => block_h::<Q8_0>(fmt, gate, up, xb, bias_up),
+                Dtype::Q4_0 => block_h::<Q4_0>(fmt, gate, up, xb, bias_up),
+            };
+            scales[g] = scale_down;
+            downs[g] = down;
         }
+        match (fmt.dtype, group) {
+            (Dtype::F32, 4) => add_scaled_4(out, hs, [0, 1, 2, 3].map(|g| as_f32s(downs[g]))),
+            (Dtype::I8, 4) => add_scaled_i8_4(out, hs, scales, [0, 1, 2, 3].map(|g| as_i8s(downs[g]))),
+            _ => {
+                for g in 0..group {
+                    let (h, down) = (hs[g], downs[g]);
+                    match fmt.dtype {
+                        Dtype::F32 => add_scaled(out, h, as_f32s(down)),
+                        Dtype::I8 => add_scaled_i8(out, h, scales[g], as_i8s(down)),
+                        Dtype::F16 => add_scaled_f16(out, h, down),
+                        Dtype::Q8_0 => add_scaled_q8_0(out, h, down),
+                        Dtype::Q4_0 => add_scaled_q4_0(out, h, down),
+                    }
+                }
+            }
+        }
+        if let Some(h_out) = h_out.as_deref_mut() {
+            h_out[k0..k0 + group].copy_from_slice(&hs[..group]);
+        }
+        k0 += group;
     }
 }
 

@@ -159,6 +159,13 @@ mod imp {
         pub unsafe fn load_u16(p: *const u8) -> Self {
             I16x8(ptr::read_unaligned(p as *const v128))
         }
+        /// 8 i16 at `p` (any alignment).
+        /// # Safety
+        /// `p..p+8` must be readable.
+        #[inline(always)]
+        pub unsafe fn load(p: *const i16) -> Self {
+            I16x8(ptr::read_unaligned(p as *const v128))
+        }
         /// Lane-wise `self & m`.
         #[inline(always)]
         pub fn and(self, m: u16) -> Self {
@@ -212,6 +219,10 @@ mod imp {
         #[inline(always)]
         pub fn sub(self, o: I32x4) -> Self {
             I32x4(i32x4_sub(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn add(self, o: I32x4) -> Self {
+            I32x4(i32x4_add(self.0, o.0))
         }
         /// `self[l] + (w[2l]·x[2l] + w[2l+1]·x[2l+1])` for the first 8 values of `w` and `x`
         /// (wrapping i32 arithmetic, as `i32x4.dot_i16x8_s`).
@@ -352,6 +363,16 @@ mod imp {
             }
             I16x8(r)
         }
+        /// # Safety
+        /// `p..p+8` must be readable.
+        #[inline(always)]
+        pub unsafe fn load(p: *const i16) -> Self {
+            let mut r = [0i16; 8];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = *p.add(i);
+            }
+            I16x8(r)
+        }
         #[inline(always)]
         pub fn and(self, m: u16) -> Self {
             I16x8(self.0.map(|v| ((v as u16) & m) as i16))
@@ -409,6 +430,10 @@ mod imp {
         #[inline(always)]
         pub fn sub(self, o: I32x4) -> Self {
             I32x4([0, 1, 2, 3].map(|l| self.0[l].wrapping_sub(o.0[l])))
+        }
+        #[inline(always)]
+        pub fn add(self, o: I32x4) -> Self {
+            I32x4([0, 1, 2, 3].map(|l| self.0[l].wrapping_add(o.0[l])))
         }
         #[inline(always)]
         pub fn add_dot_i8_i16(self, w: &[i8], x: &[i16]) -> Self {
