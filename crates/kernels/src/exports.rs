@@ -275,3 +275,14 @@ pub extern "C" fn ffn_bundled(
         crate::ffn::ffn_bundled(w(out, fmt.dim), r(x, fmt.dim), r(slots, slots_len), stride, ids, fmt, xq, h, accumulate != 0);
     }
 }
+
+#[no_mangle]
+pub extern "C" fn crc32(ptr: u32, len: u32, crc_in: u32) -> u32 {
+    unsafe { crate::crc32::crc32(r(ptr, n(len)), crc_in) }
+}
+
+/// For the benchmark: the wrapping sum of the u32 words of `len` bytes (a plain memory-read floor).
+#[no_mangle]
+pub extern "C" fn read_floor(ptr: u32, len: u32) -> u32 {
+    unsafe { crate::memread::sum_words(r(ptr, n(len))) }
+}

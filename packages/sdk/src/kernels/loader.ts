@@ -35,6 +35,13 @@ export interface KernelExports {
     out: number, x: number, dim: number, slots: number, slotStride: number, slotIds: number, n: number,
     dtype: number, gated: number, act: number, xq: number, hOut: number, accumulate: number,
   ): void;
+  /**
+   * CRC-32 of `len` bytes at `ptr`, continuing from `crcIn` (0 for a fresh start); the same result as
+   * `format/crc32.ts` `crc32`. Returned as i32: read it with `>>> 0`.
+   */
+  crc32(ptr: number, len: number, crcIn: number): number;
+  /** For benchmarks: wrapping sum of the u32 words of `len` bytes (a plain memory-read floor). */
+  read_floor(ptr: number, len: number): number;
 }
 
 /** Weight type codes of `ffn_bundled`'s `dtype` argument (crates/kernels/ABI.md). */
