@@ -8,7 +8,9 @@
 // FFN layer (dim 4096, 11008 neurons, gated SiLU), ~10% of the neurons active, at random slots of a
 // slot matrix holding half the layer, in f32, q8 and q4_0. CRC-32: the WASM kernel against the JS one.
 //
-// Figures: median (and best) time per call after warm-up; GB/s = weight bytes read / time (f32 4 B,
+// Figures: median (and best) time per call after warm-up, as CPU time of this process
+// (process.cpuUsage: time other processes on a shared machine take from these cores does not count;
+// wall-clock figures go to the JSON too); GB/s = weight bytes read / time (f32 4 B,
 // f16 2 B, q8 1 B + 4 B per row, q8_0 34 B and q4_0 18 B per 32 values; bundles: the active bundles'
 // bytes); GFLOP/s = 2 flops per weight; "floor" = the same bytes summed by `read_floor` (4 vector
 // accumulators, nothing else), and each kernel's GB/s as a % of it.
@@ -128,14 +130,17 @@ function timeIt(fn) {
   const total = Math.max(1, Math.floor(BUDGET_S / est));
   const samples = Math.max(3, Math.min(MAX_SAMPLES, total));
   const inner = Math.max(1, Math.round(total / samples));
-  const per = [];
+  const per = [], wall = [];
   for (let s = 0; s < samples; s++) {
-    const t = performance.now();
+    const t = performance.now(), c = process.cpuUsage();
     for (let k = 0; k < inner; k++) fn();
-    per.push((performance.now() - t) / 1e3 / inner);
+    const u = process.cpuUsage(c);
+    wall.push((performance.now() - t) / 1e3 / inner);
+    per.push((u.user + u.system) / 1e6 / inner);
   }
   per.sort((a, b) => a - b);
-  return { median: per[per.length >> 1], min: per[0], samples, inner };
+  wall.sort((a, b) => a - b);
+  return { median: per[per.length >> 1], min: per[0], wallMedian: wall[wall.length >> 1], wallMin: wall[0], samples, inner };
 }
 
 const fmt = (v, d = 2) => (v == null || !Number.isFinite(v) ? "—" : v.toFixed(d));
@@ -156,7 +161,7 @@ const machine = {
 console.log("flashllm kernel microbenchmark");
 console.log(`machine  ${machine.cpu} (${machine.cores} logical cores), ${machine.os}, ${fmtMB(machine.memory)} RAM, node ${machine.node}`);
 console.log(`load     ${loadavg()} (1/5/15 min) at start: other processes share these cores, so compare the best column on a busy machine`);
-console.log(`columns  GB/s = weight bytes / time (median, best); GFLOP/s = 2 per weight (median); floor = read_floor over the same bytes (best); % = best kernel GB/s / best floor GB/s`);
+console.log(`columns  time = CPU time per call (median); GB/s = weight bytes / CPU time (median, best); GFLOP/s = 2 per weight (median); floor = read_floor over the same bytes (best); % = best kernel GB/s / best floor GB/s`);
 console.log("");
 
 const t0 = performance.now();

@@ -71,40 +71,6 @@ pub fn add_scaled_4(out: &mut [f32], a: [f32; 4], rows: [&[f32]; 4]) {
     }
 }
 
-/// `add_scaled_i8` of four int8 rows in turn, bit-identical to four calls: each 16 values of a row
-/// are widened i8 → i16 → i32 → f32 in SIMD, dequantized (`scale·q`) and scaled, and `out` is loaded
-/// and stored once per group.
-#[inline]
-pub fn add_scaled_i8_4(out: &mut [f32], a: [f32; 4], scale: [f32; 4], rows: [&[i8]; 4]) {
-    let n = out.len();
-    let rows = rows.map(|r| &r[..n]);
-    let (av, sv) = (a.map(F32x4::splat), scale.map(F32x4::splat));
-    let n16 = n / 16 * 16;
-    let mut c = 0;
-    while c < n16 {
-        // SAFETY: c + 16 ≤ n for out and every row.
-        unsafe {
-            let op = out.as_mut_ptr().add(c);
-            let mut o = [F32x4::load_ptr(op), F32x4::load_ptr(op.add(4)), F32x4::load_ptr(op.add(8)), F32x4::load_ptr(op.add(12))];
-            for r in 0..4 {
-                let q = F32x4::load_i8x16(rows[r].as_ptr().add(c));
-                for g in 0..4 {
-                    o[g] = o[g] + av[r] * (sv[r] * q[g]);
-                }
-            }
-            for (g, v) in o.iter().enumerate() {
-                v.store_ptr(op.add(4 * g));
-            }
-        }
-        c += 16;
-    }
-    for c in n16..n {
-        for r in 0..4 {
-            out[c] += a[r] * (scale[r] * rows[r][c] as f32);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -135,9 +101,7 @@ mod tests {
 
             // four rows at once = four calls in order
             let rows: Vec<Vec<f32>> = (0..4).map(|_| rng.vec(n, -3.0, 3.0)).collect();
-            let qs: Vec<Vec<i8>> = (0..4).map(|_| rng.vec_i8(n)).collect();
             let a4 = [0; 4].map(|_| rng.range(-2.0, 2.0));
-            let s4 = [0; 4].map(|_| rng.range(0.001, 0.1));
             let mut out = Guarded::from(&init, F32_SENTINEL);
             add_scaled_4(out.inner_mut(), a4, [&rows[0][..], &rows[1], &rows[2], &rows[3]]);
             out.check();
@@ -146,14 +110,6 @@ mod tests {
                 add_scaled(&mut want, a4[r], &rows[r]);
             }
             assert_bits_eq(out.inner(), &want, "add_scaled_4");
-            let mut out = Guarded::from(&init, F32_SENTINEL);
-            add_scaled_i8_4(out.inner_mut(), a4, s4, [&qs[0][..], &qs[1], &qs[2], &qs[3]]);
-            out.check();
-            let mut want = init.clone();
-            for r in 0..4 {
-                add_scaled_i8(&mut want, a4[r], s4[r], &qs[r]);
-            }
-            assert_bits_eq(out.inner(), &want, "add_scaled_i8_4");
         }
     }
 }

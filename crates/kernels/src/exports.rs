@@ -286,3 +286,4 @@ pub extern "C" fn crc32(ptr: u32, len: u32, crc_in: u32) -> u32 {
 pub extern "C" fn read_floor(ptr: u32, len: u32) -> u32 {
     unsafe { crate::memread::sum_words(r(ptr, n(len))) }
 }
+

@@ -270,7 +270,7 @@ pub fn add_scaled_q8_0(out: &mut [f32], a: f32, row: &[u8]) {
 pub fn add_scaled_q4_0(out: &mut [f32], a: f32, row: &[u8]) {
     let nb = out.len() / QK;
     assert!(out.len() % QK == 0 && row.len() >= nb * Q4_0::BYTES);
-    let (av, eight) = (F32x4::splat(a), F32x4::splat(8.0));
+    let av = F32x4::splat(a);
     for b in 0..nb {
         let blk = &row[b * Q4_0::BYTES..];
         let d = F32x4::splat(f16_to_f32(u16::from_le_bytes([blk[0], blk[1]])));
@@ -278,11 +278,12 @@ pub fn add_scaled_q4_0(out: &mut [f32], a: f32, row: &[u8]) {
         unsafe {
             let v = I16x8::load_u16(blk.as_ptr().add(2));
             // per byte: low nibbles are values 0..16, high nibbles values 16..32
-            let halves = [v.and(0x0F0F).bytes_to_f32(), v.shr(4).and(0x0F0F).bytes_to_f32()];
+            // (n − 8 is exact in the conversion)
+            let halves = [v.and(0x0F0F).u8_minus_to_f32(8.0), v.shr(4).and(0x0F0F).u8_minus_to_f32(8.0)];
             for (h, n) in halves.iter().enumerate() {
                 let o = out.as_mut_ptr().add(b * QK + 16 * h);
                 for (g, nv) in n.iter().enumerate() {
-                    (F32x4::load_ptr(o.add(4 * g)) + av * (d * (*nv - eight))).store_ptr(o.add(4 * g));
+                    (F32x4::load_ptr(o.add(4 * g)) + av * (d * *nv)).store_ptr(o.add(4 * g));
                 }
             }
         }

@@ -70,13 +70,6 @@ mod imp {
         pub unsafe fn store_ptr(self, p: *mut f32) {
             ptr::write_unaligned(p as *mut v128, self.0)
         }
-        /// The first 4 values of `s`, converted exactly to f32.
-        #[inline(always)]
-        pub fn from_i8(s: &[i8]) -> Self {
-            let b = [s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8];
-            let v = i32x4_splat(u32::from_le_bytes(b) as i32);
-            F32x4(f32x4_convert_i32x4(i32x4_extend_low_i16x8(i16x8_extend_low_i8x16(v))))
-        }
         /// Per lane `if 0 < v { v } else { 0 }` (wasm `pmax(0, v)`; NaN and -0 give +0).
         #[inline(always)]
         pub fn relu(self) -> Self {
@@ -101,15 +94,22 @@ mod imp {
         /// `p..p+16` must be readable.
         #[inline(always)]
         pub unsafe fn load_i8x16(p: *const i8) -> [F32x4; 4] {
-            let v = ptr::read_unaligned(p as *const v128);
-            let (lo, hi) = (i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v));
-            [
-                F32x4(f32x4_convert_i32x4(i32x4_extend_low_i16x8(lo))),
-                F32x4(f32x4_convert_i32x4(i32x4_extend_high_i16x8(lo))),
-                F32x4(f32x4_convert_i32x4(i32x4_extend_low_i16x8(hi))),
-                F32x4(f32x4_convert_i32x4(i32x4_extend_high_i16x8(hi))),
-            ]
+            // i8 + 128 as u8, then minus 128 in the conversion
+            let v = v128_xor(ptr::read_unaligned(p as *const v128), u8x16_splat(0x80));
+            u8_minus(v, 128.0)
         }
+    }
+
+    /// `f32(b − bias)` of the 16 u8 lanes `b`, exactly. Integer-only widening, then the 2^23 trick:
+    /// `0x4B000000 | b` read as f32 is 2^23 + b, and subtracting 2^23 + bias is exact. (LLVM 14
+    /// turns the obvious `sext` + `f32x4.convert_i32x4_s` into four scalar conversions per vector,
+    /// ~4x slower; nothing here can be folded into a conversion.)
+    #[inline(always)]
+    fn u8_minus(v: v128, bias: f32) -> [F32x4; 4] {
+        let (lo, hi) = (u16x8_extend_low_u8x16(v), u16x8_extend_high_u8x16(v));
+        let (m, off) = (u32x4_splat(0x4B00_0000), f32x4_splat(8_388_608.0 + bias));
+        let f = |u: v128| F32x4(f32x4_sub(v128_or(u, m), off));
+        [f(u32x4_extend_low_u16x8(lo)), f(u32x4_extend_high_u16x8(lo)), f(u32x4_extend_low_u16x8(hi)), f(u32x4_extend_high_u16x8(hi))]
     }
 
     /// Exact f16 → f32 of 4 sign-extended halves (the lane-wise form of `half::f16_to_f32`): the
@@ -176,16 +176,11 @@ mod imp {
         pub fn shr(self, n: u32) -> Self {
             I16x8(u16x8_shr(self.0, n))
         }
-        /// The 16 bytes of the vector read as i8, converted exactly: bytes 0-3, 4-7, 8-11, 12-15.
+        /// The 16 bytes of the vector read as u8, minus `bias` (an integer in 0..=255), converted
+        /// exactly: bytes 0-3, 4-7, 8-11, 12-15.
         #[inline(always)]
-        pub fn bytes_to_f32(self) -> [F32x4; 4] {
-            let (lo, hi) = (i16x8_extend_low_i8x16(self.0), i16x8_extend_high_i8x16(self.0));
-            [
-                F32x4(f32x4_convert_i32x4(i32x4_extend_low_i16x8(lo))),
-                F32x4(f32x4_convert_i32x4(i32x4_extend_high_i16x8(lo))),
-                F32x4(f32x4_convert_i32x4(i32x4_extend_low_i16x8(hi))),
-                F32x4(f32x4_convert_i32x4(i32x4_extend_high_i16x8(hi))),
-            ]
+        pub fn u8_minus_to_f32(self, bias: f32) -> [F32x4; 4] {
+            u8_minus(self.0, bias)
         }
     }
 
@@ -295,10 +290,6 @@ mod imp {
             }
         }
         #[inline(always)]
-        pub fn from_i8(s: &[i8]) -> Self {
-            F32x4([s[0] as f32, s[1] as f32, s[2] as f32, s[3] as f32])
-        }
-        #[inline(always)]
         pub fn relu(self) -> Self {
             lanes(self.0, self.0, |v, _| if 0.0 < v { v } else { 0.0 })
         }
@@ -382,8 +373,8 @@ mod imp {
             I16x8(self.0.map(|v| ((v as u16) >> n) as i16))
         }
         #[inline(always)]
-        pub fn bytes_to_f32(self) -> [F32x4; 4] {
-            let byte = |i: usize| (self.0[i / 2] as u16).to_le_bytes()[i % 2] as i8 as f32;
+        pub fn u8_minus_to_f32(self, bias: f32) -> [F32x4; 4] {
+            let byte = |i: usize| (self.0[i / 2] as u16).to_le_bytes()[i % 2] as f32 - bias;
             [0, 4, 8, 12].map(|b| F32x4::from_array([byte(b), byte(b + 1), byte(b + 2), byte(b + 3)]))
         }
     }
