@@ -11,4 +11,9 @@ if (!process.env.UV_THREADPOOL_SIZE) {
   // Reads in flight plus a few threads for other work (opening files, stat), at most libuv's 1024.
   process.env.UV_THREADPOOL_SIZE = String(Math.min(1024, Math.max(64, Number.isInteger(inFlight) ? inFlight + 8 : 0)));
 }
+// libuv 1.45+ can submit file reads through io_uring instead of its thread pool: measured here
+// (benches/reads.mjs, docs/benchmarks.md) about half the CPU per read and up to 2x the reads/s. Node
+// turned it off by default (CVE-2024-22017: io_uring requests keep the credentials of the process
+// before a setuid call); flashllm never changes credentials. Set UV_USE_IO_URING=0 to keep it off.
+if (process.env.UV_USE_IO_URING === undefined) process.env.UV_USE_IO_URING = "1";
 import("../dist/cli.js");
