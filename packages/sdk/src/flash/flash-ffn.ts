@@ -423,7 +423,9 @@ export class FlashFfn implements FfnBackend {
       cache.touch(id, tick); // protected like this layer's neurons: makeRoom must not take them
       if (cache.slotOf(id) < 0) this.missingNext[m++] = id;
     }
-    if (m > cache.free) cache.makeRoom(m, tick);
+    // As for on-demand loads: free extra room from outside the window, so the O(size) scan runs once every
+    // few layers and not at every prefetch.
+    if (cache.free < 2 * m) cache.makeRoom(m, tick, Math.max(m, cache.capacity >> 5));
     m = Math.min(m, cache.free); // what does not fit is read on demand
     let load: Load;
     try {
