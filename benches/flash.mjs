@@ -4,17 +4,14 @@
 // Llama-2-7B-shaped model with 4 of its 32 layers and a 4000-token vocabulary (random q8 weights).
 // `npm run bench -- --full` runs the full 7B shape (a 6.7 GB file). Options: `flashllm bench --help`.
 //
-// Runs the CLI in a child process so that UV_THREADPOOL_SIZE (libuv's read threads, read once at
-// start-up) matches the reads in flight, and with --expose-gc so each variant starts from a clean heap.
+// Runs the CLI in a child process with --expose-gc so each variant starts from a clean heap. The CLI's
+// launcher (packages/node-io/bin/flashllm.cjs) sizes libuv's thread pool for the reads in flight.
 import { spawnSync } from "node:child_process";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = join(dirname(fileURLToPath(import.meta.url)), "..");
 const args = process.argv.slice(2);
-const at = args.indexOf("--in-flight");
-const inFlight = at >= 0 ? Number(args[at + 1]) : 32;
-const env = { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? String(Math.max(4, inFlight)) };
 if (!args.includes("--out-dir")) args.push("--out-dir", join(root, ".cache", "bench"));
-const r = spawnSync(process.execPath, ["--expose-gc", join(root, "packages/node-io/dist/cli.js"), "bench", ...args], { stdio: "inherit", env });
+const r = spawnSync(process.execPath, ["--expose-gc", join(root, "packages/node-io/bin/flashllm.cjs"), "bench", ...args], { stdio: "inherit" });
 process.exit(r.status ?? 1);

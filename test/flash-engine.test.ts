@@ -96,6 +96,32 @@ describe("flash engine, every neuron selected", () => {
   });
 });
 
+describe("naive with naiveComputes \"selected\" (the second baseline)", () => {
+  // Input-independent but uneven sets: some layers dense, some sparse, ids spread over the layer.
+  const sets = Array.from({ length: 5 }, (_, l) => Array.from({ length: 172 }, (_, i) => i).filter((i) => (i * 37 + l * 11) % 7 < 1 + l));
+  for (const budget of [undefined, 0.5]) {
+    it(`reads the whole FFN but computes only the selected neurons: the bundled strategy's logits bit for bit (budget ${budget ? "50%" : "unlimited"})`, async () => {
+      const memoryBudget = budget ? Math.floor(flmF32.byteLength * budget) : undefined;
+      const open = (strategy: "naive" | "bundled") =>
+        openFlashModel(new MemorySource(flmF32), { strategy, memoryBudget, contextLength: 32, selector: new FixedSelector(sets), naiveComputes: "selected" });
+      const naive = await open("naive");
+      const bundled = await open("bundled");
+      if (memoryBudget) expect(naive.memoryPlan.capacity).toBeLessThan(172); // the chunked path runs
+      const tokens = refTokens.slice(0, 12);
+      const a = await logitBits(naive, tokens);
+      const b = await logitBits(bundled, tokens);
+      for (let p = 0; p < tokens.length; p++) expect(a[p], `position ${p}`).toEqual(b[p]);
+      // Not the dense result: the selection really is applied.
+      expect(a[5]).not.toEqual(denseBits[5]);
+      const selected = sets.reduce((n, s) => n + s.length, 0);
+      expect(naive.flash.stats.neuronsLoaded).toBe(tokens.length * 5 * 172); // everything read
+      expect(bundled.flash.stats.neuronsLoaded - bundled.flash.stats.gapNeurons).toBe(tokens.length * selected);
+      await naive.dispose();
+      await bundled.dispose();
+    });
+  }
+});
+
 describe("q8", () => {
   it("top-1 agreement with f32 on the reference prompts, and the logit error (reported)", async () => {
     const q8 = await openFlashModel(new MemorySource(flmQ8), { contextLength: 256 });

@@ -89,8 +89,47 @@ describe("stories260K-relu", () => {
     expect(r.sparseLoss / r.denseLoss).toBeLessThan(1.04);
     expect(r.top1Agreement).toBeGreaterThan(0.85);
     for (const q of r.layers) expect(q.recall).toBeGreaterThan(0.85);
+    // The lookahead (layer l+1's predictor on layer l's input), measured against layer l+1's truth.
+    expect(r.lookahead?.length).toBe(4);
+    console.log(`lookahead recall ${r.lookahead!.map((q) => q.recall.toFixed(3)).join(" ")}, precision ${r.lookahead!.map((q) => q.precision.toFixed(3)).join(" ")}`);
+    for (const [i, q] of r.lookahead!.entries()) {
+      expect(q.truth).toBeCloseTo(r.layers[i + 1].truth, 10);
+      expect(q.recall).toBeGreaterThan(0.6);
+    }
     for (const m of [dense, ref, sparse]) await m.dispose();
   }, 120_000);
+
+  it("lookahead quality counts each layer's named set against the next layer's truth", async () => {
+    let tap!: TruthTap;
+    const ref = await openFlashModel(new MemorySource(flm), { selector: "all", contextLength: 64, onActivations: (...a) => tap.hook(...a) });
+    tap = new TruthTap(172);
+    const exact = await GateExactSelector.fromFile(ref.kernels, ref.file);
+    const sparse = await openFlashModel(new MemorySource(flm), { selector: exact, contextLength: 64 });
+    // The exact selector, with a lookahead that names every neuron, or none.
+    const withAhead = (all: boolean) => ({
+      name: "exact+lookahead",
+      select: (l: number, x: Float32Array, out: Int32Array) => exact.select(l, x, out),
+      predictNext: (_l: number, _x: Float32Array, out: Int32Array) => {
+        if (!all) return 0;
+        for (let i = 0; i < 172; i++) out[i] = i;
+        return 172;
+      },
+    });
+    const seqs = corpusSequences(heldOut, ref.tokenizer, 64);
+    const every = await evaluateSparsity(ref, sparse, withAhead(true), tap, seqs, { maxPositions: 200 });
+    const none = await evaluateSparsity(ref, sparse, withAhead(false), tap, seqs, { maxPositions: 200 });
+    for (let l = 1; l < 5; l++) {
+      const truth = every.layers[l].truth; // exact selection: selected = truly active
+      expect(every.layers[l].recall).toBe(1);
+      const q = every.lookahead![l - 1];
+      expect([q.recall, q.selected, q.truth]).toEqual([1, 172, truth]);
+      expect(q.precision).toBeCloseTo(truth / 172, 12);
+      expect(none.lookahead![l - 1]).toEqual({ recall: 0, precision: 1, selected: 0, truth: none.layers[l].truth });
+    }
+    exact.dispose();
+    await sparse.dispose();
+    await ref.dispose();
+  });
 
   it("a corpus too small says how much more text it needs", async () => {
     let recorder!: ActivationRecorder;

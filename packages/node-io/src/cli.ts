@@ -127,7 +127,7 @@ program
   .option("--in-flight <n>", "reads in flight", int("--in-flight"), 32)
   .option("--no-direct", "buffered reads (the file is still evicted before each variant)")
   .option("--no-fio", "skip the fio comparison")
-  .option("--variants <list>", "comma list of naive,bundled,windowed,windowed+bundled,lookahead,memory")
+  .option("--variants <list>", "comma list of naive,naive-active,bundled,windowed,windowed+bundled,lookahead,memory")
   .option("--out-dir <dir>", "where results (and a synthesized model) go", ".cache/bench")
   .option("--seed <n>", "seed of weights and trace", int("--seed"), 1)
   .option("--queue <n>", "reads the file source submits at once (default: --in-flight); libuv runs --in-flight of them", int("--queue"))

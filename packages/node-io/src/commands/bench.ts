@@ -5,8 +5,8 @@ import { cpus, release, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import {
-  FlashFfn, Kernels, TRACE_PRESETS, TraceSelector, Transformer, WeightStore, XorShift32, matvec, measureTrace, openFlm, planMemory, synthShape,
-  type FfnStorageLayout, type FlashStats, type FlashStrategy, type FlmFile, type MemoryPlan, type NeuronSelector, type TraceParams,
+  TRACE_PRESETS, TraceSelector, XorShift32, measureTrace, openFlashModel, openFlm, synthShape,
+  type FlashModel, type FlashStats, type FlashStrategy, type MemoryPlan, type NeuronSelector, type OpenFlashOptions, type TraceParams,
 } from "@flashllm/sdk";
 import { parseBudget } from "../budget.js";
 import { formatBytes } from "../format-stats.js";
@@ -40,13 +40,14 @@ export interface BenchCommandOptions {
 
 /** The variants of one run (DESIGN §6): the paper's baselines and the full method, in one process. */
 const VARIANTS = {
-  naive: { label: "naive (whole FFN per token)", strategy: "naive", bundling: true, prefetch: false, inMemory: false },
-  bundled: { label: "bundled only", strategy: "bundled", bundling: true, prefetch: false, inMemory: false },
-  windowed: { label: "windowed only (unbundled rows)", strategy: "windowed", bundling: false, prefetch: false, inMemory: false },
-  "windowed+bundled": { label: "windowed + bundled", strategy: "windowed", bundling: true, prefetch: false, inMemory: false },
-  lookahead: { label: "windowed + bundled + lookahead", strategy: "windowed", bundling: true, prefetch: true, inMemory: false },
-  memory: { label: "all in memory (floor)", strategy: "windowed", bundling: true, prefetch: false, inMemory: true },
-} as const satisfies Record<string, { label: string; strategy: FlashStrategy; bundling: boolean; prefetch: boolean; inMemory: boolean }>;
+  naive: { label: "naive (whole FFN read and computed)", strategy: "naive", bundling: true, prefetch: false, inMemory: false, naiveComputes: "all" },
+  "naive-active": { label: "naive read, active computed", strategy: "naive", bundling: true, prefetch: false, inMemory: false, naiveComputes: "selected" },
+  bundled: { label: "bundled only", strategy: "bundled", bundling: true, prefetch: false, inMemory: false, naiveComputes: "all" },
+  windowed: { label: "windowed only (unbundled rows)", strategy: "windowed", bundling: false, prefetch: false, inMemory: false, naiveComputes: "all" },
+  "windowed+bundled": { label: "windowed + bundled", strategy: "windowed", bundling: true, prefetch: false, inMemory: false, naiveComputes: "all" },
+  lookahead: { label: "windowed + bundled + lookahead", strategy: "windowed", bundling: true, prefetch: true, inMemory: false, naiveComputes: "all" },
+  memory: { label: "all in memory (floor)", strategy: "windowed", bundling: true, prefetch: false, inMemory: true, naiveComputes: "all" },
+} as const satisfies Record<string, { label: string; strategy: FlashStrategy; bundling: boolean; prefetch: boolean; inMemory: boolean; naiveComputes: "all" | "selected" }>;
 type VariantName = keyof typeof VARIANTS;
 
 interface FioResult {
@@ -88,6 +89,8 @@ interface VariantResult {
   fio?: FioResult;
   shareOfFio?: number;
   speedup?: number;
+  /** Against the second baseline: the whole FFN read, only the active neurons computed. */
+  speedupActive?: number;
 }
 
 const gc = (): void => (globalThis as { gc?: () => void }).gc?.();
@@ -138,7 +141,7 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
     `RANDOM WEIGHTS: this measures I/O, memory management and the compute path at this shape, not text quality. Active sets come from the activation-trace selector, not the weights.`,
     `trace "${preset.name}" (${preset.source}): active ${(100 * params.activeFraction).toFixed(1)}%/token, overlap with previous token ${(100 * params.overlap).toFixed(0)}%, hotness skew (Zipf) ${params.skew}; ` +
       `measured: newly needed per token with a window of ${o.window}: ${(100 * traceStats.newPerToken).toFixed(2)}% of the FFN (paper, OPT-6.7B: 2.4%), union over k=1/2/4/8 tokens ${[1, 2, 4, 8].map((k) => (100 * traceStats.union[k]).toFixed(1)).join("/")}%, top-10% neurons ${(100 * traceStats.top10Share).toFixed(1)}% of activations`,
-    `budget ${formatBytes(budget)} (${o.memoryBudget} of the file), window ${o.window} tokens, ${o.warmup} warm-up + ${o.tokens} measured tokens per variant, ${o.inFlight} reads in flight (UV_THREADPOOL_SIZE=${uv}; ${o.queue ?? o.inFlight} submitted at once), runs merged across gaps ≤ ${formatBytes(o.maxGap)}, lookahead recall ${params.lookaheadRecall}`,
+    `budget ${formatBytes(budget)} (${o.memoryBudget} of the file), window ${o.window} tokens, ${o.warmup} warm-up + ${o.tokens} measured tokens per variant, ${o.inFlight} reads in flight (UV_THREADPOOL_SIZE=${uv}, UV_USE_IO_URING=${process.env.UV_USE_IO_URING ?? "unset"}; ${o.queue ?? o.inFlight} submitted at once), runs merged across gaps ≤ ${formatBytes(o.maxGap)}, lookahead recall ${params.lookaheadRecall}`,
     `cold storage: ${o.direct ? "O_DIRECT reads" : "buffered reads"}; the file is also evicted from the page cache before each variant (${hasTool("vmtouch") ? "vmtouch -e" : "dd iflag=nocache"}), checked with fincore`,
     `machine: ${machine.cpu}, ${machine.cores} cores (shared with other work), ${formatBytes(machine.ramBytes)} RAM, ${machine.disk}, Linux ${machine.kernel}, Node ${process.version}`,
   ];
@@ -176,7 +179,7 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
       for (const r of results) {
         if (r.skipped || r.fsReadsPerToken === 0) continue;
         const bs = Math.min(8 << 20, Math.max(4096, Math.ceil(r.fsBytesPerToken / r.fsReadsPerToken / 4096) * 4096));
-        const sequential = r.name === "naive" || r.name === "memory"; // naive reads each layer front to back
+        const sequential = r.name === "naive" || r.name === "naive-active" || r.name === "memory"; // naive reads each layer front to back
         const key = `${bs}/${o.inFlight}/${sequential}`;
         if (!fioCache.has(key)) {
           say(`[bench] fio: ${sequential ? "sequential" : "random"} reads of ${formatBytes(bs)}, ${o.inFlight} in flight, O_DIRECT, over the FFN sections`);
@@ -188,7 +191,12 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
     }
   }
   const naive = results.find((r) => r.name === "naive" && !r.skipped);
-  for (const r of results) if (naive && !r.skipped) r.speedup = naive.msPerToken / r.msPerToken;
+  const naiveActive = results.find((r) => r.name === "naive-active" && !r.skipped);
+  for (const r of results) {
+    if (r.skipped) continue;
+    if (naive) r.speedup = naive.msPerToken / r.msPerToken;
+    if (naiveActive) r.speedupActive = naiveActive.msPerToken / r.msPerToken;
+  }
 
   // 4. Report: table, aims, JSON, SVG.
   const table = formatTable(results);
@@ -208,39 +216,40 @@ interface RunContext extends BenchCommandOptions {
   cold: string;
 }
 
-/** Opens the model for one variant (its own WASM memory and source), runs warm-up and measured tokens. */
+/**
+ * Opens the model for one variant exactly as users do (`openFlashModel`, its own WASM memory and
+ * source; variants differ only in options), runs warm-up and measured tokens through its Transformer.
+ */
 async function runVariant(path: string, name: VariantName, o: RunContext): Promise<VariantResult> {
   const spec = VARIANTS[name];
   const source = await NodeFileSource.open(path, { direct: o.direct, maxInFlight: o.queue ?? o.inFlight });
-  const kernels = await Kernels.load();
-  let ffn: FlashFfn | undefined;
-  let fwd: Forward | undefined;
-  const store = new WeightStore(kernels);
+  let model: FlashModel | undefined;
   try {
-    const file = await openFlm(source);
-    const m = file.manifest;
-    const c = m.config;
-    const layout = layoutOf(file);
-    const ctx = o.warmup + o.tokens + 2;
-    const plan = planMemory(m, layout, spec.strategy, ctx, kernels.memoryBytes, spec.inMemory ? Infinity : o.budget);
-    await uploadResident(file, store);
-    await settle(); // the resident section's JS copy is garbage now: let V8 free it before RSS is sampled
+    const c = (await openFlm(source)).manifest.config;
     const trace = new TraceSelector(c.hiddenDim, c.nLayers, o.params, "trace");
-    const selector = spec.inMemory ? new PreloadFirst(trace, c.hiddenDim) : trace;
-    ffn = new FlashFfn(kernels, source, layout, {
-      strategy: spec.strategy, capacity: plan.capacity, window: o.window, selector, bundling: spec.bundling, prefetch: spec.prefetch, maxGapBytes: o.maxGap,
+    model = await openModel(source, {
+      memoryBudget: spec.inMemory ? undefined : o.budget,
+      contextLength: o.warmup + o.tokens + 2,
+      strategy: spec.strategy,
+      window: o.window,
+      selector: spec.inMemory ? new PreloadFirst(trace, c.hiddenDim) : trace,
+      bundling: spec.bundling,
+      prefetch: spec.prefetch,
+      naiveComputes: spec.naiveComputes,
+      maxGapBytes: o.maxGap,
     });
-    fwd = m.architecture === "llama" && c.gated ? new LlamaForward(new Transformer(kernels, c, store, ffn, ctx)) : new ProjectionForward(kernels, c, store, ffn);
-
+    await settle(); // the resident section's JS copy is garbage now: let V8 free it before RSS is sampled
+    const ffn = model.flash;
+    const t = model.transformer;
     let pos = 0;
-    for (; pos < o.warmup; pos++) await fwd.forward(o.tokenIds[pos], pos);
+    for (; pos < o.warmup; pos++) await t.forward(o.tokenIds[pos], pos);
     const s0 = { ...ffn.stats };
     const src0 = source.stats;
     const pf0 = { ...ffn.prefetchStats };
     let peakRss = process.memoryUsage().rss;
     const t0 = performance.now();
     for (let i = 0; i < o.tokens; i++, pos++) {
-      await fwd.forward(o.tokenIds[pos], pos);
+      await t.forward(o.tokenIds[pos], pos);
       peakRss = Math.max(peakRss, process.memoryUsage().rss);
     }
     const total = performance.now() - t0;
@@ -258,7 +267,7 @@ async function runVariant(path: string, name: VariantName, o: RunContext): Promi
       fsBytesPerToken: src.bytes / n, fsReadsPerToken: src.reads / n,
       hitRate: s.cacheHits / Math.max(s.activeNeurons, 1), neuronsLoadedPerToken: s.neuronsLoaded / n,
       capacity: ffn.capacity, cacheShareOfFfn: ffn.capacity / (c.nLayers * c.hiddenDim),
-      plan, wasmBytes: kernels.memoryBytes, peakRssBytes: peakRss, cold: o.cold,
+      plan: model.memoryPlan, wasmBytes: model.wasmMemoryBytes, peakRssBytes: peakRss, cold: o.cold,
       ioBytesPerSec: src.ioWaitMs > 0 ? src.bytes / (src.ioWaitMs / 1000) : 0,
     };
     if (spec.prefetch) {
@@ -268,22 +277,14 @@ async function runVariant(path: string, name: VariantName, o: RunContext): Promi
     }
     return r;
   } finally {
-    fwd?.dispose();
-    await ffn?.dispose();
-    store.dispose();
+    await model?.dispose();
     await source.close();
   }
 }
 
-// In its own frame, so no interpreter register keeps the section's JS copy alive afterwards.
-async function uploadResident(file: FlmFile, store: WeightStore): Promise<void> {
-  const resident = await file.readResident();
-  for (const [n, t] of resident) {
-    const cols = t.shape[t.shape.length - 1];
-    const rows = t.shape.length > 1 ? t.shape.slice(0, -1).reduce((a, b) => a * b, 1) : 1;
-    store.upload(n, t.dtype === "f32" ? t.data : { q: t.q, scales: t.scales }, rows, cols);
-  }
-  if (file.manifest.config.sharedClassifier) store.alias("output", "tok_embeddings");
+// In its own frame, so no interpreter register keeps the resident section's JS copy alive afterwards.
+function openModel(source: NodeFileSource, opts: OpenFlashOptions): Promise<FlashModel> {
+  return openFlashModel(source, opts);
 }
 
 /** Full GCs with pauses between, so V8's array-buffer sweeper has returned freed memory to the OS. */
@@ -293,92 +294,6 @@ async function settle(): Promise<void> {
     await new Promise((r) => setTimeout(r, 50));
   }
 }
-
-function layoutOf(file: FlmFile): FfnStorageLayout {
-  const m = file.manifest;
-  const c = m.config;
-  return {
-    dim: c.dim, neurons: c.hiddenDim, nLayers: c.nLayers, bundleBytes: m.ffn.bundleBytes, bundleStride: m.ffn.bundleStride,
-    dtype: m.ffn.dtype, gated: m.ffn.gated, activation: c.activation,
-    layerOffsets: Array.from({ length: c.nLayers }, (_, l) => file.ffnLayerOffset(l)),
-  };
-}
-
-interface Forward {
-  forward(token: number, pos: number): Promise<unknown>;
-  dispose(): void;
-}
-
-/** The engine's llama forward pass, driven with token ids (no tokenizer needed). */
-class LlamaForward implements Forward {
-  constructor(private readonly t: Transformer) {}
-  forward(token: number, pos: number): Promise<unknown> {
-    return this.t.forward(token, pos);
-  }
-  dispose(): void {
-    this.t.dispose();
-  }
-}
-
-/**
- * For shapes the engine has no forward pass for (OPT: LayerNorm, learned positions, ReLU without a
- * gate): the resident projections (q, k, v, o; the classifier) and the FFN through the flash path,
- * with RMSNorm standing in for LayerNorm and the attention scores left out. Same weights read, same
- * FFN path: what a benchmark of I/O and memory management needs.
- */
-class ProjectionForward implements Forward {
-  private readonly blocks: number[] = [];
-  private readonly x: number;
-  private readonly xb: number;
-  private readonly xb2: number;
-  private readonly q: number;
-  private readonly kv: number;
-  private readonly logits: number;
-  private readonly xq: number;
-  constructor(private readonly k: Kernels, private readonly c: FfnLikeConfig, private readonly w: WeightStore, private readonly ffn: FlashFfn) {
-    const f32 = (n: number) => {
-      const b = k.alloc(n * 4);
-      this.blocks.push(b.ptr);
-      k.f32(b.ptr, n).fill(0);
-      return b.ptr;
-    };
-    this.x = f32(c.dim);
-    this.xb = f32(c.dim);
-    this.xb2 = f32(c.dim);
-    this.q = f32(c.dim);
-    this.kv = f32(c.dim);
-    this.logits = f32(c.vocabSize);
-    this.xq = f32(c.dim);
-  }
-  async forward(token: number): Promise<unknown> {
-    const { k, c, w } = this;
-    const emb = w.get("tok_embeddings");
-    const row = k.f32(this.x, c.dim);
-    const q = k.i8(emb.ptr + token * c.dim, c.dim);
-    const s = emb.dtype === "q8" ? k.f32(emb.scalesPtr + token * 4, 1)[0] : 1;
-    for (let i = 0; i < c.dim; i++) row[i] = q[i] * s;
-    this.ffn.beginToken();
-    for (let l = 0; l < c.nLayers; l++) {
-      const L = `layers.${l}.`;
-      k.k.rmsnorm(this.xb, this.x, w.vector(L + "attn_norm"), c.dim, 1e-5);
-      matvec(k, this.q, w.get(L + "wq"), this.xb, this.xq);
-      matvec(k, this.kv, w.get(L + "wk"), this.xb, this.xq);
-      matvec(k, this.kv, w.get(L + "wv"), this.xb, this.xq);
-      matvec(k, this.xb2, w.get(L + "wo"), this.q, this.xq);
-      k.k.add(this.x, this.x, this.xb2, c.dim);
-      k.k.rmsnorm(this.xb, this.x, w.vector(L + "ffn_norm"), c.dim, 1e-5);
-      await this.ffn.run(l, this.xb, this.xb2);
-      k.k.add(this.x, this.x, this.xb2, c.dim);
-    }
-    k.k.rmsnorm(this.x, this.x, w.vector("norm"), c.dim, 1e-5);
-    matvec(k, this.logits, w.get("output"), this.x, this.xq);
-    return undefined;
-  }
-  dispose(): void {
-    for (const p of this.blocks) this.k.free(p);
-  }
-}
-type FfnLikeConfig = { dim: number; nLayers: number; vocabSize: number };
 
 /** All neurons for the first token (fills the cache with the whole FFN), then the trace. */
 class PreloadFirst implements NeuronSelector {
@@ -452,13 +367,13 @@ function machineInfo(path: string): { cpu: string; cores: number; ramBytes: numb
 const mib = (b: number) => (b / 2 ** 20).toFixed(1);
 
 function formatTable(results: VariantResult[]): string {
-  const head = ["variant", "ms/token", "tok/s", "I/O ms", "memory ms", "compute ms", "speed-up", "MiB/token", "requests/token", "mean request", "hit rate", "read GB/s", "fio GB/s", "% of fio", "peak RSS", "WASM memory"];
+  const head = ["variant", "ms/token", "tok/s", "I/O ms", "memory ms", "compute ms", "speed-up", "vs naive-active", "MiB/token", "requests/token", "mean request", "hit rate", "read GB/s", "fio GB/s", "% of fio", "peak RSS", "WASM memory"];
   const rows = results.map((r) =>
     r.skipped
       ? [r.label, `skipped: ${r.skipped}`, ...head.slice(2).map(() => "")]
       : [
           r.label, r.msPerToken.toFixed(1), r.tokensPerSec.toFixed(2), r.ioMs.toFixed(1), r.memoryMs.toFixed(2), r.computeMs.toFixed(1),
-          r.speedup ? `${r.speedup.toFixed(1)}x` : "", mib(r.bytesPerToken), r.requestsPerToken.toFixed(0), formatBytes(r.meanRequestBytes),
+          r.speedup ? `${r.speedup.toFixed(1)}x` : "", r.speedupActive ? `${r.speedupActive.toFixed(1)}x` : "", mib(r.bytesPerToken), r.requestsPerToken.toFixed(0), formatBytes(r.meanRequestBytes),
           `${(100 * r.hitRate).toFixed(1)}%`, r.ioBytesPerSec > 0 ? (r.ioBytesPerSec / 1e9).toFixed(2) : "", r.fio ? (r.fio.bytesPerSec / 1e9).toFixed(2) : "",
           r.shareOfFio !== undefined ? `${(100 * r.shareOfFio).toFixed(0)}%` : "", formatBytes(r.peakRssBytes), formatBytes(r.wasmBytes),
         ],
@@ -470,21 +385,26 @@ function formatTable(results: VariantResult[]): string {
 function formatAims(results: VariantResult[], baselineRss: number, inFlight: number): string[] {
   const ok = (b: boolean) => (b ? "MET" : "NOT MET");
   const run = results.filter((r) => !r.skipped && r.name !== "memory");
-  const best = run.filter((r) => r.name !== "naive").sort((a, b) => a.msPerToken - b.msPerToken)[0];
+  const best = run.filter((r) => !r.name.startsWith("naive")).sort((a, b) => a.msPerToken - b.msPerToken)[0];
   const lines = ["Aims (figures from this run):"];
-  if (best?.speedup !== undefined) lines.push(`- ≥10x faster than naive: best is ${best.label} at ${best.speedup.toFixed(1)}x: ${ok(best.speedup >= 10)}`);
+  if (best?.speedup !== undefined) {
+    const naive = run.find((r) => r.name === "naive");
+    const fair = naive?.shareOfFio !== undefined ? ` (naive read at ${(100 * naive.shareOfFio).toFixed(0)}% of fio: the speed-up counts only at ≥85%: ${ok(naive.shareOfFio >= 0.85)})` : "";
+    lines.push(`- ≥10x faster than naive: best is ${best.label} at ${best.speedup.toFixed(1)}x: ${ok(best.speedup >= 10)}${fair}`);
+    if (best.speedupActive !== undefined) lines.push(`- against the second baseline (whole FFN read, active neurons computed): ${best.speedupActive.toFixed(1)}x`);
+  }
   for (const r of run) {
     const parts = [`- ${r.label}:`];
     if (r.shareOfFio !== undefined && r.fio) parts.push(`I/O ${(r.ioBytesPerSec / 1e9).toFixed(2)} GB/s = ${(100 * r.shareOfFio).toFixed(0)}% of fio (${r.fio.sequential ? "sequential" : "random"} ${formatBytes(r.fio.bs)} reads, ${inFlight} in flight: ${(r.fio.bytesPerSec / 1e9).toFixed(2)} GB/s) [≥85%: ${ok(r.shareOfFio >= 0.85)}];`);
     const memShare = r.memoryMs / r.msPerToken;
-    parts.push(`memory management ${(100 * memShare).toFixed(1)}% of the token time [<10%: ${ok(memShare < 0.1)}];`);
+    parts.push(`memory management ${(100 * memShare).toFixed(1)}% of the token time [<5%: ${ok(memShare < 0.05)}];`);
     const limit = r.plan.budget + r.plan.overheadBytes;
     parts.push(`WASM memory ${formatBytes(r.wasmBytes)} vs budget + runtime overhead ${formatBytes(limit)} [${ok(r.wasmBytes <= limit)}];`);
     // Host-side runtime overhead: the Node process before any model (V8, libuv, the CLI) and the file
     // source's page-aligned bounce buffers, one per read in flight (1 MiB + 8 KiB each).
     const host = baselineRss + inFlight * ((1 << 20) + 8192);
     parts.push(`peak RSS while decoding ${formatBytes(r.peakRssBytes)} vs that + host overhead ${formatBytes(host)} (Node at start ${formatBytes(baselineRss)}, ${inFlight} bounce buffers) = ${formatBytes(limit + host)} [${ok(r.peakRssBytes <= limit + host)}]`);
-    if (r.name !== "naive") parts.push(`; loaded ${(100 * r.neuronsLoadedPerToken / (r.capacity / r.cacheShareOfFfn)).toFixed(2)}% of the FFN per token (cache holds ${(100 * r.cacheShareOfFfn).toFixed(1)}% of it)`);
+    if (!r.name.startsWith("naive")) parts.push(`; loaded ${(100 * r.neuronsLoadedPerToken / (r.capacity / r.cacheShareOfFfn)).toFixed(2)}% of the FFN per token (cache holds ${(100 * r.cacheShareOfFfn).toFixed(1)}% of it)`);
     if (r.prefetch) parts.push(`; lookahead hid ${(100 * r.prefetch.hiddenShare).toFixed(0)}% of its prefetch read time (${r.prefetch.readMsPerToken.toFixed(1)} ms/token read, ${r.prefetch.waitMsPerToken.toFixed(1)} ms/token still waited)`);
     lines.push(parts.join(" "));
   }

@@ -46,6 +46,13 @@ export async function evalCommand(model: string, o: EvalOptions): Promise<void> 
         `  top-1 next-token agreement ${pct(r.top1Agreement)}; FFN neurons skipped per token ${pct(r.neuronsSkipped)}`,
         `  layer  recall  precision  selected/token  truly active/token  (of ${c.hiddenDim})`,
         ...r.layers.map((q, l) => `  ${String(l).padStart(5)}  ${pct(q.recall).padStart(6)}  ${pct(q.precision).padStart(9)}  ${q.selected.toFixed(1).padStart(14)}  ${q.truth.toFixed(1).padStart(18)}`),
+        ...(r.lookahead
+          ? [
+              `  lookahead (layer l+1's neurons named from layer l's FFN input, read while layer l computes):`,
+              `  layer  recall  precision  named/token  truly active/token`,
+              ...r.lookahead.map((q, i) => `  ${String(i + 1).padStart(5)}  ${pct(q.recall).padStart(6)}  ${pct(q.precision).padStart(9)}  ${q.selected.toFixed(1).padStart(11)}  ${q.truth.toFixed(1).padStart(18)}`),
+            ]
+          : []),
         `  greedy agreement (tokens equal to dense before the first difference):`,
         ...r.greedy.map((g) => `    ${JSON.stringify(g.prompt)}: ${g.agreed} of ${g.of}`),
       ];

@@ -215,23 +215,18 @@ export class NodeFileSource implements FlashSource {
         // Re-checked after a possible wait: abort or close may have happened meanwhile.
         if (job.signal?.aborted || job.error) return;
         if (this.closed) throw new SourceError(`${this.path} was closed during a read`, piece.request.offset, piece.request.length);
-        await this.readPiece(piece, slot);
+        // Plain and direct pieces straight into their target (inlined: one async frame fewer per read);
+        // bounced pieces, and direct ones the kernel refused, through the slot's bounce buffer.
+        const { request: r, kind } = piece;
+        if (kind === "bounce" || !(await this.readFully(r.target, piece.targetOffset, piece.length, piece.fileOffset, piece.length, kind, r))) {
+          if (kind !== "bounce") this.misaligned.add(r.target.buffer); // the kernel refused the address: remember
+          await this.bounce(piece, piece.fileOffset, piece.length, piece.targetOffset, slot);
+        }
       } catch (e) {
         job.error ??= e instanceof SourceError ? e : new SourceError(String(e), piece.request.offset, piece.request.length, { cause: e });
       } finally {
         this.pool.release(slot);
       }
-    }
-  }
-
-  private async readPiece(p: Piece, slot: Slot): Promise<void> {
-    const { target } = p.request;
-    if (p.kind === "bounce") return this.bounce(p, p.fileOffset, p.length, p.targetOffset, slot);
-    const ok = await this.readFully(target, p.targetOffset, p.length, p.fileOffset, p.length, p.kind, p.request);
-    if (!ok) {
-      // The kernel refused the buffer's address: it is not page-aligned. Remember, and bounce this piece.
-      this.misaligned.add(target.buffer);
-      await this.bounce(p, p.fileOffset, p.length, p.targetOffset, slot);
     }
   }
 

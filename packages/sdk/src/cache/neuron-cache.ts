@@ -1,8 +1,9 @@
 import { FlashError } from "../errors.js";
 
 /**
- * One layer's neuron cache (DESIGN §1, "memory management"): a preallocated slot matrix of `capacity`
- * slots of `slotStride` bytes in WASM memory, holding whole neuron bundles. Live slots are always
+ * The neuron cache (DESIGN §1, "memory management"): a preallocated slot matrix of `capacity` slots of
+ * `slotStride` bytes in WASM memory, holding whole neuron bundles of any layer (the flash path gives
+ * neuron `i` of layer `l` the id `l·neurons + i`, so one cache serves every layer). Live slots are always
  * `0 … size-1`: insert appends at `size`, delete moves the last live slot into the hole. So the
  * live bundles stay dense, nothing is allocated per token, and nothing that stays is copied.
  *
@@ -20,15 +21,16 @@ export class NeuronCache {
   private reserved = 0;
   private readonly slotOfNeuron: Int32Array; // neuron → slot, -1 when not cached
   private readonly neuronOfSlot: Int32Array; // slot → neuron (for live and reserved slots)
-  private readonly lastUsed: Int32Array; // neuron → last token that used it (-2^31 when never)
+  private readonly lastUsed: Int32Array; // neuron → last clock tick that used it (-2^31 when never)
   private readonly ageHistogram = new Int32Array(AGE_BUCKETS + 1);
 
   /**
-   * @param neurons  neurons in the layer
+   * @param neurons  neuron ids the cache can hold (every layer's neurons)
    * @param capacity slots available (fixed for the cache's life)
    * @param slotStride bytes per slot (the file's bundle stride, so runs of bundles land in runs of slots)
    * @param memory   returns a byte view of the slot matrix (re-fetched because WASM memory growth detaches views)
-   * @param window   tokens a used neuron stays protected from eviction
+   * @param window   clock ticks a used neuron stays protected from eviction (the flash path ticks once
+   *                 per layer evaluation, so a window of k tokens is k × layers ticks)
    */
   constructor(
     readonly neurons: number,
@@ -58,9 +60,9 @@ export class NeuronCache {
     return this.neuronOfSlot[slot];
   }
 
-  /** Records that `neuron` is used by token `token` (protects it for the window). */
-  touch(neuron: number, token: number): void {
-    this.lastUsed[neuron] = token;
+  /** Records that `neuron` is used at clock tick `tick` (protects it for the window). */
+  touch(neuron: number, tick: number): void {
+    this.lastUsed[neuron] = tick;
   }
 
   /** Byte offset of `slot` within the slot matrix. */
@@ -120,7 +122,7 @@ export class NeuronCache {
     return toFree;
   }
 
-  /** Evicts every neuron not used by `token` (the no-reuse strategies start each token empty). */
+  /** Evicts every neuron (the no-reuse strategies start each layer evaluation empty). */
   clear(): void {
     if (this.reserved > 0) throw new FlashError("BAD_ARGUMENT", "clear during a pending load");
     for (let s = 0; s < this.size; s++) this.slotOfNeuron[this.neuronOfSlot[s]] = -1;
@@ -173,20 +175,20 @@ export class NeuronCache {
     this.size = last;
   }
 
-  private ageBucket(neuron: number, token: number): number {
+  private ageBucket(neuron: number, tick: number): number {
     const used = this.lastUsed[neuron];
-    return used === NEVER ? AGE_BUCKETS : Math.min(Math.max(token - used, 0), AGE_BUCKETS);
+    return used === NEVER ? AGE_BUCKETS : Math.min(Math.max(tick - used, 0), AGE_BUCKETS);
   }
 
   /**
-   * The paper's strict window: evicts every neuron not used in the last `window` tokens (up to and
-   * including `token`). Returns how many were evicted. Without it, such neurons stay until their slot
+   * The paper's strict window: evicts every neuron not used in the last `window` ticks (up to and
+   * including `tick`). Returns how many were evicted. Without it, such neurons stay until their slot
    * is needed (LRU beyond the window), which can only raise the hit rate at the same memory.
    */
-  evictOutsideWindow(token: number): number {
+  evictOutsideWindow(tick: number): number {
     let evicted = 0;
     for (let s = this.size - 1; s >= 0; s--) {
-      if (this.ageBucket(this.neuronOfSlot[s], token) >= this.window) {
+      if (this.ageBucket(this.neuronOfSlot[s], tick) >= this.window) {
         this.evictSlot(s);
         evicted++;
       }

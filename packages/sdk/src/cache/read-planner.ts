@@ -12,6 +12,12 @@ export class ReadPlanner {
   slots = 0;
   /** Gap neurons the last plan reads that nobody asked for. */
   gapNeurons = 0;
+  /**
+   * `[firstRun, lastRun]` pairs of the last {@link group}, `spanCount` of them: runs read together as
+   * one span through a staging buffer (a pair with firstRun === lastRun is a run read on its own).
+   */
+  readonly spans: Int32Array;
+  spanCount = 0;
 
   /**
    * @param neurons    neurons in a layer (bounds the plan's size)
@@ -19,6 +25,7 @@ export class ReadPlanner {
    */
   constructor(neurons: number, readonly maxGap: number) {
     this.runs = new Int32Array(2 * neurons);
+    this.spans = new Int32Array(2 * neurons);
   }
 
   /**
@@ -53,6 +60,35 @@ export class ReadPlanner {
     this.runCount = nRuns;
     this.slots = slots;
     this.gapNeurons = gaps;
+  }
+
+  /**
+   * Groups the runs of the last plan into spans read as one request each: runs the plan could not
+   * merge (a cached neuron, or no free slot, in the gap) still share a read when the gap is at most
+   * `maxGap` neurons and the spans fit a staging buffer of `stagingNeurons` bundles in all, from which
+   * only the runs' bundles are copied into their slots. So the number of requests does not depend on
+   * how full the cache is. With `stagingNeurons` 0 every run is its own span.
+   */
+  group(stagingNeurons: number): void {
+    const { runs, spans, runCount, maxGap } = this;
+    let staged = 0;
+    let nSpans = 0;
+    for (let r = 0; r < runCount; ) {
+      const start = runs[2 * r];
+      let s = r;
+      while (s + 1 < runCount) {
+        const gap = runs[2 * s + 2] - (runs[2 * s] + runs[2 * s + 1]);
+        const span = runs[2 * s + 2] + runs[2 * s + 3] - start;
+        if (gap > maxGap || staged + span > stagingNeurons) break;
+        s++;
+      }
+      if (s > r) staged += runs[2 * s] + runs[2 * s + 1] - start;
+      spans[2 * nSpans] = r;
+      spans[2 * nSpans + 1] = s;
+      nSpans++;
+      r = s + 1;
+    }
+    this.spanCount = nSpans;
   }
 }
 

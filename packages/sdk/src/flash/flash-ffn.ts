@@ -72,6 +72,12 @@ export interface FlashFfnOptions {
    */
   prefetch?: boolean;
   /**
+   * naive only: which of the neurons read are computed. `"all"` (default) is the paper's naive
+   * baseline; `"selected"` computes only the selector's neurons, the second baseline that separates
+   * what reading less saves from what computing less saves.
+   */
+  naiveComputes?: "all" | "selected";
+  /**
    * Bytes of a staging buffer for reads that merge runs of missing neurons across neurons that are
    * cached or have no free slot: the whole span is read into it and only the missing bundles are
    * copied into their slots, so the number of requests does not depend on how full the cache is.
@@ -98,17 +104,35 @@ export interface PrefetchStats {
   waitMs: number;
 }
 
-/** A prefetch in flight: its reads, and the runs `[first, count]` (cache ids) they fill. */
+/**
+ * One load: slots reserved for runs of neurons, the reads that fill them, and the staging copies to
+ * do when they arrive. Everything from the first reservation to `commit` is undone as a whole on any
+ * failure, so the cache never keeps a slot whose bytes did not arrive intact.
+ */
+interface Load {
+  layer: number;
+  /** Cache id of the layer's neuron 0. */
+  idBase: number;
+  /** What verification checks: per run (or per neuron, unbundled), its first layer-local neuron and its slots. */
+  firstNeuron: number[];
+  slotViews: Uint8Array[];
+  /** What is read: runs into their slots, spans through the staging buffer, or rows (unbundled). */
+  requests: ReadRequest[];
+  /** [from, to, length] in WASM memory, staging → slots, after the read. */
+  copies: number[];
+  neurons: number;
+  gapNeurons: number;
+  bytes: number;
+  stagedReads: number;
+}
+
+/** A lookahead load in flight, finished at the next run(). */
 interface PendingLoad {
+  load: Load;
   done: Promise<void>;
   failed: boolean;
   start: number;
   end: number;
-  layer: number;
-  idBase: number;
-  runs: number[];
-  gapNeurons: number;
-  requests: ReadRequest[];
 }
 
 /** Most slots a strategy can use: every neuron of every layer (windowed), or of one layer at a time. */
@@ -141,9 +165,9 @@ export class FlashFfn implements FfnBackend {
   private readonly active: Int32Array;
   private readonly missing: Int32Array;
   private readonly chunkIds: Int32Array;
+  private readonly computed: Int32Array; // naive with naiveComputes "selected": the selector's neurons
   private readonly strategy: FlashStrategy;
   private tick = 0; // one per layer evaluation: the cache's clock
-  private readonly maxGap: number; // neurons
   private readonly staging: WasmBlock | undefined; // span reads merged across cached neurons land here first
   /** Figures of the lookahead prefetch. */
   readonly prefetchStats: PrefetchStats = { issued: 0, neurons: 0, bytes: 0, readMs: 0, waitMs: 0 };
@@ -170,7 +194,6 @@ export class FlashFfn implements FfnBackend {
     this.cache = new NeuronCache(ids, capacity, bundleStride, () => k.u8(matrix.ptr, capacity * bundleStride), windowTicks);
     const maxGap = Math.floor((opts.maxGapBytes ?? 32 * 1024) / bundleStride);
     this.planner = new ReadPlanner(neurons, maxGap);
-    this.maxGap = maxGap;
     const staging = Math.floor((opts.stagingBytes ?? 0) / bundleStride) * bundleStride;
     this.staging = staging >= 2 * bundleStride ? k.alloc(staging, 4096) : undefined;
     this.slotIds = k.alloc(neurons * 4);
@@ -179,6 +202,7 @@ export class FlashFfn implements FfnBackend {
     this.active = new Int32Array(neurons);
     this.missing = new Int32Array(neurons);
     this.chunkIds = new Int32Array(neurons);
+    this.computed = new Int32Array(opts.naiveComputes === "selected" ? neurons : 0);
     this.predicted = new Int32Array(opts.prefetch ? neurons : 0);
     this.missingNext = new Int32Array(opts.prefetch ? neurons : 0);
   }
@@ -199,9 +223,15 @@ export class FlashFfn implements FfnBackend {
     const tick = ++this.tick;
 
     const t = performance.now();
-    const nActive =
-      this.strategy === "naive" ? fillAll(this.active, layout.neurons) : this.opts.selector.select(layer, k.f32(x, layout.dim), this.active);
-    if (this.strategy !== "naive") checkSelection(this.opts.selector.name, layer, this.active, nActive, layout.neurons);
+    const naive = this.strategy === "naive";
+    const select = (into: Int32Array): number => {
+      const n = this.opts.selector.select(layer, k.f32(x, layout.dim), into);
+      checkSelection(this.opts.selector.name, layer, into, n, layout.neurons);
+      return n;
+    };
+    // naive reads every neuron, and computes every one or (naiveComputes "selected") the selector's only.
+    const nActive = naive ? fillAll(this.active, layout.neurons) : select(this.active);
+    const nComputed = naive && this.opts.naiveComputes === "selected" ? select(this.computed) : -1;
     const t2 = performance.now();
     stats.computeMs += t2 - t;
     stats.activeNeurons += nActive;
@@ -224,8 +254,9 @@ export class FlashFfn implements FfnBackend {
         await this.load(layer, idBase, this.missing, nMissing, signal);
       }
       if (this.opts.prefetch && this.strategy === "windowed" && layer + 1 < layout.nLayers) this.startPrefetch(layer, x, tick, signal);
-      this.compute(x, out, this.active, nActive, false);
-      if (this.opts.onActivations) this.report(layer, x, idBase, nActive);
+      const [ids, n] = nComputed < 0 ? [this.active, nActive] : [this.computed, nComputed];
+      this.compute(x, out, ids, n, false);
+      if (this.opts.onActivations) this.report(layer, x, idBase, ids, n);
       return;
     }
     stats.memoryMs += performance.now() - t2;
@@ -240,13 +271,20 @@ export class FlashFfn implements FfnBackend {
       cache.clear();
       const nMissing = this.findMissing(chunk, n, tick);
       await this.load(layer, idBase, this.missing, nMissing, signal);
-      this.compute(x, out, chunk, n, start > 0);
+      if (nComputed < 0) {
+        this.compute(x, out, chunk, n, start > 0);
+      } else {
+        // Of this chunk's neurons (ids start … start+n-1 at naive's idBase 0), the selected ones.
+        const from = lowerBound(this.computed, nComputed, start);
+        const to = lowerBound(this.computed, nComputed, start + n);
+        this.compute(x, out, this.computed.subarray(from, to), to - from, start > 0);
+      }
     }
   }
 
-  private report(layer: number, x: number, idBase: number, n: number): void {
+  private report(layer: number, x: number, idBase: number, active: Int32Array, n: number): void {
     const ids = this.chunkIds.subarray(0, n);
-    for (let i = 0; i < n; i++) ids[i] = this.active[i] - idBase;
+    for (let i = 0; i < n; i++) ids[i] = active[i] - idBase;
     this.opts.onActivations!(layer, this.k.f32(x, this.layout.dim), ids, this.k.f32(this.hOut!.ptr, n));
   }
 
@@ -262,106 +300,109 @@ export class FlashFfn implements FfnBackend {
     return nMissing;
   }
 
-  // Plans and issues the reads of `missing` straight into newly reserved slots; commits on success,
-  // rolls back on failure so the cache never points at a slot whose bytes did not arrive.
+  // Reads `missing` into newly reserved slots and commits them; on any failure (a reservation the cache
+  // refuses, a read error or abort, a checksum mismatch) rolls back and rethrows.
   private async load(layer: number, idBase: number, missing: Int32Array, nMissing: number, signal?: AbortSignal): Promise<void> {
-    if (this.opts.bundling === false) return this.loadUnbundled(layer, idBase, missing, nMissing, signal);
-    const { k, layout, stats, planner, cache, matrix } = this;
     const t0 = performance.now();
-    planner.plan(missing, nMissing, (n) => cache.slotOf(n) >= 0, cache.free);
+    try {
+      const load = this.planLoad(layer, idBase, missing, nMissing);
+      const t1 = performance.now();
+      this.stats.memoryMs += t1 - t0;
+      try {
+        await this.source.read(load.requests, signal);
+      } finally {
+        this.stats.ioMs += performance.now() - t1;
+      }
+      this.finishLoad(load);
+    } catch (e) {
+      this.cache.rollback();
+      throw e;
+    }
+  }
+
+  // The one place loads are planned: reserves slots for the missing neurons (plus the gap neurons the
+  // planner merges across) and builds the reads that fill them. Bundled: one read per run, or per span
+  // of runs through the staging buffer. Unbundled (the "windowing only" baseline): one read per row of
+  // each neuron, as if gate, up and down were separate matrices; nothing is coalesced.
+  private planLoad(layer: number, idBase: number, missing: Int32Array, nMissing: number): Load {
+    const { k, layout, planner, cache, matrix } = this;
     const stride = layout.bundleStride;
     const base = layout.layerOffsets[layer];
     const mem = k.u8(matrix.ptr, cache.capacity * stride);
-    const slotRequests: ReadRequest[] = []; // one per run, over its slots (what verification checks)
-    const requests: ReadRequest[] = []; // what is read: runs, or spans of runs through the staging buffer
-    const copies: number[] = []; // [from, to, length] in WASM memory, staging → slots, after the read
-    let bytes = 0;
-    // Everything from the first reservation to the commit is undone on any failure (a reservation the
-    // cache refuses, a read error or abort, a checksum mismatch): the cache never keeps a slot whose
-    // bytes did not arrive intact, nor a pending reservation that would block every later load.
-    try {
-      const runs = planner.runs;
-      const slots: number[] = [];
-      for (let r = 0; r < planner.runCount; r++) {
-        const first = runs[2 * r];
-        const count = runs[2 * r + 1];
-        const slot = cache.reserve(first, count);
-        slots.push(slot);
-        slotRequests.push({ offset: base + (first - idBase) * stride, length: count * stride, target: mem.subarray(slot * stride, (slot + count) * stride) });
-      }
-      // Runs the planner could not merge (a cached neuron or no free slot in the gap) still merge into one
-      // read through the staging buffer when the gap is small; a lone run is read straight into its slots.
-      let staged = 0;
-      const stagingBytes = this.staging?.bytes ?? 0;
-      for (let r = 0; r < planner.runCount; ) {
-        const start = runs[2 * r];
-        let s = r;
-        while (s + 1 < planner.runCount) {
-          const gap = runs[2 * s + 2] - (runs[2 * s] + runs[2 * s + 1]);
-          const span = (runs[2 * s + 2] + runs[2 * s + 3] - start) * stride;
-          if (gap > this.maxGap || staged + span > stagingBytes) break;
-          s++;
-        }
-        if (s === r) {
-          requests.push(slotRequests[r]);
-        } else {
-          const length = (runs[2 * s] + runs[2 * s + 1] - start) * stride;
-          const at = this.staging!.ptr + staged;
-          requests.push({ offset: base + (start - idBase) * stride, length, target: k.u8(at, length) });
-          for (let q = r; q <= s; q++) copies.push(at + (runs[2 * q] - start) * stride, matrix.ptr + slots[q] * stride, runs[2 * q + 1] * stride);
-          staged += length;
-          stats.stagedReads++;
-        }
-        bytes += requests[requests.length - 1].length;
-        r = s + 1;
-      }
-      await this.timedRead(requests, t0, signal);
-      if (copies.length > 0) {
-        const t2 = performance.now();
-        const all = k.u8(0, k.memoryBytes);
-        for (let c = 0; c < copies.length; c += 3) all.copyWithin(copies[c + 1], copies[c], copies[c] + copies[c + 2]);
-        stats.memoryMs += performance.now() - t2;
-      }
-      if (this.opts.verifyBundle) this.verify(layer, idBase, slotRequests);
-    } catch (e) {
-      cache.rollback();
-      throw e;
-    }
-    cache.commit();
-    stats.neuronsLoaded += planner.slots;
-    stats.gapNeurons += planner.gapNeurons;
-    stats.bytesRead += bytes;
-    stats.readRequests += requests.length;
-  }
-
-  // bundling: false, the "windowing only" baseline: each missing neuron's rows are separate requests,
-  // as if gate, up and down were stored as separate matrices; nothing is coalesced.
-  private async loadUnbundled(layer: number, idBase: number, missing: Int32Array, nMissing: number, signal?: AbortSignal): Promise<void> {
-    const { k, layout, stats, cache, matrix } = this;
-    const t0 = performance.now();
-    const stride = layout.bundleStride;
-    const row = layout.dim * (layout.dtype === "q8" ? 1 : 4);
-    const cuts = layout.gated ? [0, BUNDLE_HEADER_BYTES + row, BUNDLE_HEADER_BYTES + 2 * row, layout.bundleBytes] : [0, BUNDLE_HEADER_BYTES + row, layout.bundleBytes];
-    const base = layout.layerOffsets[layer];
-    const requests: ReadRequest[] = [];
-    try {
-      const mem = k.u8(matrix.ptr, cache.capacity * stride);
+    const load: Load = { layer, idBase, firstNeuron: [], slotViews: [], requests: [], copies: [], neurons: 0, gapNeurons: 0, bytes: 0, stagedReads: 0 };
+    const at = (slot: number, count: number) => mem.subarray(slot * stride, (slot + count) * stride);
+    if (this.opts.bundling === false) {
+      const row = layout.dim * (layout.dtype === "q8" ? 1 : 4);
+      const cuts = layout.gated ? [0, BUNDLE_HEADER_BYTES + row, BUNDLE_HEADER_BYTES + 2 * row, layout.bundleBytes] : [0, BUNDLE_HEADER_BYTES + row, layout.bundleBytes];
       for (let i = 0; i < nMissing; i++) {
         const slot = cache.reserve(missing[i], 1);
         const file = base + (missing[i] - idBase) * stride;
-        for (let c = 0; c + 1 < cuts.length; c++) {
-          requests.push({ offset: file + cuts[c], length: cuts[c + 1] - cuts[c], target: mem.subarray(slot * stride + cuts[c], slot * stride + cuts[c + 1]) });
-        }
+        load.firstNeuron.push(missing[i] - idBase);
+        load.slotViews.push(at(slot, 1));
+        for (let c = 0; c + 1 < cuts.length; c++) load.requests.push({ offset: file + cuts[c], length: cuts[c + 1] - cuts[c], target: mem.subarray(slot * stride + cuts[c], slot * stride + cuts[c + 1]) });
       }
-      await this.timedRead(requests, t0, signal);
-    } catch (e) {
-      cache.rollback();
-      throw e;
+      load.neurons = nMissing;
+      load.bytes = nMissing * layout.bundleBytes;
+      return load;
+    }
+    planner.plan(missing, nMissing, (n) => cache.slotOf(n) >= 0, cache.free);
+    planner.group(this.staging ? this.staging.bytes / stride : 0);
+    const runs = planner.runs;
+    const slots: number[] = [];
+    for (let r = 0; r < planner.runCount; r++) {
+      const slot = cache.reserve(runs[2 * r], runs[2 * r + 1]);
+      slots.push(slot);
+      load.firstNeuron.push(runs[2 * r] - idBase);
+      load.slotViews.push(at(slot, runs[2 * r + 1]));
+    }
+    let staged = 0; // bytes of the staging buffer taken
+    for (let g = 0; g < planner.spanCount; g++) {
+      const r = planner.spans[2 * g];
+      const s = planner.spans[2 * g + 1];
+      const start = runs[2 * r];
+      const length = (runs[2 * s] + runs[2 * s + 1] - start) * stride;
+      const offset = base + (start - idBase) * stride;
+      if (r === s) {
+        load.requests.push({ offset, length, target: load.slotViews[r] }); // straight into its slots
+      } else {
+        const from = this.staging!.ptr + staged;
+        load.requests.push({ offset, length, target: k.u8(from, length) });
+        for (let q = r; q <= s; q++) load.copies.push(from + (runs[2 * q] - start) * stride, matrix.ptr + slots[q] * stride, runs[2 * q + 1] * stride);
+        staged += length;
+        load.stagedReads++;
+      }
+      load.bytes += length;
+    }
+    load.neurons = planner.slots;
+    load.gapNeurons = planner.gapNeurons;
+    return load;
+  }
+
+  // After the reads: staging copies, verification (verifyReads), commit, figures. Throws (without
+  // committing) when a bundle fails its check; the caller rolls back.
+  private finishLoad(load: Load): void {
+    const { k, stats, cache, layout } = this;
+    const t0 = performance.now();
+    if (load.copies.length > 0) {
+      const all = k.u8(0, k.memoryBytes);
+      const c = load.copies;
+      for (let i = 0; i < c.length; i += 3) all.copyWithin(c[i + 1], c[i], c[i] + c[i + 2]);
+    }
+    const check = this.opts.verifyBundle;
+    if (check) {
+      const { bundleStride: stride, bundleBytes } = layout;
+      for (let r = 0; r < load.slotViews.length; r++) {
+        const view = load.slotViews[r];
+        for (let i = 0; i * stride < view.byteLength; i++) check(load.layer, load.firstNeuron[r] + i, view.subarray(i * stride, i * stride + bundleBytes));
+      }
     }
     cache.commit();
-    stats.neuronsLoaded += nMissing;
-    stats.bytesRead += nMissing * layout.bundleBytes;
-    stats.readRequests += requests.length;
+    stats.neuronsLoaded += load.neurons;
+    stats.gapNeurons += load.gapNeurons;
+    stats.bytesRead += load.bytes;
+    stats.readRequests += load.requests.length;
+    stats.stagedReads += load.stagedReads;
+    stats.memoryMs += performance.now() - t0;
   }
 
   // Lookahead: names layer+1's neurons from this layer's input, protects them, makes room and starts
@@ -369,7 +410,7 @@ export class FlashFfn implements FfnBackend {
   private startPrefetch(layer: number, x: number, tick: number, signal?: AbortSignal): void {
     const selector = this.opts.selector as Partial<PredictingSelector>;
     if (typeof selector.predictNext !== "function") return;
-    const { k, layout, stats, cache, planner, matrix } = this;
+    const { k, layout, stats, cache } = this;
     const t0 = performance.now();
     const n = selector.predictNext(layer, k.f32(x, layout.dim), this.predicted);
     checkSelection(`${this.opts.selector.name}.predictNext`, layer + 1, this.predicted, n, layout.neurons);
@@ -382,27 +423,22 @@ export class FlashFfn implements FfnBackend {
       cache.touch(id, tick); // protected like this layer's neurons: makeRoom must not take them
       if (cache.slotOf(id) < 0) this.missingNext[m++] = id;
     }
-    if (m > cache.free) cache.makeRoom(m, tick);
+    // As for on-demand loads: free extra room from outside the window, so the O(size) scan runs once every
+    // few layers and not at every prefetch.
+    if (cache.free < 2 * m) cache.makeRoom(m, tick, Math.max(m, cache.capacity >> 5));
     m = Math.min(m, cache.free); // what does not fit is read on demand
-    if (m === 0) {
-      stats.memoryMs += performance.now() - t1;
+    let load: Load;
+    try {
+      if (m === 0) return;
+      load = this.planLoad(layer + 1, idBase, this.missingNext, m);
+    } catch {
+      cache.rollback(); // the next layer reads on demand, which reports a persistent problem
       return;
+    } finally {
+      stats.memoryMs += performance.now() - t1;
     }
-    planner.plan(this.missingNext, m, (id) => cache.slotOf(id) >= 0, cache.free);
-    const stride = layout.bundleStride;
-    const base = layout.layerOffsets[layer + 1];
-    const mem = k.u8(matrix.ptr, cache.capacity * stride);
-    const p: PendingLoad = { done: Promise.resolve(), failed: false, start: 0, end: 0, layer: layer + 1, idBase, runs: [], gapNeurons: planner.gapNeurons, requests: [] };
-    for (let r = 0; r < planner.runCount; r++) {
-      const first = planner.runs[2 * r];
-      const count = planner.runs[2 * r + 1];
-      const slot = cache.reserve(first, count);
-      p.runs.push(first, count);
-      p.requests.push({ offset: base + (first - idBase) * stride, length: count * stride, target: mem.subarray(slot * stride, (slot + count) * stride) });
-    }
-    p.start = performance.now();
-    stats.memoryMs += p.start - t1;
-    p.done = this.source.read(p.requests, signal).then(
+    const p: PendingLoad = { load, done: Promise.resolve(), failed: false, start: performance.now(), end: 0 };
+    p.done = this.source.read(load.requests, signal).then(
       () => void (p.end = performance.now()),
       () => void ((p.end = performance.now()), (p.failed = true)),
     );
@@ -415,67 +451,24 @@ export class FlashFfn implements FfnBackend {
   private async finishPrefetch(): Promise<void> {
     const p = this.pending!;
     this.pending = undefined;
-    const { stats, cache, layout, prefetchStats: ps } = this;
+    const { stats, cache, prefetchStats: ps } = this;
     const t0 = performance.now();
     await p.done;
     const waited = performance.now() - t0;
     stats.ioMs += waited;
     ps.waitMs += waited;
     ps.readMs += p.end - p.start;
-    if (!p.failed && this.opts.verifyBundle) {
+    if (!p.failed) {
       try {
-        for (let r = 0; r < p.runs.length / 2; r++) {
-          const target = p.requests[r].target;
-          for (let i = 0; i < p.runs[2 * r + 1]; i++) {
-            const at = i * layout.bundleStride;
-            this.opts.verifyBundle(p.layer, p.runs[2 * r] - p.idBase + i, target.subarray(at, at + layout.bundleBytes));
-          }
-        }
+        this.finishLoad(p.load);
+        ps.neurons += p.load.neurons;
+        ps.bytes += p.load.bytes;
+        return;
       } catch {
-        p.failed = true;
+        /* a bundle failed its check: read on demand */
       }
     }
-    if (p.failed) {
-      cache.rollback();
-      return;
-    }
-    cache.commit();
-    let neurons = 0;
-    let bytes = 0;
-    for (let r = 0; r < p.requests.length; r++) {
-      neurons += p.runs[2 * r + 1];
-      bytes += p.requests[r].length;
-    }
-    stats.neuronsLoaded += neurons;
-    stats.gapNeurons += p.gapNeurons;
-    stats.bytesRead += bytes;
-    stats.readRequests += p.requests.length;
-    ps.neurons += neurons;
-    ps.bytes += bytes;
-  }
-
-  // verifyReads: checks every bundle just read (gap neurons included) before any of them is committed.
-  // Charges the time since `planned` to memory management and the read itself to I/O wait.
-  private async timedRead(requests: ReadRequest[], planned: number, signal?: AbortSignal): Promise<void> {
-    const t1 = performance.now();
-    this.stats.memoryMs += t1 - planned;
-    try {
-      await this.source.read(requests, signal);
-    } finally {
-      this.stats.ioMs += performance.now() - t1;
-    }
-  }
-
-  private verify(layer: number, idBase: number, requests: readonly ReadRequest[]): void {
-    const t0 = performance.now();
-    const check = this.opts.verifyBundle!;
-    const { bundleStride: stride, bundleBytes } = this.layout;
-    for (let r = 0; r < requests.length; r++) {
-      const first = this.planner.runs[2 * r] - idBase;
-      const target = requests[r].target;
-      for (let i = 0; i * stride < target.byteLength; i++) check(layer, first + i, target.subarray(i * stride, i * stride + bundleBytes));
-    }
-    this.stats.memoryMs += performance.now() - t0;
+    cache.rollback();
   }
 
   // Runs the bundled FFN kernel over the active neurons' slots, in neuron order.
@@ -531,6 +524,18 @@ function checkSelection(selector: string, layer: number, ids: Int32Array, n: num
     }
     prev = id;
   }
+}
+
+/** First index i < n with sorted[i] ≥ value (n when none). */
+function lowerBound(sorted: Int32Array, n: number, value: number): number {
+  let lo = 0;
+  let hi = n;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (sorted[mid] < value) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function fillAll(out: Int32Array, n: number): number {

@@ -49,6 +49,15 @@ export interface OpenFlashOptions {
    * JS memory, outside `memoryBudget` (see `MemoryPlan.crcTableBytes`). Default false.
    */
   verifyReads?: boolean;
+  /**
+   * Windowed only: read the next layer's neurons while this layer computes, as named by the selector's
+   * `predictNext` (ignored by selectors without it). Default false.
+   */
+  prefetch?: FlashFfnOptions["prefetch"];
+  /** `false` reads each neuron's rows as separate requests (the paper's unbundled baseline). Default true. */
+  bundling?: FlashFfnOptions["bundling"];
+  /** naive only: compute every neuron read (default) or only the selector's. */
+  naiveComputes?: FlashFfnOptions["naiveComputes"];
   /** KV cache positions (≤ the model's seqLen). Default: seqLen. */
   contextLength?: number;
   /** Kernels to load into (default: a fresh instance with its own memory). */
@@ -140,6 +149,9 @@ export async function openFlashModel(source: FlashSource, opts: OpenFlashOptions
       window: opts.window,
       strictWindow: opts.strictWindow,
       maxGapBytes: opts.maxGapBytes,
+      prefetch: opts.prefetch,
+      bundling: opts.bundling,
+      naiveComputes: opts.naiveComputes,
       selector,
       onActivations: opts.onActivations,
       verifyBundle: opts.verifyReads ? (l, i, bytes) => file.verifyBundle(l, i, bytes) : undefined,

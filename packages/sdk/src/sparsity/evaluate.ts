@@ -1,4 +1,5 @@
 import type { FlashModel } from "../flash/open.js";
+import type { PredictingSelector } from "../flash/flash-ffn.js";
 import type { NeuronSelector } from "./selector.js";
 import type { ActivityRule } from "./calibrate.js";
 import { markActive } from "./calibrate.js";
@@ -25,6 +26,11 @@ export interface EvalReport {
   /** Share of FFN neurons the sparse model skipped per token. */
   neuronsSkipped: number;
   layers: LayerSelectionQuality[];
+  /**
+   * Selectors with a lookahead (`predictNext`): for layers 1…L-1, what was named from the previous
+   * layer's FFN input against the truth of this layer (entry 0 is for layer 1).
+   */
+  lookahead?: LayerSelectionQuality[];
   /** Greedy generations: how many tokens the sparse model agrees with the dense one before the first difference. */
   greedy: { prompt: string; agreed: number; of: number }[];
 }
@@ -47,19 +53,15 @@ export async function evaluateSparsity(
   const maxPositions = opts.maxPositions ?? 4000;
   const counts = Array.from({ length: c.nLayers }, () => ({ tp: 0, fp: 0, fn: 0, sel: 0, truth: 0, n: 0 }));
   const out = new Int32Array(c.hiddenDim);
+  const predictNext = (selector as Partial<PredictingSelector>).predictNext?.bind(selector);
+  const ahead = Array.from({ length: c.nLayers - 1 }, () => ({ tp: 0, fp: 0, fn: 0, sel: 0, truth: 0, n: 0 }));
+  const named = new Int32Array(c.hiddenDim); // the lookahead's set for the next layer, named at this one
+  let nNamed = -1;
   tap.onLayer = (layer, x, active) => {
-    const n = selector.select(layer, x, out);
-    const q = counts[layer];
-    let tp = 0;
-    for (let i = 0; i < n; i++) if (active[out[i]]) tp++;
-    let truth = 0;
-    for (let i = 0; i < active.length; i++) truth += active[i];
-    q.tp += tp;
-    q.fp += n - tp;
-    q.fn += truth - tp;
-    q.sel += n;
-    q.truth += truth;
-    q.n++;
+    count(counts[layer], out, selector.select(layer, x, out), active);
+    if (!predictNext) return;
+    if (layer > 0 && nNamed >= 0) count(ahead[layer - 1], named, nNamed, active);
+    nNamed = layer + 1 < c.nLayers ? predictNext(layer, x, named) : -1;
   };
   let positions = 0, dLoss = 0, sLoss = 0, agree = 0;
   const skippedBefore = sparse.flash.stats.activeNeurons;
@@ -96,12 +98,40 @@ export async function evaluateSparsity(
     top1Agreement: agree / Math.max(1, positions),
     neuronsSkipped,
     greedy,
-    layers: counts.map((q) => ({
-      recall: q.tp + q.fn > 0 ? q.tp / (q.tp + q.fn) : 1,
-      precision: q.tp + q.fp > 0 ? q.tp / (q.tp + q.fp) : 1,
-      selected: q.sel / Math.max(1, q.n),
-      truth: q.truth / Math.max(1, q.n),
-    })),
+    layers: counts.map(quality),
+    ...(predictNext ? { lookahead: ahead.map(quality) } : {}),
+  };
+}
+
+interface Counts {
+  tp: number;
+  fp: number;
+  fn: number;
+  sel: number;
+  truth: number;
+  n: number;
+}
+
+// Adds one position's selection `ids[0…n-1]` against the truth `active` (0/1 per neuron).
+function count(q: Counts, ids: Int32Array, n: number, active: Uint8Array): void {
+  let tp = 0;
+  for (let i = 0; i < n; i++) if (active[ids[i]]) tp++;
+  let truth = 0;
+  for (let i = 0; i < active.length; i++) truth += active[i];
+  q.tp += tp;
+  q.fp += n - tp;
+  q.fn += truth - tp;
+  q.sel += n;
+  q.truth += truth;
+  q.n++;
+}
+
+function quality(q: Counts): LayerSelectionQuality {
+  return {
+    recall: q.tp + q.fn > 0 ? q.tp / (q.tp + q.fn) : 1,
+    precision: q.tp + q.fp > 0 ? q.tp / (q.tp + q.fp) : 1,
+    selected: q.sel / Math.max(1, q.n),
+    truth: q.truth / Math.max(1, q.n),
   };
 }
 

@@ -90,6 +90,18 @@ export class LowRankPredictor implements NeuronSelector {
     return n;
   }
 
+  /**
+   * The lookahead (Deja Vu's idea, without extra weights): layer `layer+1`'s predictor applied to layer
+   * `layer`'s FFN input. The residual stream changes little from one layer to the next, so this names
+   * most of the next layer's neurons one layer early, and the flash path (`prefetch`) reads them while
+   * this layer computes. Misses are read on demand: only bytes, never results, depend on it.
+   * `flashllm eval` reports its recall and precision per layer.
+   */
+  predictNext(layer: number, x: Float32Array, out: Int32Array): number {
+    if (layer + 1 >= this.ptrs.length) return 0;
+    return this.select(layer + 1, x, out);
+  }
+
   dispose(): void {
     for (const b of this.blocks) this.k.free(b);
     this.blocks.length = 0;

@@ -26,15 +26,15 @@ const Q_STD = Math.sqrt((256 * 256 - 1) / 12);
  * Writes a `.flm` file of `shape` with random q8 weights (the format stores f32 or q8; q8 is the
  * realistic type for a 7B model on a laptop). Streams: one resident tensor or one 4 MiB chunk of
  * bundles in memory at a time, never the model. Scales are chosen so activations stay near unit size
- * (no NaN or denormal slow paths). llama models get a synthetic llama2.c tokenizer (`<0xXX>` byte
- * pieces, then placeholder pieces) so they open like any other; others get none.
+ * (no NaN or denormal slow paths). Every shape gets a synthetic llama2.c tokenizer (`<0xXX>` byte
+ * pieces, then placeholder pieces) so it opens like any other model; OPT shapes get the LayerNorm
+ * biases their forward pass needs (zeros).
  */
 export async function synthesizeFlm(sink: FlmSink, shape: SynthShape, opts: SynthOptions = {}): Promise<Manifest> {
   const c = shape.config;
   const { dim, hiddenDim, nLayers, vocabSize } = c;
   const rng = new XorShift32(opts.seed ?? 1);
   const kv = kvDim(c);
-  const isLlama = shape.architecture === "llama";
   const decl: TensorDeclaration[] = [{ name: "tok_embeddings", shape: [vocabSize, dim] }];
   if (!c.sharedClassifier) decl.push({ name: "output", shape: [vocabSize, dim] });
   if (c.maxPositions !== undefined) decl.push({ name: "pos_embeddings", shape: [c.maxPositions, dim] });
@@ -43,14 +43,16 @@ export async function synthesizeFlm(sink: FlmSink, shape: SynthShape, opts: Synt
   for (let l = 0; l < nLayers; l++) {
     const L = `layers.${l}.`;
     decl.push({ name: L + "attn_norm", shape: [dim] }, { name: L + "wq", shape: [dim, dim] }, { name: L + "wk", shape: [kv, dim] }, { name: L + "wv", shape: [kv, dim] }, { name: L + "wo", shape: [dim, dim] }, { name: L + "ffn_norm", shape: [dim] });
+    if (c.norm === "layernorm") decl.push({ name: L + "attn_norm_bias", shape: [dim] }, { name: L + "ffn_norm_bias", shape: [dim] });
   }
-  const tokenizer = isLlama ? syntheticTokenizer(vocabSize) : new Uint8Array(0);
+  // Every shape gets a tokenizer, so that openFlashModel (which generate needs) opens it like any model.
+  const tokenizer = syntheticTokenizer(vocabSize);
   const writer = new FlmWriter(sink, {
     architecture: shape.architecture,
     config: c,
     dtype: { resident: "q8", ffn: "q8" },
     tensors: decl,
-    tokenizer: { kind: isLlama ? "llama2c" : "none", byteLength: tokenizer.byteLength },
+    tokenizer: { kind: "llama2c", byteLength: tokenizer.byteLength },
     bundleAlignment: opts.bundleAlignment,
     provenance: { converter: "flashllm synth", shape: shape.name, weights: `random q8 (xorshift32, seed ${opts.seed ?? 1})`, note: "random weights: measures I/O, memory management and compute, not quality" },
   });

@@ -131,4 +131,22 @@ describe("ReadPlanner", () => {
     p.plan(Int32Array.from([1, 2, 3, 6]), 4, () => false, 4);
     expect(Array.from(p.runs.subarray(0, 2 * p.runCount))).toEqual([1, 3, 6, 1]);
   });
+
+  it("group: runs split by a cached neuron share one staged span when the gap is small and the staging buffer holds it", () => {
+    const p = new ReadPlanner(100, 2);
+    const cached = new Set([4, 6, 7, 10, 11, 30]);
+    // Runs cut by cached neurons: [3] 4 [5] 6,7 [8,9] 10,11 [12] … [29] 30 [31] … [60].
+    p.plan(Int32Array.from([3, 5, 8, 9, 12, 29, 31, 60]), 8, (n) => cached.has(n), 100);
+    const runs = Array.from({ length: p.runCount }, (_, i) => [p.runs[2 * i], p.runs[2 * i + 1]]);
+    expect(runs).toEqual([[3, 1], [5, 1], [8, 2], [12, 1], [29, 1], [31, 1], [60, 1]]);
+    const spans = () => Array.from({ length: p.spanCount }, (_, i) => [p.spans[2 * i], p.spans[2 * i + 1]]);
+    p.group(0); // no staging buffer: every run alone
+    expect(spans()).toEqual(runs.map((_, i) => [i, i]));
+    p.group(100); // room for everything: 3…12 is one span (gaps 1, 2, 2), 29…31 another, 60 alone (gap 28 > 2)
+    expect(spans()).toEqual([[0, 3], [4, 5], [6, 6]]);
+    p.group(10); // span 3…12 takes 10 bundles, so 29…31 (3 more) no longer fits
+    expect(spans()).toEqual([[0, 3], [4, 4], [5, 5], [6, 6]]);
+    p.group(9); // 3…9 (7 bundles) fits, 3…12 (10) does not: then 12 alone; 29…31 does not fit the last 2
+    expect(spans()).toEqual([[0, 2], [3, 3], [4, 4], [5, 5], [6, 6]]);
+  });
 });
