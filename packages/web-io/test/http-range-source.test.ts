@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { AbortedError, FormatError, MemorySource, SourceError, openFlashModel } from "@flashllm/sdk";
 import type { FlashSource } from "@flashllm/sdk";
 import { HttpRangeSource, parseContentRange } from "../src/http-range-source.js";
-import { startDemoServer } from "../demo/server.mjs";
+import { ensureShippedModel, startDemoServer } from "../demo/server.mjs";
 import type { DemoServer } from "../demo/server.mjs";
 
 let server: DemoServer;
@@ -13,7 +13,7 @@ const url = (path: string) => `${server.url}${path}`;
 const fast = { retryDelayMs: 5 };
 
 beforeAll(async () => {
-  server = await startDemoServer({ port: 0, host: "127.0.0.1", slowMs: 30 });
+  server = await startDemoServer({ port: 0, host: "127.0.0.1", slowMs: 30, models: { "stories260K.flm": await ensureShippedModel() } });
   flm = new Uint8Array(readFileSync(server.models["stories260K.flm"]));
 });
 afterAll(() => server?.close());
