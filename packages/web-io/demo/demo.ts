@@ -107,9 +107,11 @@ function chosenSource(): Chosen {
   if (v === "url") {
     const u = ui.url.value.trim();
     if (!u) throw new UserError("Type the address of a .flm model first (the “Address” field under the model list).");
+    if (/\s/.test(u)) throw new UserError(`“${u}” is not a web address: it has spaces in it. It should look like https://example.org/model.flm.`);
     let url: URL;
     try {
-      url = new URL(u, location.href);
+      // "example.org/m.flm" means a site, not a path on this one; "/m.flm" and "./m.flm" are paths here.
+      url = new URL(/^[a-z][a-z0-9+.-]*:/i.test(u) || /^[./]/.test(u) ? u : `https://${u}`, location.href);
     } catch {
       throw new UserError(`“${u}” is not a web address. It should look like https://example.org/model.flm.`);
     }
@@ -262,7 +264,7 @@ async function generate(): Promise<void> {
     setState("generating");
     clearRun();
     ui.output.textContent = ui.prompt.value;
-    activity("Generating…");
+    genStatus("Generating…");
     const start = (await engine.stats()).flash;
     let prev = start;
     let tFirst = 0;
@@ -278,7 +280,7 @@ async function generate(): Promise<void> {
     }
     const s = engine.lastStats!;
     showRun(start, s.stats, s.tokensPerSecond || undefined);
-    activity(`Done: ${s.generatedTokens} tokens; stopped because ${reason(s.finishReason)}.`);
+    genStatus(`Done: ${s.generatedTokens} tokens; stopped because ${reason(s.finishReason)}.`);
     suggestCopy(start, s.stats);
     setState("done");
   } catch (e) {
@@ -349,8 +351,14 @@ function redraw(): void {
   drawChart(ui.chart, figures, formatBytes);
 }
 
+/** What loading is doing now (section 1); the loaded model's summary stays beside it. */
 function activity(text: string): void {
   ui.activity.textContent = text;
+}
+
+/** What generation is doing now (section 2). */
+function genStatus(text: string): void {
+  $("gen-status").textContent = text;
 }
 
 // ---- errors -----------------------------------------------------------------------------------------
@@ -371,11 +379,13 @@ function showError(e: unknown, slot: "model" | "gen" | "storage"): void {
     describeModel(undefined);
   }
   setState(aborted ? "idle" : "error");
+  const say = slot === "gen" ? genStatus : activity;
   if (aborted) {
-    activity("Stopped.");
+    say("Stopped.");
     return;
   }
   activity("");
+  genStatus("");
   ui.error.replaceChildren();
   const p = document.createElement("p");
   p.textContent = explain(e);
