@@ -209,12 +209,12 @@ describe("the demo page", () => {
     const page = await open(PHONE);
     await generate(page);
     const layout = await page.evaluate(() => {
-      const wide = [...document.querySelectorAll("body *")]
+      const wide = Array.from(document.querySelectorAll("body *"))
         .filter((el) => (el as HTMLElement).offsetParent !== null || el.tagName === "BODY")
         .map((el) => ({ el: `${el.tagName.toLowerCase()}#${el.id}.${el.className}`, right: el.getBoundingClientRect().right }))
         .filter((x) => x.right > innerWidth + 0.5);
-      const fonts = [...document.querySelectorAll("input, select, textarea")].map((el) => parseFloat(getComputedStyle(el).fontSize));
-      const checks = [...document.querySelectorAll(".check")].filter((c) => (c as HTMLElement).offsetParent !== null).map((c) => {
+      const fonts = Array.from(document.querySelectorAll("input, select, textarea")).map((el) => parseFloat(getComputedStyle(el).fontSize));
+      const checks = Array.from(document.querySelectorAll(".check")).filter((c) => (c as HTMLElement).offsetParent !== null).map((c) => {
         const box = c.querySelector("input")!.getBoundingClientRect();
         const label = c.querySelector("label")!.getBoundingClientRect();
         return { id: c.querySelector("input")!.id, beside: box.right <= label.left && box.top < label.top + 24 && box.bottom > label.top };
