@@ -149,10 +149,26 @@ describe("the demo page", () => {
   it("a bad address: the error is in view, in words, and the last run's story and figures are gone", async () => {
     const page = await open(DESKTOP);
     await page.uncheck("#opfs");
-    await generate(page); // a run to be cleared
+    await generate(page); // over HTTP: a run to be cleared
     expect((await figures(page))["f-total"]).not.toBe("–");
+    // After a run over the network the page offers the local copy, with what the network cost.
+    expect(await page.isVisible("#suggest")).toBe(true);
+    expect(await page.textContent("#suggest-text")).toMatch(/This run read [\d.]+ (KB|MB) over the network, and \d+% of each token's time went to waiting for it/);
+    await page.click("#suggest-copy");
+    await page.waitForSelector("body[data-state=idle]");
+    expect(await page.textContent("#model-summary")).toMatch(/from this browser's storage/);
+    expect(await page.isChecked("#opfs")).toBe(true);
+    await generate(page); // from OPFS now: a run to be cleared
     await page.selectOption("#model", "url");
     await page.fill("#url", `${server.url}models/nope.flm`);
+    // A copy that fails leaves the loaded model loaded (and says so); its run's story and figures go.
+    await page.click("#load");
+    await page.waitForSelector("#error:not([hidden])", { timeout: 30_000 });
+    expect(await page.textContent("#error")).toMatch(/There is no model at that address/);
+    expect(await page.textContent("#model-summary")).toMatch(/^Loaded stories260K-relu-pred\.flm from this browser's storage/);
+    expect(await page.textContent("#output")).toBe("");
+    // Read straight from the address: the load fails, and nothing is loaded any more.
+    await page.uncheck("#opfs");
     await page.click("#load");
     await page.waitForSelector("#error:not([hidden])", { timeout: 30_000 });
     expect(await inViewport(page, "#error")).toBe(true);

@@ -35,7 +35,7 @@ export function explain(e: unknown): string {
     case "OUT_OF_MEMORY":
       return "The browser could not give the model more memory. Lower the memory budget or close other tabs.";
     case "READ_FAILED":
-      if (/was not found on the server \(HTTP 404\)/.test(e.message)) return `There is no model at that address (the server answered 404 Not Found). Check the address.`;
+      if (/was not found on the server \(HTTP 404\)|: HTTP 404\b/.test(e.message)) return `There is no model at that address (the server answered 404 Not Found). Check the address.`;
       return `The model could not be read: ${e.message}.`.replace(/\.\.$/, ".");
     default:
       return e.message;
