@@ -192,6 +192,12 @@ describe("the demo page", () => {
     const context = await browser.newContext({ viewport: DESKTOP });
     const page = await open(DESKTOP, context);
     await generate(page); // defaults: copies into OPFS and loads from there
+    // "Load" on a stored model picks it in the model list and loads it from OPFS.
+    await page.selectOption("#model", `server:stories260K.flm`);
+    await page.click(`#stored tr[data-name="${SPARSE}"] button:text("Load")`);
+    await page.waitForSelector("body[data-state=idle]");
+    expect(await page.$eval("#model", (s) => (s as HTMLSelectElement).value)).toBe(`opfs:${SPARSE}`);
+    expect(await page.textContent("#model-summary")).toMatch(new RegExp(`^Loaded ${SPARSE} from this browser's storage`));
     await page.click(`#stored tr[data-name="${SPARSE}"] button:text("Delete")`);
     await page.waitForSelector(`#stored tr[data-name="${SPARSE}"]`, { state: "detached" });
     expect(await page.textContent("#model-summary")).toBe("No model loaded.");

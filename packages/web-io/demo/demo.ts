@@ -282,6 +282,7 @@ async function generate(): Promise<void> {
     showRun(start, s.stats, s.tokensPerSecond || undefined);
     genStatus(`Done: ${s.generatedTokens} tokens; stopped because ${reason(s.finishReason)}.`);
     suggestCopy(start, s.stats);
+    showEngine($, 1, s.stats.peakWasmMemoryBytes);
     setState("done");
   } catch (e) {
     showError(e, "gen");
