@@ -161,6 +161,10 @@ describe("web-io in headless Chromium", () => {
     expect(storage.files).toContainEqual(expect.objectContaining({ name: "stories260K.flm", complete: true }));
 
     await expectGreedy({ opfs: "stories260K.flm" }, "OPFS");
+    // Unmerged reads (every request on its own handle read) give the same tokens; the options reach the source.
+    await expectGreedy({ spec: { kind: "opfs", name: "stories260K.flm", opfs: { mergeGapBytes: 0 } } }, "OPFS unmerged");
+    const bad = await t.load({ spec: { kind: "opfs", name: "stories260K.flm", opfs: { mergeGapBytes: -1 } } });
+    expect(bad.error?.message).toMatch(/mergeGapBytes must be ≥ 0, got -1/);
     await expectGreedy({ opfs: "models/picked.flm" }, "OPFS (imported File)");
   });
 
