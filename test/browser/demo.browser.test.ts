@@ -273,6 +273,21 @@ describe("the demo page", () => {
     expect(await page.textContent("#e-mem")).toMatch(/^[\d.]+ (KB|MB)$/);
     await page.context().close();
 
+    // require-corp (what Safari supports): isolated too, and the worker and the model still load.
+    const corp = await startDemoServer({ port: 0, host: "127.0.0.1", coep: "require-corp", models: { [SPARSE]: server.models[SPARSE] } });
+    try {
+      const p = await (await browser.newContext({ viewport: DESKTOP })).newPage();
+      await p.goto(corp.url);
+      await p.waitForSelector("body[data-ready=true]");
+      expect(await p.evaluate(() => crossOriginIsolated)).toBe(true);
+      await p.uncheck("#opfs");
+      await p.click("#load");
+      await p.waitForSelector("body[data-state=idle] #model-summary:not(:text('No model loaded.'))");
+      await p.context().close();
+    } finally {
+      await corp.close();
+    }
+
     const plain = await startDemoServer({ port: 0, host: "127.0.0.1", coep: "none", models: { [SPARSE]: server.models[SPARSE] } });
     try {
       const p = await (await browser.newContext({ viewport: DESKTOP })).newPage();
