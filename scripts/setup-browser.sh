@@ -29,7 +29,7 @@ if [ ! -f packages/sdk/dist/index.js ]; then
   say "packages/sdk/dist is missing: run bash scripts/setup.sh first"
   exit 1
 fi
-h=$(hash_files $(find packages/web-io/src -type f | sort) packages/web-io/demo/demo.ts packages/web-io/package.json \
+h=$(hash_files $(find packages/web-io/src packages/web-io/demo -name "*.ts" -type f | sort) packages/web-io/package.json \
   packages/web-io/tsup.config.ts tsconfig.base.json packages/sdk/dist/index.js)
 if [ ! -f "$stamps/build-web-io" ] || [ "$(cat "$stamps/build-web-io")" != "$h" ] || [ ! -f packages/web-io/dist/worker.js ]; then
   say "building @flashllm/web-io"

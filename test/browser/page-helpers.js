@@ -14,9 +14,9 @@
       window.t.client = window.flashllmDemo.FlashWorkerClient.create();
     },
 
-    /** `where`: { url } | { opfs } | { input: selector of a file input }. */
+    /** `where`: { url } | { opfs } | { input: selector of a file input } | { spec: a ModelSourceSpec }. */
     async load(where, options) {
-      const source = where.url ?? (where.opfs ? { kind: "opfs", name: where.opfs } : document.querySelector(where.input).files[0]);
+      const source = where.spec ?? where.url ?? (where.opfs ? { kind: "opfs", name: where.opfs } : document.querySelector(where.input).files[0]);
       const progress = [];
       try {
         const info = await window.t.client.load(source, { ...options, onProgress: (p) => progress.push(p) });

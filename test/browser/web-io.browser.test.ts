@@ -1,7 +1,7 @@
 // @flashllm/web-io in a real browser: Debian's headless Chromium driven by playwright-core, against the
 // demo server on 127.0.0.1. The same greedy tokens as Node from OPFS, a picked File and HTTP Range; the
 // memory budget held in WASM memory; clear errors (no Range, truncated file, abort, quota) after which
-// the engine still works; the demo page used with the keyboard, with a screenshot left in artifacts/.
+// the engine still works. The demo page has its own tests (demo.browser.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -161,6 +161,10 @@ describe("web-io in headless Chromium", () => {
     expect(storage.files).toContainEqual(expect.objectContaining({ name: "stories260K.flm", complete: true }));
 
     await expectGreedy({ opfs: "stories260K.flm" }, "OPFS");
+    // Unmerged reads (every request on its own handle read) give the same tokens; the options reach the source.
+    await expectGreedy({ spec: { kind: "opfs", name: "stories260K.flm", opfs: { mergeGapBytes: 0 } } }, "OPFS unmerged");
+    const bad = await t.load({ spec: { kind: "opfs", name: "stories260K.flm", opfs: { mergeGapBytes: -1 } } });
+    expect(bad.error?.message).toMatch(/mergeGapBytes must be ≥ 0, got -1/);
     await expectGreedy({ opfs: "models/picked.flm" }, "OPFS (imported File)");
   });
 
@@ -219,36 +223,39 @@ describe("web-io in headless Chromium", () => {
     expect(pageErrors).toEqual([]);
   });
 
-  it("the demo page: keyboard only, streaming text, per-token figures, a screenshot; errors in words", async () => {
-    const demo = await context.newPage();
-    demo.on("pageerror", (e) => pageErrors.push(String(e)));
-    await demo.goto(server.url);
-    // Shipped model is selected by default. Set the budget and generate with the keyboard alone.
-    await demo.focus("#budget");
-    await demo.keyboard.press("Control+A");
-    await demo.keyboard.type("0.9");
-    await demo.focus("#max-tokens");
-    await demo.keyboard.press("Control+A");
-    await demo.keyboard.type("30");
-    await demo.focus("#prompt");
-    await demo.keyboard.press("Control+Enter");
-    await demo.waitForSelector("body[data-state=done]", { timeout: 30_000 });
-    const text = await demo.textContent("#output");
-    expect(text!.startsWith(PROMPT)).toBe(true);
-    expect(text!.length).toBeGreaterThan(PROMPT.length + 40);
-    expect(await demo.textContent("#f-hits")).toMatch(/^\d+%$/);
-    expect(await demo.textContent("#model-status")).toMatch(/tokens at [\d.]+ tokens\/s/);
-    await demo.screenshot({ path: join(ARTIFACTS, "demo.png"), fullPage: true });
+  it("an import reports progress at least every 1% or 256 KiB, from a URL and from a File", async () => {
+    for (const [from, name] of [[`${server.url}models/stories260K.flm`, "progress-url.flm"], [{ input: "#file" }, "progress-file.flm"]] as const) {
+      if (typeof from !== "string") await page.setInputFiles("#file", flmPath);
+      const r = await t.importToOpfs(from, name);
+      expect(r.error, JSON.stringify(r.error)).toBeUndefined();
+      const loaded = r.progress.map((p) => p.loaded);
+      expect(loaded[0]).toBe(0);
+      expect(loaded.at(-1)).toBe(flmBytes);
+      const step = Math.min(256 * 1024, Math.ceil(flmBytes / 100)); // 1% of 1.07 MB: 10.7 KB
+      const gaps = loaded.slice(1).map((v, i) => v - loaded[i]);
+      expect(Math.max(...gaps), `${name}: largest gap between reports`).toBeLessThanOrEqual(step);
+      expect(gaps.every((g) => g >= 0)).toBe(true);
+      expect(r.progress.every((p) => p.total === flmBytes)).toBe(true);
+      await page.evaluate((n) => (window as any).t.client.removeFromOpfs(n), name);
+    }
+  });
 
-    // A server without Range support, explained on the page.
-    await demo.fill("#url", `${server.url}test/no-range/stories260K.flm`);
-    await demo.check("#src-url");
-    await demo.focus("#prompt");
-    await demo.keyboard.press("Control+Enter");
-    await demo.waitForSelector("#error:not([hidden])", { timeout: 15_000 });
-    expect(await demo.textContent("#error")).toMatch(/The model could not be read: the server ignored the Range request/);
-    await demo.screenshot({ path: join(ARTIFACTS, "demo-error.png"), fullPage: true });
-    await demo.close();
-    expect(pageErrors).toEqual([]);
+  it("a server that refuses this origin (CORS) and a host that is down are named as such", async () => {
+    // Same server, another origin: localhost vs 127.0.0.1. /test/no-cors/ sends no Access-Control-Allow-Origin.
+    const cross = `http://localhost:${server.port}/test/no-cors/stories260K.flm`;
+    const cors = await t.load({ url: cross });
+    expect(cors.error?.code).toBe("READ_FAILED");
+    expect(cors.error?.message).toMatch(new RegExp(`localhost:${server.port} answered, but does not allow pages from http://127\\.0\\.0\\.1:${server.port} to read .*CORS`));
+    expect(cors.error?.message).not.toMatch(/gave up after/); // refused is refused: no retries
+    // The same file with CORS headers loads: the probe is not what failed.
+    expect((await t.load({ url: `http://localhost:${server.port}/test/range/stories260K.flm` })).error).toBeUndefined();
+    // A port nothing listens on.
+    const { createServer } = await import("node:net");
+    const probe = createServer();
+    await new Promise<void>((r) => probe.listen(0, "127.0.0.1", r));
+    const port = (probe.address() as { port: number }).port;
+    await new Promise((r) => probe.close(r));
+    const down = await t.load({ url: `http://127.0.0.1:${port}/model.flm` }, { memoryBudget: budget, contextLength: CONTEXT });
+    expect(down.error?.message).toMatch(new RegExp(`cannot reach 127\\.0\\.0\\.1:${port}: the address is wrong, the server is not running, or the network is down`));
   });
 });

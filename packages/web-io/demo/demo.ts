@@ -1,116 +1,255 @@
-// The demo page: pick a model, set a budget, generate with streaming text and per-token figures.
+// The demo page: pick a model (shipped, kept in this browser, a file, a URL), set a budget, generate with
+// streaming text and the run's figures; manage the models kept in OPFS; see what the tab offers the engine.
 // Built into dist/demo.js (self-contained) beside dist/worker.js.
 import { FlashError } from "@flashllm/sdk";
 import type { FlashStats } from "@flashllm/sdk";
 import { FlashWorkerClient } from "../src/client.js";
 import type { ModelSource } from "../src/client.js";
-import type { EngineStats, ModelInfo, Progress } from "../src/protocol.js";
+import { ProgressMeter, formatDuration } from "../src/progress-meter.js";
+import type { EngineStats, ModelInfo, Progress, StorageInfo } from "../src/protocol.js";
 import { formatBytes } from "../src/util.js";
+import { drawChart } from "./chart.js";
+import type { TokenFigures } from "./chart.js";
+import { showEngine } from "./engine-panel.js";
+import { UserError, explain } from "./explain.js";
+import { StoragePanel } from "./storage-panel.js";
 
 const $ = <T extends HTMLElement = HTMLElement>(id: string) => document.getElementById(id) as T;
 const ui = {
+  model: $<HTMLSelectElement>("model"),
+  modelServer: $("model-server"),
+  modelOpfs: $("model-opfs"),
+  about: $("model-about"),
+  fileRow: $("file-row"),
   file: $<HTMLInputElement>("file"),
+  urlRow: $("url-row"),
   url: $<HTMLInputElement>("url"),
+  opfsRow: $("opfs-row"),
   opfs: $<HTMLInputElement>("opfs"),
+  opfsSize: $("opfs-size"),
   budget: $<HTMLInputElement>("budget"),
   unlimited: $<HTMLInputElement>("unlimited"),
   ctx: $<HTMLInputElement>("ctx"),
   load: $<HTMLButtonElement>("load"),
+  progressBox: $("progress-box"),
   progress: $<HTMLProgressElement>("progress"),
-  status: $("model-status"),
+  progressText: $("progress-text"),
+  activity: $("activity"),
+  summary: $("model-summary"),
   prompt: $<HTMLTextAreaElement>("prompt"),
   maxTokens: $<HTMLInputElement>("max-tokens"),
   temperature: $<HTMLInputElement>("temperature"),
+  topP: $<HTMLInputElement>("top-p"),
+  seed: $<HTMLInputElement>("seed"),
   generate: $<HTMLButtonElement>("generate"),
   stop: $<HTMLButtonElement>("stop"),
   output: $("output"),
+  suggest: $("suggest"),
+  suggestText: $("suggest-text"),
+  suggestCopy: $<HTMLButtonElement>("suggest-copy"),
   error: $("error"),
   chart: $<HTMLCanvasElement>("chart"),
 };
 
-/** One token's figures (differences of the engine's cumulative stats). */
-interface TokenFigures {
+/** A model this server ships (from /models/index.json). */
+interface ServerModel {
+  name: string;
   bytes: number;
-  hitRate: number;
-  ioMs: number;
-  memoryMs: number;
-  computeMs: number;
+  title: string;
+  about: string;
+  sparse: boolean;
 }
+
+/** The page's default: the sparse model, the one the method is for. */
+const DEFAULT_MODEL = "server:stories260K-relu-pred.flm";
+const SAVED = { model: "flashllm.demo.model", copy: "flashllm.demo.copyToOpfs" };
 
 let engine = FlashWorkerClient.create();
 let loadedKey = ""; // what the loaded model was loaded from, with which settings
 let busy: AbortController | undefined;
+let serverModels: ServerModel[] = [];
+let storedModels: StorageInfo["files"] = [];
 const figures: TokenFigures[] = [];
+const meter = new ProgressMeter();
 
 function setState(state: "idle" | "loading" | "generating" | "done" | "error"): void {
   document.body.dataset.state = state;
   const working = state === "loading" || state === "generating";
   ui.load.disabled = working;
   ui.generate.disabled = working;
+  ui.suggestCopy.disabled = working;
   ui.stop.disabled = !working;
 }
 
-function chosenSource(): { source: ModelSource; name: string; key: string } {
-  const kind = (document.querySelector('input[name="source"]:checked') as HTMLInputElement).value;
-  if (kind === "file") {
-    const f = ui.file.files?.[0];
-    if (!f) throw new UserError("Choose a .flm file first (the file picker next to “a .flm file on this computer”).");
-    return { source: f, name: f.name, key: `file:${f.name}:${f.size}:${f.lastModified}` };
+// ---- choosing a model -------------------------------------------------------------------------------
+
+interface Chosen {
+  source: ModelSource;
+  /** File name in OPFS when copied there. */
+  name: string;
+  key: string;
+  /** Read from OPFS already: the copy option does not apply. */
+  stored: boolean;
+  bytes?: number;
+}
+
+function chosenSource(): Chosen {
+  const v = ui.model.value;
+  if (v.startsWith("opfs:")) {
+    const name = v.slice(5);
+    return { source: { kind: "opfs", name }, name, key: `opfs:${name}`, stored: true, bytes: storedModels.find((f) => f.name === name)?.bytes };
   }
-  if (kind === "url") {
+  if (v === "file") {
+    const f = ui.file.files?.[0];
+    if (!f) throw new UserError("Choose a .flm file first (the “File” field under the model list).");
+    return { source: f, name: f.name, key: `file:${f.name}:${f.size}:${f.lastModified}`, stored: false, bytes: f.size };
+  }
+  if (v === "url") {
     const u = ui.url.value.trim();
-    if (!u) throw new UserError("Type the address of a .flm model first.");
+    if (!u) throw new UserError("Type the address of a .flm model first (the “Address” field under the model list).");
+    if (/\s/.test(u)) throw new UserError(`“${u}” is not a web address: it has spaces in it. It should look like https://example.org/model.flm.`);
     let url: URL;
     try {
-      url = new URL(u, location.href);
+      // "example.org/m.flm" means a site, not a path on this one; "/m.flm" and "./m.flm" are paths here.
+      url = new URL(/^[a-z][a-z0-9+.-]*:/i.test(u) || /^[./]/.test(u) ? u : `https://${u}`, location.href);
     } catch {
-      throw new UserError(`“${u}” is not a web address.`);
+      throw new UserError(`“${u}” is not a web address. It should look like https://example.org/model.flm.`);
     }
-    return { source: url.href, name: url.pathname.split("/").pop() || "model.flm", key: `url:${url.href}` };
+    if (url.protocol !== "http:" && url.protocol !== "https:") throw new UserError(`“${u}” is not a web address: it should start with https://.`);
+    return { source: url.href, name: url.pathname.split("/").pop() || "model.flm", key: `url:${url.href}`, stored: false };
   }
-  const url = new URL("models/stories260K.flm", location.href).href;
-  return { source: url, name: "stories260K.flm", key: `url:${url}` };
+  const name = v.replace(/^server:/, "");
+  const url = new URL(`models/${name}`, location.href).href;
+  return { source: url, name, key: `url:${url}`, stored: false, bytes: serverModels.find((m) => m.name === name)?.bytes };
+}
+
+/** Shows the fields and notes that go with the chosen model. */
+function onModelChange(): void {
+  const v = ui.model.value;
+  ui.fileRow.hidden = v !== "file";
+  ui.urlRow.hidden = v !== "url";
+  ui.opfsRow.hidden = v.startsWith("opfs:");
+  const shipped = serverModels.find((m) => `server:${m.name}` === v);
+  const stored = storedModels.find((f) => `opfs:${f.name}` === v);
+  ui.about.textContent = shipped
+    ? `${formatBytes(shipped.bytes)}. ${shipped.about}.`
+    : stored
+      ? `${formatBytes(stored.bytes)}, read from this browser's storage.`
+      : v === "url"
+        ? "Any server that answers HTTP Range requests; another site must also allow this page to read it (CORS)."
+        : "";
+  const bytes = shipped?.bytes ?? (v === "file" ? ui.file.files?.[0]?.size : undefined);
+  ui.opfsSize.textContent = bytes ? `(${formatBytes(bytes)}, kept until you delete it below)` : "(kept until you delete it below)";
+}
+
+function fillModelList(): void {
+  const option = (value: string, text: string) => {
+    const o = document.createElement("option");
+    o.value = value;
+    o.textContent = text;
+    return o;
+  };
+  const keep = ui.model.value;
+  ui.modelServer.replaceChildren(...serverModels.map((m) => option(`server:${m.name}`, `${m.title} (${formatBytes(m.bytes)})`)));
+  ui.modelOpfs.replaceChildren(...storedModels.filter((f) => f.complete).map((f) => option(`opfs:${f.name}`, `${f.name} (${formatBytes(f.bytes)})`)));
+  ui.modelServer.hidden = serverModels.length === 0;
+  ui.modelOpfs.hidden = ui.modelOpfs.childElementCount === 0;
+  select(keep);
+}
+
+function select(value: string): void {
+  const has = (v: string) => [...ui.model.options].some((o) => o.value === v);
+  ui.model.value = has(value) ? value : has(DEFAULT_MODEL) ? DEFAULT_MODEL : (ui.model.options[0]?.value ?? "url");
+  onModelChange();
 }
 
 function budgetBytes(): number | undefined {
   if (ui.unlimited.checked) return undefined;
   const mb = Number(ui.budget.value);
-  if (!(mb > 0)) throw new UserError("The memory budget must be a number of megabytes above 0 (or tick “no limit”).");
+  if (!(mb > 0)) throw new UserError("The memory budget must be a number of megabytes above 0 (or tick “no memory limit”).");
   return Math.round(mb * 1e6);
 }
 
+// ---- loading ------------------------------------------------------------------------------------------
+
 async function load(): Promise<ModelInfo> {
   hideError();
-  const { source, name, key } = chosenSource();
+  const c = chosenSource();
   const memoryBudget = budgetBytes();
-  const contextLength = Math.max(8, Math.floor(Number(ui.ctx.value) || 256));
-  const settingsKey = `${key}|${memoryBudget}|${contextLength}|${ui.opfs.checked}`;
+  const contextLength = Math.max(8, Math.floor(Number(ui.ctx.value) || 128));
+  const copy = ui.opfs.checked && !c.stored;
+  const settingsKey = `${c.key}|${memoryBudget}|${contextLength}|${copy}`;
   if (settingsKey === loadedKey && engine.info) return engine.info;
   busy = new AbortController();
+  clearRun(); // a new model: the last story and its figures no longer describe it
   setState("loading");
   const onProgress = (p: Progress) => showProgress(p);
   try {
-    let from: ModelSource = source;
-    if (ui.opfs.checked) {
-      status(`Copying ${name} into this browser's storage…`);
-      const r = await engine.importToOpfs(source as Blob | string, name, { signal: busy.signal, onProgress });
-      status(r.alreadyComplete ? `${name} is already in this browser's storage.` : `Copied ${formatBytes(r.bytes)}${r.resumedFrom ? ` (resumed after ${formatBytes(r.resumedFrom)})` : ""}.`);
-      from = { kind: "opfs", name };
-    }
-    status(`Loading ${name}…`);
+    let from: ModelSource = c.source;
+    if (copy) {
+      activity(`Copying ${c.name} into this browser's storage…`);
+      meter.reset();
+      const r = await engine.importToOpfs(c.source as Blob | string, c.name, { signal: busy.signal, onProgress });
+      activity(r.alreadyComplete ? `${c.name} was already in this browser's storage.` : `Copied ${formatBytes(r.bytes)} into this browser's storage${r.resumedFrom ? ` (resumed after ${formatBytes(r.resumedFrom)})` : ""}.`);
+      from = { kind: "opfs", name: c.name };
+      // Ask once the site keeps a model: without it, the browser may evict it under storage pressure.
+      if (!storage.last?.persisted) await storage.persist();
+    } else activity(`Loading ${c.name}…`);
+    meter.reset();
     const info = await engine.load(from, { memoryBudget, contextLength, signal: busy.signal, onProgress });
     loadedKey = settingsKey;
     describeModel(info);
+    activity(copy ? "Ready: reading from this browser's storage." : "Ready.");
     setState("idle");
     return info;
   } catch (e) {
     loadedKey = "";
+    describeModel(engine.info);
     throw e;
   } finally {
-    ui.progress.hidden = true;
+    ui.progressBox.hidden = true;
     busy = undefined;
+    void storage.refresh();
+    showEngine($, 1, engine.info?.wasmMemoryBytes);
   }
 }
+
+function describeModel(info: ModelInfo | undefined): void {
+  if (!info) {
+    ui.summary.textContent = "No model loaded.";
+    $("f-mem").textContent = "–";
+    return;
+  }
+  const p = info.memoryPlan;
+  const neurons = info.config.nLayers * info.config.hiddenDim;
+  const budget = Number.isFinite(p.budget) ? `budget ${formatBytes(p.budget)} + ${formatBytes(p.overheadBytes)} runtime` : "no budget";
+  const where = info.source.startsWith("opfs:") ? `${info.source.slice(5)} from this browser's storage` : info.source.startsWith("file:") ? info.source.slice(5) : info.source;
+  ui.summary.textContent =
+    `Loaded ${where} (${formatBytes(info.fileBytes)}) in ${info.loadMs.toFixed(0)} ms. ` +
+    `${Math.min(p.capacity, neurons)} of its ${neurons} feed-forward neurons fit in the cache; ` +
+    `WASM memory ${formatBytes(info.wasmMemoryBytes)} (${budget}).`;
+  $("f-mem").textContent = `${formatBytes(info.wasmMemoryBytes)} of ${Number.isFinite(p.budget) ? formatBytes(p.budget + p.overheadBytes) : "∞"}`;
+}
+
+function showProgress(p: Progress): void {
+  ui.progressBox.hidden = false;
+  const r = meter.update(p.loaded, p.total, performance.now());
+  const verb = p.phase === "import" ? "Copying" : "Reading";
+  if (r.total) {
+    ui.progress.max = r.total;
+    ui.progress.value = r.loaded;
+    const parts = [`${verb} ${formatBytes(r.loaded)} of ${formatBytes(r.total)} (${r.percent!.toFixed(0)}%)`];
+    if (r.bytesPerSecond) parts.push(`${formatBytes(r.bytesPerSecond)}/s`);
+    if (r.secondsLeft !== undefined && r.loaded < r.total) parts.push(`${formatDuration(r.secondsLeft)} left`);
+    if (p.resumedFrom) parts.push(`resumed after ${formatBytes(p.resumedFrom)}`);
+    ui.progressText.textContent = parts.join(" · ");
+  } else {
+    ui.progress.removeAttribute("value");
+    ui.progressText.textContent = `${verb} ${formatBytes(r.loaded)}${r.bytesPerSecond ? ` · ${formatBytes(r.bytesPerSecond)}/s` : ""}`;
+  }
+}
+
+// ---- generating ---------------------------------------------------------------------------------------
 
 async function generate(): Promise<void> {
   try {
@@ -118,22 +257,35 @@ async function generate(): Promise<void> {
     hideError();
     const maxTokens = Math.max(1, Math.floor(Number(ui.maxTokens.value) || 100));
     const temperature = Math.max(0, Number(ui.temperature.value) || 0);
+    const topP = Number(ui.topP.value);
+    const seed = ui.seed.value.trim() === "" ? undefined : Math.floor(Number(ui.seed.value));
+    if (seed !== undefined && !(seed >= 0)) throw new UserError("The seed must be a whole number from 0 up, or empty for a random one.");
     busy = new AbortController();
     setState("generating");
+    clearRun();
     ui.output.textContent = ui.prompt.value;
-    figures.length = 0;
-    let prev = (await engine.stats()).flash;
-    for await (const t of engine.generate(ui.prompt.value, { maxTokens, temperature, signal: busy.signal })) {
+    genStatus("Generating…");
+    const start = (await engine.stats()).flash;
+    let prev = start;
+    let tFirst = 0;
+    for await (const t of engine.generate(ui.prompt.value, { maxTokens, temperature, topP, seed, signal: busy.signal })) {
       ui.output.append(t.text);
       figures.push(delta(prev, t.stats.flash));
       prev = t.stats.flash;
-      showFigures(t.stats);
+      const now = performance.now();
+      if (figures.length === 1) tFirst = now;
+      // Tokens after the first per second: the first one carries the prompt. The same measure as the
+      // engine's final figure, which replaces it at the end.
+      showRun(start, t.stats, figures.length > 1 ? ((figures.length - 1) * 1000) / (now - tFirst) : undefined);
     }
     const s = engine.lastStats!;
-    status(`${s.generatedTokens} tokens at ${s.tokensPerSecond.toFixed(1)} tokens/s; stopped because ${reason(s.finishReason)}.`);
+    showRun(start, s.stats, s.tokensPerSecond || undefined);
+    genStatus(`Done: ${s.generatedTokens} tokens; stopped because ${reason(s.finishReason)}.`);
+    suggestCopy(start, s.stats);
+    showEngine($, 1, s.stats.peakWasmMemoryBytes);
     setState("done");
   } catch (e) {
-    showError(e);
+    showError(e, "gen");
   } finally {
     busy = undefined;
   }
@@ -151,161 +303,90 @@ function delta(a: FlashStats, b: FlashStats): TokenFigures {
 }
 
 function reason(r: string): string {
-  return ({ maxTokens: "it reached the number of tokens asked for", stopToken: "the story ended", contextFull: "the context is full", aborted: "you stopped it" } as Record<string, string>)[r] ?? r;
+  return ({ maxTokens: "it reached the number of tokens asked for", stopToken: "the story ended", contextFull: "the context is full (raise the context length for longer stories)", aborted: "you stopped it" } as Record<string, string>)[r] ?? r;
 }
 
-function describeModel(info: ModelInfo): void {
-  const p = info.memoryPlan;
-  const neurons = info.config.nLayers * info.config.hiddenDim;
-  const budget = Number.isFinite(p.budget) ? `budget ${formatBytes(p.budget)} + ${formatBytes(p.overheadBytes)} runtime` : "no budget";
-  status(
-    `Loaded ${info.source} (${formatBytes(info.fileBytes)}) in ${info.loadMs.toFixed(0)} ms. ` +
-      `${Math.min(p.capacity, neurons)} of ${neurons} feed-forward neurons fit in the cache; ` +
-      `WASM memory ${formatBytes(info.wasmMemoryBytes)} (${budget}).`,
-  );
-  $("f-mem").textContent = `${formatBytes(info.wasmMemoryBytes)} of ${Number.isFinite(p.budget) ? formatBytes(p.budget + p.overheadBytes) : "∞"}`;
-}
-
-function showFigures(stats: EngineStats): void {
-  const n = figures.length;
-  const last = figures.slice(-16); // recent tokens: the first ones include the prompt and a cold cache
-  const mean = (f: (t: TokenFigures) => number) => last.reduce((s, t) => s + f(t), 0) / last.length;
-  const ms = mean((t) => t.ioMs + t.memoryMs + t.computeMs);
-  $("f-tps").textContent = ms > 0 ? (1000 / ms).toFixed(0) : "–";
-  $("f-bytes").textContent = formatBytes(Math.round(mean((t) => t.bytes)));
-  $("f-hits").textContent = `${(100 * mean((t) => t.hitRate)).toFixed(0)}%`;
-  $("f-time").textContent = `${mean((t) => t.ioMs).toFixed(2)} / ${mean((t) => t.memoryMs).toFixed(2)} / ${mean((t) => t.computeMs).toFixed(2)} ms`;
+/** The run's totals (from its start to now) and the one tokens-per-second figure. */
+function showRun(start: FlashStats, now: EngineStats, tokensPerSecond: number | undefined): void {
+  const f = now.flash;
+  const passes = Math.max(1, f.tokens - start.tokens); // forward passes, prompt included
+  const bytes = f.bytesRead - start.bytesRead;
+  const active = f.activeNeurons - start.activeNeurons;
+  $("f-tps").textContent = tokensPerSecond ? tokensPerSecond.toFixed(1) : "–";
+  $("f-tokens").textContent = `${figures.length} (+ ${passes - figures.length} of prompt)`;
+  $("f-total").textContent = formatBytes(bytes);
+  $("f-bytes").textContent = formatBytes(Math.round(bytes / passes));
+  $("f-hits").textContent = active > 0 ? `${((100 * (f.cacheHits - start.cacheHits)) / active).toFixed(0)}%` : "–";
+  $("f-time").textContent = [f.ioMs - start.ioMs, f.memoryMs - start.memoryMs, f.computeMs - start.computeMs].map((ms) => (ms / passes).toFixed(2)).join(" / ") + " ms";
   const p = engine.info?.memoryPlan;
-  if (p) $("f-mem").textContent = `${formatBytes(stats.peakWasmMemoryBytes)} of ${Number.isFinite(p.budget) ? formatBytes(p.budget + p.overheadBytes) : "∞"}`;
-  if (n === 1 || n % 2 === 0) requestAnimationFrame(drawChart);
+  if (p) $("f-mem").textContent = `${formatBytes(now.peakWasmMemoryBytes)} of ${Number.isFinite(p.budget) ? formatBytes(p.budget + p.overheadBytes) : "∞"}`;
+  const n = figures.length;
+  if (n <= 1 || n % 2 === 0) requestAnimationFrame(redraw);
 }
 
-/** Two panels: bytes read per token (bars) with the cache hit rate (line, 0–100%); time split (stacked). */
-function drawChart(): void {
-  const c = ui.chart;
-  const dpr = window.devicePixelRatio || 1;
-  const w = c.clientWidth || c.width;
-  const h = Math.round((w * 240) / 720);
-  if (c.width !== Math.round(w * dpr)) {
-    c.width = Math.round(w * dpr);
-    c.height = Math.round(h * dpr);
-  }
-  const g = c.getContext("2d")!;
-  g.setTransform(dpr, 0, 0, dpr, 0, 0);
-  g.clearRect(0, 0, w, h);
-  const css = getComputedStyle(document.documentElement);
-  const color = (v: string) => css.getPropertyValue(v).trim();
-  const left = 64, right = 40, gap = 26;
-  const ph = (h - gap - 24) / 2;
-  const n = Math.max(figures.length, 20);
-  const bw = (w - left - right) / n;
-  // Scale to the tokens after the first: the first also carries the prompt and a cold cache, and would
-  // flatten the rest. Its bars are clipped at the top.
-  const scaled = figures.length > 1 ? figures.slice(1) : figures;
-  const maxBytes = Math.max(1, ...scaled.map((f) => f.bytes));
-  const maxMs = Math.max(0.001, ...scaled.map((f) => f.ioMs + f.memoryMs + f.computeMs));
-  const top = 8, top2 = 8 + ph + gap;
-  g.font = "11px system-ui, sans-serif";
-  g.fillStyle = color("--muted");
-  g.textAlign = "right";
-  g.fillText(formatBytes(maxBytes), left - 6, top + 10);
-  g.fillText("0", left - 6, top + ph);
-  g.fillText(`${maxMs.toFixed(1)} ms`, left - 6, top2 + 10);
-  g.fillText("0", left - 6, top2 + ph);
-  g.textAlign = "left";
-  g.fillText("100%", w - right + 4, top + 10);
-  g.fillText("0%", w - right + 4, top + ph);
-  g.fillText(`tokens 1 … ${figures.length}: bytes read and cache hit rate above, time per token below (the first token includes the prompt)`, left, h - 6);
-  g.strokeStyle = color("--line");
-  g.lineWidth = 1;
-  g.strokeRect(left, top, w - left - right, ph);
-  g.strokeRect(left, top2, w - left - right, ph);
-  figures.forEach((f, i) => {
-    const x = left + i * bw + bw * 0.1;
-    const bwi = Math.max(1, bw * 0.8);
-    const bh = Math.min(ph, (f.bytes / maxBytes) * ph);
-    g.fillStyle = color("--bytes");
-    g.fillRect(x, top + ph - bh, bwi, bh);
-    let y = top2 + ph;
-    for (const [v, col] of [[f.ioMs, "--io"], [f.memoryMs, "--mem"], [f.computeMs, "--cpu"]] as const) {
-      const hh = Math.min(y - top2, (v / maxMs) * ph);
-      g.fillStyle = color(col);
-      g.fillRect(x, y - hh, bwi, hh);
-      y -= hh;
-    }
-  });
-  g.strokeStyle = color("--hits");
-  g.lineWidth = 2;
-  g.beginPath();
-  figures.forEach((f, i) => {
-    const x = left + (i + 0.5) * bw;
-    const y = top + ph - f.hitRate * ph;
-    if (i === 0) g.moveTo(x, y);
-    else g.lineTo(x, y);
-  });
-  g.stroke();
+/** After a run over the network: how much it waited for reads, and the offer of a local copy. */
+function suggestCopy(start: FlashStats, now: EngineStats): void {
+  const info = engine.info;
+  ui.suggest.hidden = true;
+  if (!info || info.source.startsWith("opfs:")) return;
+  const f = now.flash;
+  const io = f.ioMs - start.ioMs;
+  const all = io + (f.memoryMs - start.memoryMs) + (f.computeMs - start.computeMs);
+  if (!(all > 0)) return;
+  const over = info.source.startsWith("file:") ? "from the file" : "over the network";
+  ui.suggestText.textContent =
+    `This run read ${formatBytes(f.bytesRead - start.bytesRead)} ${over}, and ${((100 * io) / all).toFixed(0)}% of each token's time went to waiting for it. ` +
+    `A copy in this browser's storage (${formatBytes(info.fileBytes)}, once) is read locally, straight into the cache.`;
+  ui.suggest.hidden = false;
 }
 
-function showProgress(p: Progress): void {
-  ui.progress.hidden = false;
-  if (p.total) {
-    ui.progress.max = p.total;
-    ui.progress.value = p.loaded;
-    status(`${p.phase === "import" ? "Copying" : "Reading"}: ${formatBytes(p.loaded)} of ${formatBytes(p.total)}${p.resumedFrom ? ` (resumed after ${formatBytes(p.resumedFrom)})` : ""}`);
-  } else {
-    ui.progress.removeAttribute("value");
-    status(`Reading: ${formatBytes(p.loaded)}`);
-  }
+function clearRun(): void {
+  figures.length = 0;
+  ui.output.textContent = "";
+  ui.suggest.hidden = true;
+  for (const id of ["f-tps", "f-tokens", "f-total", "f-bytes", "f-hits", "f-time"]) $(id).textContent = "–";
+  requestAnimationFrame(redraw);
 }
 
-function status(text: string): void {
-  ui.status.textContent = text;
+function redraw(): void {
+  drawChart(ui.chart, figures, formatBytes);
 }
 
-/** A mistake in the form, explained as is. */
-class UserError extends Error {}
-
-/** Says what went wrong in words a user understands; the technical message stays one click away. */
-function explain(e: unknown): string {
-  if (e instanceof UserError) return e.message;
-  if (!(e instanceof FlashError)) return `Something went wrong: ${(e as Error)?.message ?? e}`;
-  const d = e.details as Record<string, number>;
-  switch (e.code as string) {
-    case "ABORTED":
-      return "Stopped.";
-    case "BUDGET_TOO_SMALL":
-      return `The memory budget of ${formatBytes(d.budget)} is too small for this model: it needs at least ${formatBytes(d.minimum)}. Raise the budget, or shorten the context length.`;
-    case "TRUNCATED":
-      return "The model file is incomplete: it is shorter than its own table of contents says. Download or copy it again.";
-    case "CHECKSUM_MISMATCH":
-      return "The model file is damaged: its contents do not match their checksums. Download or copy it again.";
-    case "BAD_MAGIC":
-      return "This is not a flashllm model (.flm) file. Convert a model with “flashllm convert” first.";
-    case "BAD_VERSION":
-    case "BAD_HEADER":
-    case "BAD_MANIFEST":
-      return `This model file cannot be read by this version of flashllm (${e.message}).`;
-    case "QUOTA_EXCEEDED":
-      return e.message.replace(/^not enough/, "Not enough");
-    case "CONTEXT_OVERFLOW":
-      return `The prompt is longer than the context holds (${d.contextLength} tokens). Shorten it or raise the context length.`;
-    case "OUT_OF_MEMORY":
-      return "The browser could not give the model more memory. Lower the memory budget or close other tabs.";
-    case "READ_FAILED":
-      return `The model could not be read: ${e.message}`;
-    default:
-      return e.message;
-  }
+/** What loading is doing now (section 1); the loaded model's summary stays beside it. */
+function activity(text: string): void {
+  ui.activity.textContent = text;
 }
 
-function showError(e: unknown): void {
+/** What generation is doing now (section 2). */
+function genStatus(text: string): void {
+  $("gen-status").textContent = text;
+}
+
+// ---- errors -----------------------------------------------------------------------------------------
+
+/**
+ * Shows an error beside the control that was used (`slot`: model, gen or storage) and brings it into
+ * view, so that it is where the user is looking.
+ */
+function showError(e: unknown, slot: "model" | "gen" | "storage"): void {
   const aborted = e instanceof FlashError && e.code === "ABORTED";
+  const deadWorker = !(e instanceof FlashError) && /worker/.test((e as Error)?.message ?? "");
+  if (deadWorker) {
+    engine = FlashWorkerClient.create(); // a dead worker is replaced
+    loadedKey = "";
+  }
+  if (!engine.info) {
+    clearRun(); // nothing loaded: no story or figures of a model that is gone
+    describeModel(undefined);
+  }
   setState(aborted ? "idle" : "error");
+  const say = slot === "gen" ? genStatus : activity;
   if (aborted) {
-    status("Stopped.");
+    say("Stopped.");
     return;
   }
-  status(engine.info ? `Model loaded: ${engine.info.source}.` : "No model loaded.");
+  activity("");
+  genStatus("");
   ui.error.replaceChildren();
   const p = document.createElement("p");
   p.textContent = explain(e);
@@ -319,17 +400,60 @@ function showError(e: unknown): void {
     det.append(sum, pre);
     ui.error.append(det);
   }
+  $(`error-slot-${slot}`).append(ui.error);
   ui.error.hidden = false;
-  if (/worker/.test((e as Error)?.message ?? "")) engine = FlashWorkerClient.create(); // a dead worker is replaced
+  ui.error.focus({ preventScroll: true });
+  ui.error.scrollIntoView({ block: "nearest", behavior: "instant" as ScrollBehavior });
 }
 
 function hideError(): void {
   ui.error.hidden = true;
 }
 
-ui.load.addEventListener("click", () => void load().catch(showError));
+// ---- storage and engine panels ----------------------------------------------------------------------
+
+const storage = new StoragePanel($, {
+  engine: () => engine,
+  use: (name) => {
+    select(`opfs:${name}`);
+    ui.model.scrollIntoView({ block: "nearest" });
+    void load().catch((e) => showError(e, "model"));
+  },
+  beforeDelete: async (name) => {
+    if (engine.info?.source === `opfs:${name}`) {
+      await engine.unload();
+      loadedKey = "";
+      clearRun();
+      describeModel(undefined);
+      activity(`Unloaded ${name} to delete it.`);
+    }
+  },
+  changed: (info) => {
+    storedModels = info.files;
+    fillModelList();
+  },
+  error: (e) => showError(e, "storage"),
+});
+
+async function listServerModels(): Promise<void> {
+  try {
+    const res = await fetch("models/index.json", { cache: "no-cache" });
+    if (res.ok) serverModels = (await res.json()) as ServerModel[];
+  } catch {
+    // A static host without the index: the picker offers files, URLs and stored models.
+  }
+}
+
+// ---- wiring -----------------------------------------------------------------------------------------
+
+ui.load.addEventListener("click", () => void load().catch((e) => showError(e, "model")));
 ui.generate.addEventListener("click", () => void generate());
 ui.stop.addEventListener("click", () => busy?.abort());
+ui.suggestCopy.addEventListener("click", () => {
+  ui.opfs.checked = true;
+  localStorage.setItem(SAVED.copy, "1");
+  void load().catch((e) => showError(e, "gen"));
+});
 ui.prompt.addEventListener("keydown", (e) => {
   if (e.key === "Enter" && (e.ctrlKey || e.metaKey) && !ui.generate.disabled) {
     e.preventDefault();
@@ -339,12 +463,29 @@ ui.prompt.addEventListener("keydown", (e) => {
 document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && busy) busy.abort();
 });
-// Picking a file or typing a URL selects that source, so the keyboard path is short.
-ui.file.addEventListener("change", () => (($<HTMLInputElement>("src-file")).checked = true));
-ui.url.addEventListener("input", () => (($<HTMLInputElement>("src-url")).checked = true));
+ui.model.addEventListener("change", () => {
+  onModelChange();
+  localStorage.setItem(SAVED.model, ui.model.value);
+});
+ui.file.addEventListener("change", onModelChange);
+ui.opfs.addEventListener("change", () => localStorage.setItem(SAVED.copy, ui.opfs.checked ? "1" : "0"));
 ui.unlimited.addEventListener("change", () => (ui.budget.disabled = ui.unlimited.checked));
+window.addEventListener("resize", () => requestAnimationFrame(redraw));
+
+// The copy is offered by default (reads from storage are what the method is built for); a choice the
+// user made is remembered.
+ui.opfs.checked = localStorage.getItem(SAVED.copy) !== "0";
 setState("idle");
-drawChart();
+redraw();
+showEngine($, 1, undefined);
+const ready = (async () => {
+  const saved = localStorage.getItem(SAVED.model) ?? DEFAULT_MODEL;
+  await listServerModels();
+  fillModelList();
+  await storage.refresh(); // lists the stored models in the picker too
+  select(saved);
+  document.body.dataset.ready = "true";
+})();
 
 // For tests and the curious: the client class and this page's engine.
-Object.assign(globalThis, { flashllmDemo: { FlashWorkerClient, get engine() { return engine; } } });
+Object.assign(globalThis, { flashllmDemo: { FlashWorkerClient, ready, get engine() { return engine; } } });

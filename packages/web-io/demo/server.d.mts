@@ -1,5 +1,6 @@
 /** Types of server.mjs, for the tests that start it. */
 export const MODES: readonly string[];
+export const COEP: readonly string[];
 
 export interface DemoServerOptions {
   port?: number;
@@ -10,6 +11,8 @@ export interface DemoServerOptions {
   truncate?: number;
   slowMs?: number;
   cacheDir?: string;
+  /** Cross-Origin-Embedder-Policy of every response (default "credentialless"; "none": no COOP/COEP). */
+  coep?: "credentialless" | "require-corp" | "none";
 }
 
 export interface ModelRequestLog {
@@ -32,4 +35,8 @@ export interface DemoServer {
 }
 
 export function ensureShippedModel(cacheDir?: string): Promise<string>;
+/** stories260K-relu converted and calibrated (cached after the first call). */
+export function ensureSparseModel(cacheDir?: string, log?: (line: string) => void): Promise<string>;
+/** Every shipped model: { name: path }. */
+export function ensureShippedModels(cacheDir?: string): Promise<Record<string, string>>;
 export function startDemoServer(options?: DemoServerOptions): Promise<DemoServer>;

@@ -3,18 +3,21 @@
 // No dependencies. Also the browser tests' server: under /test/<mode>/ the same models are served
 // the way misbehaving servers do (see MODES), so a test can check each clear error.
 //
+// Every response carries COOP/COEP, so the page is cross-origin isolated (SharedArrayBuffer, which the
+// sharded engine's workers synchronise through); `--coep none` serves the page without them.
+//
 //   node packages/web-io/demo/server.mjs [--port 8080] [--host 127.0.0.1] [--model FILE.flm]...
-//                                        [--no-range] [--truncate BYTES] [--cache DIR]
+//                                        [--no-range] [--truncate BYTES] [--cache DIR] [--coep credentialless|require-corp|none]
 import { createServer } from "node:http";
-import { createReadStream, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { createReadStream, existsSync, statSync } from "node:fs";
 import { basename, dirname, extname, join, normalize, resolve, sep } from "node:path";
-import { fileURLToPath, pathToFileURL } from "node:url";
+import { fileURLToPath } from "node:url";
+import { SHIPPED, ensureShippedModel, ensureShippedModels, ensureSparseModel } from "./models.mjs";
+
+export { ensureShippedModel, ensureShippedModels, ensureSparseModel };
 
 const here = dirname(fileURLToPath(import.meta.url));
 const webIo = resolve(here, "..");
-const root = resolve(webIo, "../..");
-const SHIPPED_BIN = join(root, "packages/node-io/models/stories260K/stories260K.bin");
-const SHIPPED_TOK = join(root, "packages/node-io/models/stories260K/tok512.bin");
 
 /**
  * Ways of serving a model under /test/<mode>/<name>:
@@ -26,8 +29,12 @@ const SHIPPED_TOK = join(root, "packages/node-io/models/stories260K/tok512.bin")
  * - changing:  after two requests the ETag changes, as if the file were replaced on the server
  * - slow:      every response waits `slowMs` first, and again after each 64 KiB of body (so a test can
  *              abort mid-generation or mid-import); `?slowMs=N` overrides the delay
+ * - no-cors:   like range, without Access-Control-Allow-Origin: a page of another origin may not read it
  */
-export const MODES = ["range", "no-range", "truncated", "flaky", "cut", "changing", "slow"];
+export const MODES = ["range", "no-range", "truncated", "flaky", "cut", "changing", "slow", "no-cors"];
+
+/** Values of Cross-Origin-Embedder-Policy the server can send ("none": neither COOP nor COEP). */
+export const COEP = ["credentialless", "require-corp", "none"];
 
 const TYPES = {
   ".html": "text/html; charset=utf-8",
@@ -39,30 +46,17 @@ const TYPES = {
   ".flm": "application/octet-stream",
 };
 
-/** Converts the shipped llama2.c model to .flm into `cacheDir` unless it is there and newer. Returns its path. */
-export async function ensureShippedModel(cacheDir = join(root, ".cache/web-demo")) {
-  const out = join(cacheDir, "stories260K.flm");
-  if (existsSync(out) && statSync(out).mtimeMs >= statSync(SHIPPED_BIN).mtimeMs) return out;
-  const sdkPath = join(root, "packages/sdk/dist/index.js");
-  if (!existsSync(sdkPath)) throw new Error(`${sdkPath} is missing: run "bash scripts/setup.sh" to build the SDK first`);
-  const { convertLlama2c, MemorySink } = await import(pathToFileURL(sdkPath).href);
-  const sink = new MemorySink();
-  await convertLlama2c(new Uint8Array(readFileSync(SHIPPED_BIN)), new Uint8Array(readFileSync(SHIPPED_TOK)), sink);
-  mkdirSync(cacheDir, { recursive: true });
-  const tmp = `${out}.${process.pid}.tmp`; // then rename: a concurrent reader never sees half a file
-  writeFileSync(tmp, sink.bytes());
-  renameSync(tmp, out);
-  return out;
-}
-
 /**
- * Starts the server. Options: port (0 = any), host, models ({ name: path }, default the shipped model),
- * noRange / truncate (apply to /models/ as well, for trying the page against a bad server),
- * slowMs (default 40), cacheDir. Resolves to { url, port, models, log, close() }; `log` lists every
- * model request: { path, mode, range, status, sent, complete }.
+ * Starts the server. Options: port (0 = any), host, models ({ name: path }, default the shipped models:
+ * see models.mjs), noRange / truncate (apply to /models/ as well, for trying the page against a bad server),
+ * slowMs (default 40), cacheDir, coep (default "credentialless": isolation without asking other origins
+ * for CORP headers; "require-corp" for Safari; "none" to see the page fall back). Resolves to
+ * { url, port, models, log, close() }; `log` lists every model request: { path, mode, range, status, sent, complete }.
  */
 export async function startDemoServer(options = {}) {
-  const models = { ...(options.models ?? { "stories260K.flm": await ensureShippedModel(options.cacheDir) }) };
+  const models = { ...(options.models ?? (await ensureShippedModels(options.cacheDir))) };
+  const coep = options.coep ?? "credentialless";
+  if (!COEP.includes(coep)) throw new Error(`coep must be one of ${COEP.join(", ")}, got ${coep}`);
   const slowMs = options.slowMs ?? 40;
   const log = [];
   const seen = new Set(); // flaky/cut: byte ranges already failed once
@@ -71,7 +65,13 @@ export async function startDemoServer(options = {}) {
   const server = createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://localhost");
     const path = decodeURIComponent(url.pathname);
-    res.setHeader("Access-Control-Allow-Origin", "*");
+    if (coep !== "none") {
+      res.setHeader("Cross-Origin-Opener-Policy", "same-origin");
+      res.setHeader("Cross-Origin-Embedder-Policy", coep);
+    }
+    // Models may be read by isolated pages of other origins too.
+    res.setHeader("Cross-Origin-Resource-Policy", "cross-origin");
+    if (!path.startsWith("/test/no-cors/")) res.setHeader("Access-Control-Allow-Origin", "*");
     res.setHeader("Access-Control-Expose-Headers", "Content-Range, Content-Length, ETag, Accept-Ranges, Last-Modified");
     if (req.method === "OPTIONS") {
       res.setHeader("Access-Control-Allow-Headers", "Range, If-Match, If-Range");
@@ -79,6 +79,7 @@ export async function startDemoServer(options = {}) {
     }
     if (req.method !== "GET" && req.method !== "HEAD") return end(res, 405, "only GET and HEAD");
     let m;
+    if (path === "/models/index.json") return serveIndex(req, res);
     if ((m = /^\/models\/([^/]+)$/.exec(path))) {
       const mode = options.noRange ? "no-range" : "range";
       return serveModel(req, res, models[m[1]], { mode, truncate: options.truncate, path });
@@ -93,6 +94,22 @@ export async function startDemoServer(options = {}) {
     if (path === "/favicon.ico") return end(res, 204);
     return end(res, 404, "not found");
   });
+
+  // The page's model picker: every model served under /models/, with its size.
+  function serveIndex(req, res) {
+    const list = Object.entries(models).map(([name, file]) => ({
+      name,
+      bytes: statSync(file).size,
+      title: SHIPPED[name]?.title ?? name,
+      about: SHIPPED[name]?.about ?? "",
+      sparse: SHIPPED[name]?.sparse ?? false,
+    }));
+    const body = JSON.stringify(list);
+    res.setHeader("Content-Type", "application/json");
+    res.setHeader("Cache-Control", "no-cache");
+    res.setHeader("Content-Length", Buffer.byteLength(body));
+    res.end(req.method === "HEAD" ? undefined : body);
+  }
 
   function serveModel(req, res, file, { mode, truncate, path, delay = slowMs }) {
     if (!file) return end(res, 404, "no such model");
@@ -237,11 +254,12 @@ function parseArgs(argv) {
     else if (a === "--no-range") o.noRange = true;
     else if (a === "--truncate") o.truncate = Number(next());
     else if (a === "--cache") o.cacheDir = resolve(next());
+    else if (a === "--coep") o.coep = next();
     else if (a === "--model") {
       const f = resolve(next());
       o.models = { ...(o.models ?? {}), [basename(f)]: f };
     } else if (a === "--help" || a === "-h") {
-      console.log("usage: server.mjs [--port 8080] [--host 127.0.0.1] [--model FILE.flm]... [--no-range] [--truncate BYTES] [--cache DIR]");
+      console.log("usage: server.mjs [--port 8080] [--host 127.0.0.1] [--model FILE.flm]... [--no-range] [--truncate BYTES] [--cache DIR] [--coep credentialless|require-corp|none]");
       process.exit(0);
     } else throw new Error(`unknown option ${a} (try --help)`);
   }
@@ -251,12 +269,13 @@ function parseArgs(argv) {
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   try {
     const opts = parseArgs(process.argv.slice(2));
-    if (opts.models) opts.models = { "stories260K.flm": await ensureShippedModel(opts.cacheDir), ...opts.models };
+    if (opts.models) opts.models = { ...(await ensureShippedModels(opts.cacheDir)), ...opts.models };
     const s = await startDemoServer(opts);
     console.log(`flashllm demo: ${s.url}`);
     for (const name of Object.keys(s.models)) console.log(`  model: ${s.url}models/${name}`);
     if (opts.noRange) console.log("  (--no-range: models are served without Range support)");
     if (opts.truncate !== undefined) console.log(`  (--truncate: models are cut to ${opts.truncate} bytes)`);
+    if (opts.coep === "none") console.log("  (--coep none: the page is not cross-origin isolated)");
   } catch (e) {
     console.error(`demo server: ${e.message}`);
     process.exit(1);

@@ -1,5 +1,6 @@
 import { SourceError, throwIfAborted } from "@flashllm/sdk";
 import type { FlashSource, ReadRequest } from "@flashllm/sdk";
+import { describeNetworkFailure, diagnoseNetworkFailure } from "./network-error.js";
 import { Limiter, abortedFrom, anySignal, checkRequest, formatBytes, runAll, sleep } from "./util.js";
 
 /** Options of {@link HttpRangeSource.open}. */
@@ -202,7 +203,12 @@ export class HttpRangeSource implements FlashSource {
       res = await this.fetchFn(this.url, { headers: { ...this.headers, Range: `bytes=${start}-${end - 1}` }, signal, cache: "no-store" });
     } catch (e) {
       if (signal?.aborted) throw abortedFrom(signal);
-      throw new Transient(`network error reading ${where}: ${(e as Error)?.message ?? e}`, { cause: e });
+      // No answer at all: a server that refuses this origin (CORS) stays refused, a host that is down may come back.
+      const kind = await diagnoseNetworkFailure(this.url, this.fetchFn, signal);
+      if (signal?.aborted) throw abortedFrom(signal);
+      const message = describeNetworkFailure(kind, this.url, (e as Error)?.message ?? String(e));
+      if (kind === "cors") throw new SourceError(message, start, length, { cause: e });
+      throw new Transient(message, { cause: e });
     }
     const fail = (message: string): never => {
       void res.body?.cancel().catch(() => {});

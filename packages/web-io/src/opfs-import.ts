@@ -2,15 +2,19 @@ import { FlashError, SourceError, throwIfAborted } from "@flashllm/sdk";
 import { QuotaError } from "./errors.js";
 import type { SyncAccessHandle } from "./opfs-source.js";
 import type { ImportResult, Progress, StorageInfo } from "./protocol.js";
+import { describeNetworkFailure, diagnoseNetworkFailure } from "./network-error.js";
 import { abortedFrom, formatBytes } from "./util.js";
 
 /** Options of {@link importToOpfs}. */
 export interface ImportOptions {
-  /** Called after every chunk (and once at the end) with bytes copied so far. */
+  /**
+   * Called with the bytes copied so far: at the start, then at least every 1% of the file or every
+   * 256 KiB, whichever is less (see {@link progressStep}), and once at the end.
+   */
   onProgress?: (progress: Progress) => void;
   /** Stops the copy; what was written stays, and the next import of the same source resumes from it. */
   signal?: AbortSignal;
-  /** Bytes per step: between progress reports and resumption checkpoints (default 8 MiB). */
+  /** Bytes between resumption checkpoints (flush + record; default 8 MiB). */
   chunkBytes?: number;
   /** Request headers for a URL import. */
   headers?: Record<string, string>;
@@ -36,6 +40,17 @@ interface ImportRecord {
 }
 
 const RECORD_SUFFIX = ".import.json";
+
+/** Largest step between two progress reports of an import (also capped at 1% of the file). */
+export const MAX_PROGRESS_STEP = 256 * 1024;
+
+/** Bytes between two progress reports of an import of `size` bytes: 1% of it, at most 256 KiB. */
+export function progressStep(size: number): number {
+  return Math.max(1, Math.min(MAX_PROGRESS_STEP, Math.ceil(size / 100)));
+}
+
+/** Largest slice of a `File` read at once (smaller than a checkpoint, so progress moves steadily). */
+const BLOB_SLICE = 1024 * 1024;
 
 /**
  * Copies a `File`/`Blob` or the file at a URL into OPFS as `name`, so later visits stream the model
@@ -98,11 +113,12 @@ function openBlob(blob: Blob): Opened {
     size: blob.size,
     identity: `file:${f.name ?? "blob"}:${blob.size}:${f.lastModified ?? 0}`,
     async *stream(offset, chunk, signal) {
-      for (let o = offset; o < blob.size; o += chunk) {
+      const slice = Math.min(chunk, BLOB_SLICE);
+      for (let o = offset; o < blob.size; o += slice) {
         if (signal?.aborted) throw abortedFrom(signal);
         let buf: ArrayBuffer;
         try {
-          buf = await blob.slice(o, Math.min(o + chunk, blob.size)).arrayBuffer();
+          buf = await blob.slice(o, Math.min(o + slice, blob.size)).arrayBuffer();
         } catch (e) {
           throw new SourceError(`cannot read ${f.name ?? "the file"} at offset ${o}: it was changed or moved after it was picked? (${(e as Error)?.message ?? e})`, o, chunk, { cause: e });
         }
@@ -127,7 +143,8 @@ async function openUrl(url: string, options: ImportOptions): Promise<Opened> {
       res = await fetchFn(abs, { headers: { ...options.headers, ...(range ? { Range: range } : {}) }, signal: c.signal, cache: "no-store" });
     } catch (e) {
       if (signal?.aborted) throw abortedFrom(signal);
-      throw new SourceError(`cannot download ${abs}: ${(e as Error)?.message ?? e}`, 0, 0, { cause: e });
+      const kind = await diagnoseNetworkFailure(abs, fetchFn, signal);
+      throw new SourceError(`cannot download ${abs}: ${describeNetworkFailure(kind, abs, (e as Error)?.message ?? String(e))}`, 0, 0, { cause: e });
     }
     if (!res.ok) throw new SourceError(`cannot download ${abs}: HTTP ${res.status} ${res.statusText}`, 0, 0);
     return res;
@@ -213,17 +230,27 @@ async function copy(src: Opened, name: string, chunk: number, options: ImportOpt
     await writeRecord(dir, base, record);
     options.onProgress?.({ phase: "import", loaded: written, total: src.size, resumedFrom });
     let sinceCheckpoint = 0;
+    const step = progressStep(src.size);
+    let reported = written;
     for await (const bytes of src.stream(written, chunk, options.signal)) {
       if (options.signal?.aborted) throw abortedFrom(options.signal);
-      writeAll(handle, bytes, written, name, src.size);
-      written += bytes.byteLength;
-      sinceCheckpoint += bytes.byteLength;
-      if (sinceCheckpoint >= chunk) {
-        sinceCheckpoint = 0;
-        handle.flush();
-        record.written = written;
-        await writeRecord(dir, base, record);
-        options.onProgress?.({ phase: "import", loaded: written, total: src.size, resumedFrom });
+      // Written in pieces that end on progress steps, so a network chunk of 64 KiB still reports each 1%.
+      for (let o = 0; o < bytes.byteLength; ) {
+        const n = Math.min(bytes.byteLength - o, Math.max(1, reported + step - written));
+        writeAll(handle, bytes.subarray(o, o + n), written, name, src.size);
+        written += n;
+        sinceCheckpoint += n;
+        o += n;
+        if (sinceCheckpoint >= chunk) {
+          sinceCheckpoint = 0;
+          handle.flush();
+          record.written = written;
+          await writeRecord(dir, base, record);
+        }
+        if (written - reported >= step && written < src.size) {
+          reported = written;
+          options.onProgress?.({ phase: "import", loaded: written, total: src.size, resumedFrom });
+        }
       }
     }
     if (written !== src.size) {

@@ -5,11 +5,12 @@
  */
 import type { FlashErrorCode, FlashStats, FlashStrategy, GenerationStats, MemoryPlan, ModelConfig } from "@flashllm/sdk";
 import type { HttpRangeSourceOptions } from "./http-range-source.js";
+import type { OpfsSourceOptions } from "./opfs-source.js";
 
 /** Where the worker reads a model from. */
 export type ModelSourceSpec =
   /** A file in the origin private file system (see {@link importToOpfs}); `name` may contain `/`. */
-  | { kind: "opfs"; name: string }
+  | { kind: "opfs"; name: string; opfs?: OpfsSourceOptions }
   /** A `File` the user picked (or any `Blob`); read slice by slice, never whole. */
   | { kind: "file"; file: Blob }
   /** A `.flm` on a web server that answers HTTP Range requests; relative URLs resolve against the page. */

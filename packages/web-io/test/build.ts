@@ -25,7 +25,7 @@ function newest(paths: string[]): number {
 function fresh(): boolean {
   if (!OUTPUTS.every((f) => existsSync(f))) return false;
   const built = Math.min(...OUTPUTS.map((f) => statSync(f).mtimeMs));
-  const inputs = ["src", "demo/demo.ts", "tsup.config.ts", "package.json"].map((p) => join(WEB_IO, p));
+  const inputs = ["src", "demo", "tsup.config.ts", "package.json"].map((p) => join(WEB_IO, p));
   return newest([...inputs, SDK_DIST]) <= built;
 }
 

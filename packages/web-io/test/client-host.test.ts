@@ -7,7 +7,7 @@ import { AbortedError, BudgetError, FormatError, MemorySink, MemorySource, conve
 import { FlashWorkerClient } from "../src/client.js";
 import { hostFlashWorker } from "../src/worker/host.js";
 import type { WorkerScope } from "../src/worker/host.js";
-import { startDemoServer } from "../demo/server.mjs";
+import { ensureShippedModel, startDemoServer } from "../demo/server.mjs";
 import type { DemoServer } from "../demo/server.mjs";
 
 const models = fileURLToPath(new URL("../../node-io/models/stories260K/", import.meta.url));
@@ -18,7 +18,7 @@ let open: MessagePort[] = [];
 let server: DemoServer;
 
 beforeAll(async () => {
-  server = await startDemoServer({ port: 0, host: "127.0.0.1", slowMs: 5 });
+  server = await startDemoServer({ port: 0, host: "127.0.0.1", slowMs: 5, models: { "stories260K.flm": await ensureShippedModel() } });
   const sink = new MemorySink();
   await convertLlama2c(new Uint8Array(readFileSync(`${models}stories260K.bin`)), new Uint8Array(readFileSync(`${models}tok512.bin`)), sink);
   flm = sink.bytes() as Uint8Array<ArrayBuffer>;

@@ -4,7 +4,7 @@ import { readFileSync } from "node:fs";
 import { AbortedError, FormatError, MemorySource, SourceError, openFlashModel } from "@flashllm/sdk";
 import type { FlashSource } from "@flashllm/sdk";
 import { HttpRangeSource, parseContentRange } from "../src/http-range-source.js";
-import { startDemoServer } from "../demo/server.mjs";
+import { ensureShippedModel, startDemoServer } from "../demo/server.mjs";
 import type { DemoServer } from "../demo/server.mjs";
 
 let server: DemoServer;
@@ -13,7 +13,7 @@ const url = (path: string) => `${server.url}${path}`;
 const fast = { retryDelayMs: 5 };
 
 beforeAll(async () => {
-  server = await startDemoServer({ port: 0, host: "127.0.0.1", slowMs: 30 });
+  server = await startDemoServer({ port: 0, host: "127.0.0.1", slowMs: 30, models: { "stories260K.flm": await ensureShippedModel() } });
   flm = new Uint8Array(readFileSync(server.models["stories260K.flm"]));
 });
 afterAll(() => server?.close());
@@ -124,13 +124,20 @@ describe("HttpRangeSource", () => {
   });
 
   it("the AbortSignal cancels requests in flight", async () => {
-    const src = await HttpRangeSource.open(url("test/slow/stories260K.flm"), fast);
+    // The server holds this read's answer for 5 s: if the abort did not cancel it, the read would succeed.
+    const held: typeof fetch = (u, init) => {
+      const range = new Headers(init?.headers).get("range") ?? "";
+      return fetch(range.startsWith("bytes=300000-") ? `${u}?slowMs=5000` : u, init);
+    };
+    const src = await HttpRangeSource.open(url("test/slow/stories260K.flm"), { ...fast, fetch: held });
     const c = new AbortController();
-    const t0 = performance.now();
-    const p = src.read([{ offset: 300_000, length: 1000, target: new Uint8Array(1000) }], c.signal);
-    setTimeout(() => c.abort(), 5);
+    const target = new Uint8Array(1000);
+    const p = src.read([{ offset: 300_000, length: 1000, target }], c.signal);
+    // Abort once the request has reached the server (it is in flight, held there).
+    while (!server.log.some((r) => r.range === "bytes=300000-300999")) await new Promise((r) => setTimeout(r, 5));
+    c.abort();
     await expect(p).rejects.toBeInstanceOf(AbortedError);
-    expect(performance.now() - t0).toBeLessThan(30); // did not wait for the 30 ms answer
+    expect(target.every((v) => v === 0)).toBe(true); // nothing written after the abort
   });
 
   it("missing files and bad requests", async () => {

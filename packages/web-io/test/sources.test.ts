@@ -1,7 +1,7 @@
 // BlobSource and OpfsSource in Node: Blob exists here; OPFS's sync access handle is faked (the real one
 // is exercised by the browser tests).
 import { describe, expect, it } from "vitest";
-import { AbortedError, SourceError } from "@flashllm/sdk";
+import { AbortedError, SourceError, mulberry32 } from "@flashllm/sdk";
 import { BlobSource } from "../src/blob-source.js";
 import { OpfsSource } from "../src/opfs-source.js";
 import type { SyncAccessHandle } from "../src/opfs-source.js";
@@ -85,6 +85,41 @@ describe("OpfsSource", () => {
     await new OpfsSource(h, "m.flm").read([{ offset: 1000, length: 70_000, target: t }]);
     expect(sizes).toEqual([65_536, 70_000 - 65_536]);
     expect(Buffer.from(t).equals(bytes.subarray(1000, 71_000))).toBe(true);
+  });
+
+  it("merges neighbours of one read into one handle read of at most maxReadBytes; every target gets its bytes", async () => {
+    const rng = mulberry32(7);
+    const data = Uint8Array.from({ length: 300_000 }, () => Math.floor(rng() * 256)); // no period to hide a wrong offset
+    for (let trial = 0; trial < 20; trial++) {
+      const h = fakeHandle(data, trial % 2 ? 1 + Math.floor(rng() * 70_000) : Infinity); // short reads in odd trials
+      let calls = 0;
+      const read = h.read;
+      h.read = (buf, opts) => (calls++, read(buf, opts));
+      // Scattered bundles, as the sparse model's neurons, in random order; targets a little longer than asked.
+      const requests = Array.from({ length: 40 }, () => {
+        const length = 1 + Math.floor(rng() * 2000);
+        const offset = Math.floor(rng() * (data.length - length));
+        return { offset, length, target: new Uint8Array(length + 3) };
+      });
+      await new OpfsSource(h, "m.flm", { maxReadBytes: 65_536, mergeGapBytes: 65_536 }).read(requests);
+      for (const r of requests) {
+        expect(Buffer.from(r.target.subarray(0, r.length)).equals(data.subarray(r.offset, r.offset + r.length))).toBe(true);
+        expect(r.target.subarray(r.length).every((v) => v === 0)).toBe(true); // nothing written past the request
+      }
+      if (trial % 2 === 0) expect(calls).toBeLessThanOrEqual(Math.ceil(data.length / 65_536) + 1); // ~5 reads, not 40
+    }
+  });
+
+  it("mergeGapBytes 0 reads every request on its own, straight into its target", async () => {
+    const h = fakeHandle(bytes);
+    const targets: ArrayBufferLike[] = [];
+    const read = h.read;
+    h.read = (buf, opts) => (targets.push(buf.buffer), read(buf, opts));
+    const a = new Uint8Array(100);
+    const b = new Uint8Array(100);
+    await new OpfsSource(h, "m.flm", { mergeGapBytes: 0 }).read([{ offset: 0, length: 100, target: a }, { offset: 200, length: 100, target: b }]);
+    expect(targets).toEqual([a.buffer, b.buffer]);
+    expect(Buffer.from(b).equals(bytes.subarray(200, 300))).toBe(true);
   });
 
   it("a file that shrank under us is a SourceError, never zeros", async () => {

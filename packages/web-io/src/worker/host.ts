@@ -146,7 +146,7 @@ export function hostFlashWorker(scope: WorkerScope = globalThis as unknown as Wo
 async function openSource(spec: ModelSourceSpec, signal: AbortSignal): Promise<FlashSource> {
   switch (spec.kind) {
     case "opfs":
-      return OpfsSource.open(spec.name);
+      return OpfsSource.open(spec.name, spec.opfs);
     case "file":
       return new BlobSource(spec.file);
     case "url":
