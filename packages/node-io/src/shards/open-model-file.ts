@@ -29,7 +29,7 @@ export async function openModelFile(path: string, opts: OpenModelFileOptions = {
     const model =
       workers > 1
         ? await openFlashModel(source, { ...rest, workers, shardHost: new NodeShardHost(path, { direct, maxInFlight, resourceLimits }) })
-        : await openFlashModel(source, { ...rest, workers: 1 });
+        : await openFlashModel(source, { ...rest, workers: workers as 1 }); // 0 or a fraction is refused there
     model.onDispose(() => source.close());
     return model;
   } catch (e) {

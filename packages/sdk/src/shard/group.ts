@@ -128,14 +128,15 @@ export class ShardGroup implements FfnBackend {
   private fail(s: number, e: WireError): void {
     if (this.failure || this.disposed) return;
     const what = e.code ? `${e.name} [${e.code}]` : e.name;
-    this.failure = new ShardError(s, `${what}: ${e.message}`, { shardCode: e.code, shardError: e.name, ...(e.details ? { shardDetails: e.details } : {}) });
-    this.rejectFailure(this.failure);
-    void this.teardown();
+    const failure = new ShardError(s, `${what}: ${e.message}`, { shardCode: e.code, shardError: e.name, ...(e.details ? { shardDetails: e.details } : {}) });
+    this.failure = failure;
+    // Waits reject once every worker is gone, so whoever catches the error finds nothing left running.
+    void this.teardown().then(() => this.rejectFailure(failure));
   }
 
-  /** Throws the failure that ended this group, if any. */
-  private check(): void {
-    if (this.failure) throw this.failure;
+  /** Throws the failure that ended this group, if any, once its workers are gone. */
+  private async check(): Promise<void> {
+    if (this.failure) await this.failed;
     if (this.disposed) throw new FlashError("BAD_ARGUMENT", "this sharded model has been disposed");
   }
 
@@ -159,7 +160,7 @@ export class ShardGroup implements FfnBackend {
    * shard (its reads are cancelled); once all have stopped, throws AbortedError.
    */
   async step(op: OpCode, layer: number, pos: number, signal?: AbortSignal): Promise<void> {
-    this.check();
+    await this.check();
     if (signal?.aborted) throw new AbortedError(typeof signal.reason === "string" ? signal.reason : "aborted");
     let seq: number;
     let all: Promise<number[]>;
@@ -179,6 +180,7 @@ export class ShardGroup implements FfnBackend {
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       const statuses = await Promise.race([all, this.failed]);
+      await this.check(); // a failure stops the waits early (status -1): report it
       if (statuses.some((st) => st === Status.aborted)) throw new AbortedError(typeof signal?.reason === "string" ? signal.reason : "aborted");
     } finally {
       signal?.removeEventListener("abort", onAbort);
@@ -207,7 +209,7 @@ export class ShardGroup implements FfnBackend {
 
   /** Each shard's figures (FFN statistics, WASM memory). */
   async figures(): Promise<ShardFigures[]> {
-    this.check();
+    await this.check();
     const id = ++this.statsId;
     const all = Promise.all(this.ports.map((p, s) => new Promise<ShardFigures>((resolve) => {
       this.statsWaiters.set(id * 1000 + s, resolve);

@@ -58,7 +58,7 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
   const sharedLoop = async (layout: SharedLayout) => {
     const slice = engine!.slice;
     const logitsOut = layout.logits.subarray(slice.vocab.first, slice.vocab.first + slice.vocab.count);
-    let seen = Atomics.load(layout.ctrl, 0);
+    let seen = 0; // the buffer starts at sequence 0; the first step may be published before this loop starts
     for (;;) {
       const next = await layout.nextStep(seen, () => stopping);
       if (!next) return;

@@ -237,6 +237,7 @@ export class ShardEngine {
   async feedForward(layer: number, input: Float32Array, output: Float32Array, signal?: AbortSignal): Promise<void> {
     const { k, config: c } = this;
     k.f32(this.x, c.dim).set(input);
+    if (layer === 0) this.ffn.beginToken(); // counts tokens in the FFN statistics
     await this.ffn.run(layer, this.x, this.out, signal);
     output.set(k.f32(this.out, c.dim));
   }
