@@ -2,7 +2,7 @@
 // against run.c's references, the single-instance path, an independent float64 OPT forward pass, and
 // the failures a user can meet (a shard that throws or dies, abort, dispose, a corrupt file).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { copyFileSync, mkdtempSync, readFileSync, writeFileSync, truncateSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32 as zlibCrc32 } from "node:zlib";
@@ -12,7 +12,7 @@ import {
 } from "@flashllm/sdk";
 import { NodeFileSource, NodeShardHost, convertFile, openModelFile } from "@flashllm/node-io";
 import { NodeFileSink } from "../packages/node-io/src/file-sink.js";
-import { ROOT, STORIES_BIN, STORIES_REF, STORIES_TOK, readJson, rng } from "./helpers.js";
+import { ROOT, SHARED_MODELS, STORIES_BIN, STORIES_REF, STORIES_TOK, readJson, rng } from "./helpers.js";
 
 interface RefCase { prompt: string; prompt_tokens: number[]; tokens: number[]; steps: number }
 
@@ -312,5 +312,39 @@ describe("failures", () => {
     await expect(openFlashModel(source, { workers: 2, shardHost: new NodeShardHost(F32), selector: new AllNeurons(172) })).rejects.toThrow(/selector object cannot cross/);
     await source.close();
     expect(liveWorkers()).toBe(before);
+  });
+});
+
+describe("OPT family across shards", () => {
+  it("a random OPTForCausalLM at K=2 and K=3 (a shard without heads, vocabulary 7/7/6): logits within 1e-4 of a float64 forward pass", async () => {
+    const { P: positions, V: vocab, makeWeights, referenceLogits, writeCheckpoint } = await import("./opt-helpers.js");
+    const optDir = mkdtempSync(join(tmpdir(), "flashllm-opt-shards-"));
+    const w = makeWeights();
+    writeCheckpoint(optDir, w);
+    const out = join(optDir, "opt.flm");
+    await convertFile(optDir, join(optDir, "vocab.json"), out);
+    for (const k of [2, 3]) {
+      const model = (await openModelFile(out, { workers: k, contextLength: positions })) as ShardedFlashModel;
+      if (k === 3) expect(model.slices.map((s) => [s.heads.count, s.vocab.count])).toEqual([[1, 7], [1, 7], [0, 6]]);
+      const tokens = model.tokenizer.encode("helloabbacafetea");
+      const ref = referenceLogits(w, tokens);
+      const got = await logitsOf(model, tokens);
+      let maxErr = 0;
+      for (let pos = 0; pos < tokens.length; pos++) for (let v = 0; v < vocab; v++) maxErr = Math.max(maxErr, Math.abs(got[pos][v] - ref[pos][v]));
+      expect(maxErr, `K=${k}`).toBeLessThan(1e-4);
+      await model.dispose();
+    }
+  });
+
+  const GPT = `${SHARED_MODELS}/shakespeare-relu-gpt`;
+  it.skipIf(!existsSync(`${GPT}/model.safetensors`))(`shakespeare-relu-gpt at K=2: the reference's greedy tokens${existsSync(GPT) ? "" : " (SKIPPED: ../shared/models absent)"}`, async () => {
+    const out = join(dir, "gpt.flm");
+    await convertFile(GPT, `${GPT}/vocab.json`, out);
+    const model = await openModelFile(out, { workers: 2 });
+    const c = readJson(`${GPT}/reference/greedy.json`).cases.find((k: { prompt: string }) => k.prompt === "To be, or not to be");
+    const tokens = [...c.prompt_tokens];
+    for await (const t of model.generate(c.prompt, { temperature: 0, maxTokens: c.tokens.length - tokens.length })) tokens.push(t.token);
+    expect(tokens).toEqual(c.tokens);
+    await model.dispose();
   });
 });
