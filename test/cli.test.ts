@@ -27,6 +27,18 @@ describe("flashllm CLI", () => {
     expect(again.stderr).not.toMatch(/converting/);
   });
 
+  it("run --workers 2: every run.c greedy reference through two shard workers, with per-shard memory and stats", () => {
+    for (const c of readJson(`${STORIES_REF}/greedy.json`).cases) {
+      const r = run(["run", "--prompt", c.prompt, "--temperature", "0", "--max-tokens", String(c.steps + 1 - c.prompt_tokens.length), "--workers", "2", "--context", "256"]);
+      expect(r.status, r.stderr).toBe(0);
+      // run.c prints the text after BOS; run prints the prompt, then the continuation.
+      expect(r.stdout, JSON.stringify(c.prompt)).toBe(c.stdout);
+      expect(r.stderr).toMatch(/shard 0: heads 0–3, neurons 0–85, vocabulary 0–255; budget [^:]+: resident .*WASM memory/);
+      expect(r.stderr).toMatch(/shard 1: heads 4–7, neurons 86–171, vocabulary 256–511;/);
+      expect(r.stderr).toMatch(/\[stats\] \d+ tokens, .*shard 0 per token: I\/O .*shard 1 per token: .*WASM memory .* \+ .* \+ /);
+    }
+  });
+
   it("run: a budget too small is a clear error with the numbers, exit code 1", () => {
     const r = run(["run", "--memory-budget", "100KiB", "--max-tokens", "5"]);
     expect(r.status).toBe(1);

@@ -45,6 +45,7 @@ program
   .option("--direct", "read with O_DIRECT (bypass the page cache)", false)
   .option("--in-flight <n>", "reads in flight", int("--in-flight"), 8)
   .option("--dense", "load a llama2.c checkpoint wholly into memory instead (the reference path)", false)
+  .option("-w, --workers <k>", "shard workers: an integer, or auto (every core for a .flm of 256 MiB or more, else 1)", "auto")
   .action((opts) => runCommand(opts));
 
 program

@@ -5,3 +5,7 @@ export type { NodeFileSourceOptions, NodeFileSourceStats } from "./source/index.
 export { NodeFileSink } from "./file-sink.js";
 export { parseBudget } from "./budget.js";
 export { cacheDir, convertFile, flmFor } from "./model-files.js";
+export { NodeShardHost, shardWorkerScript } from "./shards/node-shard-host.js";
+export type { NodeShardHostOptions, ShardWorkerData } from "./shards/node-shard-host.js";
+export { openModelFile } from "./shards/open-model-file.js";
+export type { OpenModelFileOptions } from "./shards/open-model-file.js";

@@ -22,7 +22,8 @@ export type FlashErrorCode =
   | "READ_FAILED"
   | "ABORTED"
   | "BUSY"
-  | "QUOTA_EXCEEDED";
+  | "QUOTA_EXCEEDED"
+  | "SHARD_FAILED";
 
 /** Base class of all typed flashllm errors. */
 export class FlashError extends Error {
@@ -73,6 +74,21 @@ export class AbortedError extends FlashError {
   constructor(message = "aborted") {
     super("ABORTED", message);
     this.name = "AbortedError";
+  }
+}
+
+/**
+ * A shard of a sharded model (its own worker and WASM memory) failed: it threw, exited or ran out of
+ * memory. `shard` names it; `shardError` is what it reported (name, code, message). The model's other
+ * shards have been torn down: it cannot be used any more.
+ */
+export class ShardError extends FlashError {
+  /** Index of the shard that failed. */
+  readonly shard: number;
+  constructor(shard: number, message: string, details: Record<string, unknown> = {}, options?: { cause?: unknown }) {
+    super("SHARD_FAILED", `shard ${shard}: ${message}`, { shard, ...details }, options);
+    this.name = "ShardError";
+    this.shard = shard;
   }
 }
 

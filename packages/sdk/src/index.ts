@@ -57,3 +57,14 @@ export type { TraceParams, TracePreset, TraceStats, LookaheadSelector } from "./
 export type { PredictingSelector, PrefetchStats } from "./flash/flash-ffn.js";
 export * from "./synth/index.js";
 export * from "./gguf/index.js";
+export { openShardedModel, ShardedFlashModel, WASM32_MAX_BYTES } from "./shard/open-sharded.js";
+export type { ShardedOpenOptions, ShardedMemoryPlan } from "./shard/open-sharded.js";
+export type { ShardHost, ShardPort } from "./shard/host.js";
+export { runShard } from "./shard/runtime.js";
+export type { ShardEndpoint } from "./shard/runtime.js";
+export { planShards, evenSplit, maxShards } from "./shard/plan.js";
+export type { ShardSlice, Range } from "./shard/plan.js";
+export type { ShardFigures, ToShard, FromShard } from "./shard/protocol.js";
+export type { ShardTransport } from "./shard/group.js";
+export { crc32Combine } from "./format/crc32-combine.js";
+export type { ForwardPass } from "./model/forward-pass.js";

@@ -2,7 +2,7 @@ import { AbortedError, FlashError, throwIfAborted } from "./errors.js";
 import type { Kernels } from "./kernels/loader.js";
 import type { ModelConfig } from "./model/config.js";
 import type { FfnBackend } from "./model/ffn.js";
-import type { Transformer } from "./model/transformer.js";
+import type { ForwardPass } from "./model/forward-pass.js";
 import type { WeightStore } from "./model/weights.js";
 import type { SamplingOptions } from "./sampler.js";
 import { Sampler } from "./sampler.js";
@@ -49,12 +49,14 @@ export interface GenerationStats {
  */
 export class LanguageModel {
   private running = false;
+  private readonly disposers: (() => void | Promise<void>)[] = [];
   private _lastStats: GenerationStats | undefined;
 
   constructor(
     /** The kernels and the WASM memory the model lives in. */
     readonly kernels: Kernels,
-    readonly transformer: Transformer,
+    /** The forward pass: one instance (`Transformer`), or a coordinator of shards. */
+    readonly transformer: ForwardPass,
     readonly tokenizer: Tokenizer,
     readonly ffn: FfnBackend,
     private readonly weights: WeightStore,
@@ -160,10 +162,16 @@ export class LanguageModel {
     return this._lastStats;
   }
 
+  /** Runs `fn` at the end of {@link dispose}, after the model's memory is freed (e.g. closing the source it reads). */
+  onDispose(fn: () => void | Promise<void>): void {
+    this.disposers.push(fn);
+  }
+
   /** Frees every WASM block the model holds. The model cannot be used afterwards. */
   async dispose(): Promise<void> {
-    this.transformer.dispose();
+    await this.transformer.dispose();
     await this.ffn.dispose();
     this.weights.dispose();
+    for (const fn of this.disposers.splice(0)) await fn();
   }
 }

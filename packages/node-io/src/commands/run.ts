@@ -1,5 +1,7 @@
 import { readFile, stat } from "node:fs/promises";
-import { loadLlama2c, parseTokenizer, openFlashModel, openFlm, type FlashModel, type FlashSource, type FlashStrategy, type LanguageModel } from "@flashllm/sdk";
+import { loadLlama2c, parseTokenizer, openFlashModel, openFlm, ShardedFlashModel, type FlashModel, type FlashSource, type FlashStrategy, type LanguageModel } from "@flashllm/sdk";
+import { NodeShardHost } from "../shards/node-shard-host.js";
+import { parseWorkers, shardMemoryLines, sumShardStats } from "../workers.js";
 import { parseBudget } from "../budget.js";
 import { formatBytes, peakRssBytes } from "../format-stats.js";
 import { flmFor } from "../model-files.js";
@@ -25,6 +27,8 @@ export interface RunOptions {
   dense: boolean;
   selector?: "all" | "predictor";
   maxGap: number;
+  /** Shard workers: an integer, or "auto" (default: every core for a model of 256 MiB or more, else 1). */
+  workers?: string;
 }
 
 /**
@@ -52,13 +56,24 @@ export async function runCommand(o: RunOptions): Promise<void> {
     const memoryBudget = o.memoryBudget ? parseBudget(o.memoryBudget, fileBytes) : undefined;
     source = await NodeFileSource.open(flashFile, { direct: o.direct, maxInFlight: o.inFlight });
     if (o.context === undefined) contextLength = (await promptTokenCount(source, o.prompt)) + o.maxTokens;
-    model = await openFlashModel(source, { memoryBudget, strategy: o.strategy, window: o.window, contextLength, selector: o.selector, maxGapBytes: o.maxGap });
+    const workers = parseWorkers(o.workers, fileBytes);
+    const common = { memoryBudget, strategy: o.strategy, window: o.window, contextLength, selector: o.selector, maxGapBytes: o.maxGap };
+    if (workers > 1) {
+      model = await openFlashModel(source, { ...common, workers, shardHost: new NodeShardHost(flashFile, { direct: o.direct, maxInFlight: o.inFlight }) });
+      const sm = model as ShardedFlashModel;
+      process.stderr.write(
+        `[flashllm] ${flashFile}: ${formatBytes(fileBytes)}; budget ${memoryBudget ? `${formatBytes(memoryBudget)} (${((100 * memoryBudget) / fileBytes).toFixed(0)}% of the file)` : "unlimited"}, ` +
+          `${contextLength} positions, strategy ${o.strategy}, selector ${sm.file.manifest.predictor && o.selector !== "all" ? "predictor" : "all"}\n` +
+          shardMemoryLines(sm).map((l) => `[flashllm]   ${l}\n`).join(""),
+      );
+    } else {
+    model = await openFlashModel(source, common);
     const p = (model as FlashModel).memoryPlan;
     process.stderr.write(
       `[flashllm] ${flashFile}: ${formatBytes(fileBytes)}; budget ${memoryBudget ? `${formatBytes(memoryBudget)} (${((100 * memoryBudget) / fileBytes).toFixed(0)}% of the file)` : "unlimited"}: ` +
         `resident ${formatBytes(p.residentBytes)}, KV+activations ${formatBytes(p.stateBytes)} (${contextLength} positions), ` +
         `neuron cache ${formatBytes(p.cacheBytes)} (${p.capacity} of ${model.config.hiddenDim * model.config.nLayers} bundles), strategy ${o.strategy}, selector ${(model as FlashModel).predictor ? "predictor" : "all"}\n`,
-    );
+    );    }
   }
 
   const ac = new AbortController();
@@ -70,7 +85,7 @@ export async function runCommand(o: RunOptions): Promise<void> {
       process.stdout.write(t.text);
     }
     process.stdout.write("\n");
-    process.stderr.write(statsLine(model) + "\n");
+    process.stderr.write((model instanceof ShardedFlashModel ? await shardedStatsLine(model) : statsLine(model)) + "\n");
   } finally {
     process.off("SIGINT", onInt);
     await model.dispose();
@@ -93,6 +108,24 @@ export function statsLine(model: LanguageModel): string {
     );
   }
   parts.push(`peak RSS ${formatBytes(peakRssBytes())}`, `WASM memory ${formatBytes(model.wasmMemoryBytes)}`);
+  return `[stats] ${parts.join(", ")}`;
+}
+
+/** The stats line of a sharded model: the shards' reads summed, each shard's time split, every WASM memory. */
+export async function shardedStatsLine(model: ShardedFlashModel): Promise<string> {
+  const s = model.lastStats!;
+  const figures = await model.shardFigures();
+  const f = sumShardStats(figures);
+  const t = Math.max(f.tokens, 1);
+  const parts = [
+    `${s.generatedTokens} tokens`,
+    `${s.tokensPerSecond.toFixed(1)} tok/s`,
+    `read ${formatBytes(f.bytesRead / t)}/token in ${(f.readRequests / t).toFixed(1)} reads (mean ${formatBytes(f.bytesRead / Math.max(f.readRequests, 1))})`,
+    `cache hit ${((100 * f.cacheHits) / Math.max(f.activeNeurons, 1)).toFixed(1)}%`,
+    ...figures.map((g) => `shard ${g.index} per token: I/O ${(g.stats.ioMs / t).toFixed(2)} ms, memory ${(g.stats.memoryMs / t).toFixed(2)} ms, FFN compute ${(g.stats.computeMs / t).toFixed(2)} ms`),
+    `peak RSS ${formatBytes(peakRssBytes())}`,
+    `WASM memory ${formatBytes(model.wasmMemoryBytes)} + ${figures.map((g) => formatBytes(g.memoryBytes)).join(" + ")}`,
+  ];
   return `[stats] ${parts.join(", ")}`;
 }
 

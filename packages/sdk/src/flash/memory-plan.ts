@@ -68,7 +68,24 @@ export function planMemory(
 ): MemoryPlan {
   const resident = residentBytes(manifest);
   const state = Transformer.stateBytes(manifest.config, contextLength) + 11 * BLOCK_OVERHEAD;
-  const scratch = flashScratchBytes(layout) + 3 * BLOCK_OVERHEAD + extraBytes;
+  return planFromParts({ resident, state, extra: extraBytes }, layout, strategy, contextLength, moduleBytes, budget);
+}
+
+/**
+ * The same split for any instance (a shard of a sharded model too): what it must keep (`resident`
+ * weights, `state` = KV cache, activations and scratch, `extra` = further scratch), then the FFN
+ * path's scratch, the staging buffer and the neuron cache from what is left of `budget`.
+ */
+export function planFromParts(
+  parts: { resident: number; state: number; extra: number },
+  layout: FfnStorageLayout,
+  strategy: FlashStrategy,
+  contextLength: number,
+  moduleBytes: number,
+  budget = Infinity,
+): MemoryPlan {
+  const { resident, state } = parts;
+  const scratch = flashScratchBytes(layout) + 3 * BLOCK_OVERHEAD + parts.extra;
   const fixed = resident + state + scratch;
   const matrixOverhead = 4096 + BLOCK_OVERHEAD; // the slot matrix is 4096-aligned
   const left = budget - fixed;

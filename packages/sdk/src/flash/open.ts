@@ -1,7 +1,6 @@
-import { FlashError, FormatError, throwIfAborted } from "../errors.js";
+import { FlashError, throwIfAborted } from "../errors.js";
 import { openFlm } from "../format/reader.js";
 import type { FlmFile } from "../format/reader.js";
-import type { Manifest } from "../format/types.js";
 import { Kernels } from "../kernels/loader.js";
 import { LanguageModel } from "../language-model.js";
 import { Transformer } from "../model/transformer.js";
@@ -16,6 +15,9 @@ import type { FfnStorageLayout, FlashFfnOptions, FlashStrategy } from "./flash-f
 import { FlashFfn } from "./flash-ffn.js";
 import type { MemoryPlan } from "./memory-plan.js";
 import { planMemory } from "./memory-plan.js";
+import { checkModelTensors } from "./check-model.js";
+import type { ShardedFlashModel, ShardedOpenOptions } from "../shard/open-sharded.js";
+import { openShardedModel } from "../shard/open-sharded.js";
 
 /** Options of {@link openFlashModel}. */
 export interface OpenFlashOptions {
@@ -91,7 +93,23 @@ export class FlashModel extends LanguageModel {
  * section and tokenizer into memory, sizes the neuron caches from the budget, and leaves the FFN on
  * the source, to be read neuron by neuron as tokens need them.
  */
-export async function openFlashModel(source: FlashSource, opts: OpenFlashOptions = {}): Promise<FlashModel> {
+/**
+ * With `workers` > 1 and a `shardHost`, the model is cut across that many shard workers (DESIGN §8,
+ * `openShardedModel`); `workers: 1` is the single-instance path above, unchanged.
+ */
+export async function openFlashModel(source: FlashSource, opts: OpenFlashOptions & Partial<ShardedOpenOptions> & { workers: number }): Promise<FlashModel | ShardedFlashModel>;
+export async function openFlashModel(source: FlashSource, opts?: OpenFlashOptions & { workers?: 1 }): Promise<FlashModel>;
+export async function openFlashModel(source: FlashSource, opts: OpenFlashOptions & Partial<ShardedOpenOptions> = {}): Promise<FlashModel | ShardedFlashModel> {
+  const workers = opts.workers ?? 1;
+  if (!(Number.isSafeInteger(workers) && workers >= 1)) throw new FlashError("BAD_ARGUMENT", `workers must be an integer ≥ 1, got ${opts.workers}`);
+  if (workers > 1) {
+    if (!opts.shardHost) throw new FlashError("BAD_ARGUMENT", `workers: ${workers} needs a shardHost to start them (node-io: openModelFile, or new NodeShardHost(path))`);
+    return openShardedModel(source, { ...opts, workers, shardHost: opts.shardHost });
+  }
+  return openSingle(source, opts);
+}
+
+async function openSingle(source: FlashSource, opts: OpenFlashOptions): Promise<FlashModel> {
   const file = await openFlm(source, { signal: opts.signal });
   const m = file.manifest;
   const c = m.config;
@@ -167,63 +185,3 @@ export async function openFlashModel(source: FlashSource, opts: OpenFlashOptions
   return new FlashModel([kernels, transformer, tokenizer, ffn, store], plan, file, ffn, predictor);
 }
 
-/**
- * Checks that the resident tensors the forward pass reads exist with the shapes it assumes (llama and
- * OPT families). The manifest validator checks the container, not the model: without this, a file
- * whose tensors disagree with its config (two names swapped, a head count that changes kvDim, a
- * position table shorter than the context) would make the kernels read and write past the ends of
- * WASM blocks, corrupting the heap.
- */
-function checkModelTensors(m: Manifest, contextLength: number): void {
-  const c = m.config;
-  const kv = (c.dim * c.nKvHeads) / c.nHeads;
-  const byName = new Map(m.tensors.map((t) => [t.name, t]));
-  const check = (name: string, shape: number[], vector: boolean, required: boolean): void => {
-    const t = byName.get(name);
-    if (!t) {
-      if (required) throw new FormatError("BAD_MANIFEST", `tensor "${name}" is missing: the forward pass needs it`, { field: "tensors", tensor: name });
-      return;
-    }
-    if (t.shape.length !== shape.length || t.shape.some((d, i) => d !== shape[i])) {
-      throw new FormatError("WRONG_DIMS", `tensor "${name}" has shape [${t.shape.join(", ")}] but the config (dim ${c.dim}, kv dim ${kv}, vocab ${c.vocabSize}) needs [${shape.join(", ")}]`, {
-        field: "tensors",
-        tensor: name,
-        expected: shape,
-        actual: [...t.shape],
-      });
-    }
-    if (vector && t.dtype !== "f32") throw new FormatError("UNSUPPORTED", `tensor "${name}" is ${t.dtype}; norm weights and biases must be f32`, { tensor: name, actual: t.dtype });
-  };
-  const want = (name: string, shape: number[], vector = false) => check(name, shape, vector, true);
-  const bias = (name: string, n: number) => check(name, [n], true, false);
-  const layerNorm = c.norm === "layernorm";
-  want("tok_embeddings", [c.vocabSize, c.dim]);
-  if (!c.sharedClassifier) want("output", [c.vocabSize, c.dim]);
-  bias("output_bias", c.vocabSize);
-  want("norm", [c.dim], true);
-  if (layerNorm) want("norm_bias", [c.dim], true);
-  if (c.ropeStyle === "none") {
-    // Learned positions: row `pos` is read for every position of the context.
-    const t = byName.get("pos_embeddings");
-    if (!t) want("pos_embeddings", [contextLength, c.dim]);
-    else if (t.shape.length !== 2 || t.shape[0] < contextLength || t.shape[1] !== c.dim) want("pos_embeddings", [Math.max(contextLength, t.shape[0] ?? 0), c.dim]);
-  }
-  for (let l = 0; l < c.nLayers; l++) {
-    const L = `layers.${l}.`;
-    want(L + "attn_norm", [c.dim], true);
-    want(L + "wq", [c.dim, c.dim]);
-    want(L + "wk", [kv, c.dim]);
-    want(L + "wv", [kv, c.dim]);
-    want(L + "wo", [c.dim, c.dim]);
-    want(L + "ffn_norm", [c.dim], true);
-    if (layerNorm) {
-      want(L + "attn_norm_bias", [c.dim], true);
-      want(L + "ffn_norm_bias", [c.dim], true);
-    }
-    bias(L + "bq", c.dim);
-    bias(L + "bk", kv);
-    bias(L + "bv", kv);
-    bias(L + "bo", c.dim);
-    bias(L + "b2", c.dim);
-  }
-}

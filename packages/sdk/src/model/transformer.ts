@@ -3,6 +3,7 @@ import type { Kernels, WasmBlock } from "../kernels/loader.js";
 import type { ModelConfig } from "./config.js";
 import { headSize, kvDim } from "./config.js";
 import type { FfnBackend } from "./ffn.js";
+import type { ForwardPass } from "./forward-pass.js";
 import type { Matrix, WeightStore } from "./weights.js";
 import { copyRow, matvec } from "./weights.js";
 
@@ -29,6 +30,20 @@ interface LayerWeights {
 }
 
 /**
+ * run.c's RoPE angles, in float32: freq = 1/θ^(hd/head_size), angle = pos·freq, for hd = 0, 2, 4…;
+ * written into `cos` and `sin` (head_size/2 each). Every head uses the same factors.
+ */
+export function ropeFactors(theta: number, hs: number, pos: number, cos: Float32Array, sin: Float32Array): void {
+  const f = Math.fround;
+  for (let j = 0; j < hs / 2; j++) {
+    const freq = f(1 / f(Math.pow(theta, f((2 * j) / hs))));
+    const angle = f(pos * freq);
+    cos[j] = Math.cos(angle);
+    sin[j] = Math.sin(angle);
+  }
+}
+
+/**
  * The forward pass, written the way llama2.c's run.c writes it, on the WASM kernels; one token at
  * one position per call. Two families: llama (RMSNorm, RoPE, grouped-query attention, gated FFN) and
  * OPT/GPT (LayerNorm with bias, learned positions, attention biases, plain FFN with biases).
@@ -38,7 +53,7 @@ interface LayerWeights {
  * `attn_norm_bias`, `ffn_norm_bias`, `bo`, `b2` (down bias), and where the model has them `bq|bk|bv`
  * and `output_bias`.
  */
-export class Transformer {
+export class Transformer implements ForwardPass {
   readonly config: ModelConfig;
   /** Positions the KV cache holds (≤ seqLen). */
   readonly contextLength: number;
@@ -199,18 +214,9 @@ export class Transformer {
     return this.k.f32(this.x, this.config.dim);
   }
 
-  // run.c's RoPE angles, in float32: freq = 1/θ^(hd/head_size), angle = pos·freq, for hd = 0, 2, 4…
   private ropeFactors(pos: number): void {
     const hs = headSize(this.config);
-    const f = Math.fround;
-    const cos = this.k.f32(this.cos, hs / 2);
-    const sin = this.k.f32(this.sin, hs / 2);
-    for (let j = 0; j < hs / 2; j++) {
-      const freq = f(1 / f(Math.pow(this.config.ropeTheta, f((2 * j) / hs))));
-      const angle = f(pos * freq);
-      cos[j] = Math.cos(angle);
-      sin[j] = Math.sin(angle);
-    }
+    ropeFactors(this.config.ropeTheta, hs, pos, this.k.f32(this.cos, hs / 2), this.k.f32(this.sin, hs / 2));
   }
 
   /** Frees activations and the KV cache (not the weights or the FFN backend, which the caller owns). */

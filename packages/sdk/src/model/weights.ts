@@ -52,6 +52,29 @@ export class WeightStore {
     return m;
   }
 
+  /**
+   * Allocates a tensor's blocks under `name` and returns them unfilled, for a caller that reads the
+   * values straight into WASM memory (no host copy). Fill before use; views die when memory grows.
+   */
+  reserve(name: string, dtype: "f32" | "q8", rows: number, cols: number): Matrix {
+    const k = this.kernels;
+    const n = rows * cols;
+    let m: Matrix;
+    if (dtype === "f32") {
+      const b = k.alloc(n * 4);
+      this.blocks.push(b);
+      m = { dtype, rows, cols, ptr: b.ptr, scalesPtr: 0 };
+    } else {
+      const b = k.alloc(n);
+      this.blocks.push(b);
+      const s = k.alloc(rows * 4);
+      this.blocks.push(s);
+      m = { dtype, rows, cols, ptr: b.ptr, scalesPtr: s.ptr };
+    }
+    this.matrices.set(name, m);
+    return m;
+  }
+
   /** Registers another name for an uploaded tensor (a shared classifier is the embedding). */
   alias(name: string, existing: string): void {
     this.matrices.set(name, this.get(existing));

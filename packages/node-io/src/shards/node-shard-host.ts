@@ -1,0 +1,93 @@
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import { Worker, type ResourceLimits } from "node:worker_threads";
+import type { FromShard, ShardHost, ShardPort, ToShard } from "@flashllm/sdk";
+
+/** How each shard worker opens the model file, and limits on its thread. */
+export interface NodeShardHostOptions {
+  /** Read with O_DIRECT (as `NodeFileSource`). */
+  direct?: boolean;
+  /** Reads in flight per shard. */
+  maxInFlight?: number;
+  /** V8 heap limits of each worker (WASM memory is outside them: each shard's is capped at 4 GiB). */
+  resourceLimits?: ResourceLimits;
+  /** The worker script (default: `dist/shard-worker.js` of this package). */
+  workerScript?: string;
+}
+
+/** The data a shard worker starts with (`workerData`). */
+export interface ShardWorkerData {
+  index: number;
+  path: string;
+  direct: boolean;
+  maxInFlight?: number;
+}
+
+/**
+ * Shard workers as Node `worker_threads`: each runs `dist/shard-worker.js`, which opens its own
+ * `NodeFileSource` on `path` and runs the SDK's `runShard`.
+ */
+export class NodeShardHost implements ShardHost {
+  constructor(readonly path: string, readonly options: NodeShardHostOptions = {}) {}
+
+  spawn(index: number): ShardPort {
+    const workerData: ShardWorkerData = { index, path: this.path, direct: this.options.direct ?? false, maxInFlight: this.options.maxInFlight };
+    const worker = new Worker(this.options.workerScript ?? shardWorkerScript(), { workerData, resourceLimits: this.options.resourceLimits, name: `flashllm-shard-${index}` });
+    return new NodeShardPort(worker);
+  }
+}
+
+/** The built worker script: beside this module in dist/, or in dist/ when running from the sources. */
+export function shardWorkerScript(): string {
+  const candidates = [new URL("./shard-worker.js", import.meta.url), new URL("../../dist/shard-worker.js", import.meta.url)];
+  for (const u of candidates) {
+    const p = fileURLToPath(u);
+    if (existsSync(p)) return p;
+  }
+  throw new Error(`the shard worker script is not built (looked for ${candidates.map((u) => fileURLToPath(u)).join(", ")}): run npm run build`);
+}
+
+class NodeShardPort implements ShardPort {
+  private stopping = false;
+  private exitListener: ((e: Error) => void) | undefined;
+  private reported = false;
+  private readonly gone: Promise<void>;
+
+  constructor(private readonly worker: Worker) {
+    let error: Error | undefined;
+    worker.on("error", (e) => {
+      error = e;
+      this.report(e);
+    });
+    this.gone = new Promise((resolve) => {
+      worker.on("exit", (code) => {
+        if (!this.stopping) this.report(error ?? new Error(`the worker exited with code ${code}`));
+        resolve();
+      });
+    });
+  }
+
+  private report(e: Error): void {
+    if (this.reported || this.stopping) return;
+    this.reported = true;
+    this.exitListener?.(e);
+  }
+
+  postMessage(message: ToShard): void {
+    this.worker.postMessage(message);
+  }
+
+  onMessage(listener: (message: FromShard) => void): void {
+    this.worker.on("message", listener);
+  }
+
+  onExit(listener: (error: Error) => void): void {
+    this.exitListener = listener;
+  }
+
+  async terminate(): Promise<void> {
+    this.stopping = true;
+    await this.worker.terminate();
+    await this.gone;
+  }
+}

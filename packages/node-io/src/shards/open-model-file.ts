@@ -1,0 +1,39 @@
+import { openFlashModel, type FlashModel, type OpenFlashOptions, type ShardedFlashModel, type ShardTransport } from "@flashllm/sdk";
+import { NodeFileSource } from "../source/index.js";
+import { NodeShardHost, type NodeShardHostOptions } from "./node-shard-host.js";
+
+/** Options of {@link openModelFile}. */
+export interface OpenModelFileOptions extends OpenFlashOptions {
+  /** Shard workers: 1 (default) is one WASM instance on this thread; K > 1 is K workers + this thread coordinating. */
+  workers?: number;
+  /** Read with O_DIRECT. */
+  direct?: boolean;
+  /** Reads in flight (per shard). */
+  maxInFlight?: number;
+  /** Shards: "shared" (SharedArrayBuffer + Atomics, default) or "message" (postMessage). */
+  transport?: ShardTransport;
+  /** Shards: lookahead prefetch per shard. */
+  prefetch?: boolean;
+  /** Shards: V8 heap limits of each worker. */
+  resourceLimits?: NodeShardHostOptions["resourceLimits"];
+}
+
+/**
+ * Opens a `.flm` file from disk, on this thread (`workers: 1`) or cut across `workers` shard
+ * threads, each with its own handle on the file. `dispose` also closes the file and ends the workers.
+ */
+export async function openModelFile(path: string, opts: OpenModelFileOptions = {}): Promise<FlashModel | ShardedFlashModel> {
+  const { workers = 1, direct, maxInFlight, resourceLimits, ...rest } = opts;
+  const source = await NodeFileSource.open(path, { direct, maxInFlight });
+  try {
+    const model =
+      workers > 1
+        ? await openFlashModel(source, { ...rest, workers, shardHost: new NodeShardHost(path, { direct, maxInFlight, resourceLimits }) })
+        : await openFlashModel(source, { ...rest, workers: workers as 1 }); // 0 or a fraction is refused there
+    model.onDispose(() => source.close());
+    return model;
+  } catch (e) {
+    await source.close();
+    throw e;
+  }
+}

@@ -1,0 +1,166 @@
+import { FlashError, FormatError } from "../errors.js";
+import type { FlmFile } from "../format/reader.js";
+import { crc32, crcToHex, hexToCrc } from "../format/crc32.js";
+import { crc32Combine } from "../format/crc32-combine.js";
+import { RESIDENT_SECTION, TENSOR_ALIGNMENT } from "../format/constants.js";
+import type { TensorEntry } from "../format/types.js";
+import type { Kernels } from "../kernels/loader.js";
+import type { Matrix, WeightStore } from "../model/weights.js";
+import type { ReadRequest } from "../source.js";
+import type { TensorPart } from "./parts.js";
+import { matrixShape } from "./parts.js";
+
+/**
+ * Reads resident tensor parts straight into WASM memory (one read per row range, no whole-section
+ * buffer, no copy), and checksums the bytes each part owns as they are: the pieces are combined into
+ * the section's CRC by {@link verifyResident}.
+ */
+
+/** The CRC-32 of `length` bytes at `offset` of the resident section. */
+export interface CrcPiece {
+  offset: number;
+  length: number;
+  crc: number;
+}
+
+/** Bytes per element of a stored tensor. */
+const elementBytes = (t: TensorEntry) => (t.dtype === "f32" ? 4 : 1);
+
+/**
+ * Loads `parts` into `store` (WASM memory) and returns the CRC pieces of the rows they own. Parts
+ * named in `toHost` are read into host arrays instead (f32 only: predictor weights, which their
+ * selector copies itself) and returned. Every block is allocated before the first read, so memory
+ * cannot grow (and detach the read targets) while reads are in flight.
+ */
+export async function loadParts(
+  file: FlmFile,
+  k: Kernels,
+  store: WeightStore,
+  parts: readonly TensorPart[],
+  opts: { signal?: AbortSignal; toHost?: (p: TensorPart) => boolean } = {},
+): Promise<{ pieces: CrcPiece[]; host: Map<string, Float32Array> }> {
+  const section = file.section(RESIDENT_SECTION);
+  const byName = new Map(file.manifest.tensors.map((t) => [t.name, t]));
+  const host = new Map<string, Float32Array>();
+  const pieces: CrcPiece[] = [];
+  const entries = parts.map((p) => {
+    const t = byName.get(p.tensor);
+    if (!t) throw new FormatError("BAD_MANIFEST", `tensor "${p.tensor}" is missing: the forward pass needs it`, { tensor: p.tensor });
+    return { p, t, shape: matrixShape(t) };
+  });
+  // 1. Allocate everything.
+  const matrices = entries.map(({ p, t, shape }) => {
+    if (opts.toHost?.(p)) {
+      if (t.dtype !== "f32") throw new FlashError("UNSUPPORTED", `tensor "${t.name}" must be f32`);
+      host.set(p.as, new Float32Array(p.rows.count * shape.cols));
+      return undefined;
+    }
+    return store.reserve(p.as, t.dtype, p.rows.count, p.cols?.count ?? shape.cols);
+  });
+  // 2. Row ranges: straight into their blocks (or host arrays), all reads at once.
+  const requests: ReadRequest[] = [];
+  const dataView = (i: number): Uint8Array => {
+    const { p, t, shape } = entries[i];
+    const m = matrices[i];
+    const bytes = p.rows.count * shape.cols * elementBytes(t);
+    if (!m) return new Uint8Array(host.get(p.as)!.buffer);
+    return k.u8(m.ptr, bytes);
+  };
+  for (let i = 0; i < entries.length; i++) {
+    const { p, t, shape } = entries[i];
+    if (p.cols) continue;
+    const eb = elementBytes(t);
+    const target = dataView(i);
+    requests.push({ offset: section.offset + t.offset + p.rows.first * shape.cols * eb, length: target.byteLength, target });
+    if (t.dtype === "q8") requests.push({ offset: section.offset + t.scaleOffset! + p.rows.first * 4, length: p.rows.count * 4, target: k.u8(matrices[i]!.scalesPtr, p.rows.count * 4) });
+  }
+  await file.source.read(requests, opts.signal);
+  for (let i = 0; i < entries.length; i++) {
+    const { p, t, shape } = entries[i];
+    if (p.cols || !p.crcRows || p.crcRows.count === 0) continue;
+    const eb = elementBytes(t);
+    const rel = p.crcRows.first - p.rows.first;
+    const rowBytes = shape.cols * eb;
+    pieces.push({ offset: t.offset + p.crcRows.first * rowBytes, length: p.crcRows.count * rowBytes, crc: crc32(dataView(i).subarray(rel * rowBytes, (rel + p.crcRows.count) * rowBytes)) });
+    if (t.dtype === "q8") {
+      const scales = k.u8(matrices[i]!.scalesPtr + rel * 4, p.crcRows.count * 4);
+      pieces.push({ offset: t.scaleOffset! + p.crcRows.first * 4, length: scales.byteLength, crc: crc32(scales) });
+    }
+  }
+  // 3. Column slices: whole rows through one host buffer (reused), the kept columns gathered into WASM.
+  let buffer = new Uint8Array(0);
+  for (let i = 0; i < entries.length; i++) {
+    const { p, t, shape } = entries[i];
+    if (!p.cols) continue;
+    const m = matrices[i]!;
+    const eb = elementBytes(t);
+    const rowBytes = shape.cols * eb;
+    const bytes = p.rows.count * rowBytes;
+    if (buffer.byteLength < bytes) buffer = new Uint8Array(bytes);
+    const whole = buffer.subarray(0, bytes);
+    const reqs: ReadRequest[] = [{ offset: section.offset + t.offset + p.rows.first * rowBytes, length: bytes, target: whole }];
+    if (t.dtype === "q8") reqs.push({ offset: section.offset + t.scaleOffset! + p.rows.first * 4, length: p.rows.count * 4, target: k.u8(m.scalesPtr, p.rows.count * 4) });
+    await file.source.read(reqs, opts.signal);
+    gatherColumns(k, m, whole, rowBytes, p.cols.first * eb, p.cols.count * eb);
+    if (p.crcRows && p.crcRows.count > 0) {
+      const rel = p.crcRows.first - p.rows.first;
+      pieces.push({ offset: t.offset + p.crcRows.first * rowBytes, length: p.crcRows.count * rowBytes, crc: crc32(whole.subarray(rel * rowBytes, (rel + p.crcRows.count) * rowBytes)) });
+      if (t.dtype === "q8") {
+        const scales = k.u8(m.scalesPtr + rel * 4, p.crcRows.count * 4);
+        pieces.push({ offset: t.scaleOffset! + p.crcRows.first * 4, length: scales.byteLength, crc: crc32(scales) });
+      }
+    }
+  }
+  return { pieces, host };
+}
+
+// Copies bytes [from, from+width) of every row of `whole` into consecutive rows of `m`.
+function gatherColumns(k: Kernels, m: Matrix, whole: Uint8Array, rowBytes: number, from: number, width: number): void {
+  const dst = k.u8(m.ptr, m.rows * width);
+  for (let r = 0; r < m.rows; r++) dst.set(whole.subarray(r * rowBytes + from, r * rowBytes + from + width), r * width);
+}
+
+/** Gaps below this between checksummed pieces are the writer's zero padding between tensors. */
+const PADDING = TENSOR_ALIGNMENT;
+
+/**
+ * Checks the resident section against the manifest's CRC from the pieces every reader checksummed:
+ * pieces are combined in file order; padding between tensors counts as the zeros the writer wrote;
+ * larger stretches nobody loaded (predictors a run does not use) are read here, in chunks. Throws
+ * CHECKSUM_MISMATCH naming the section, as a whole-section check does.
+ */
+export async function verifyResident(file: FlmFile, pieces: readonly CrcPiece[], signal?: AbortSignal): Promise<void> {
+  const section = file.section(RESIDENT_SECTION);
+  const sorted = [...pieces].sort((a, b) => a.offset - b.offset);
+  let crc = 0;
+  let at = 0;
+  const fill = async (end: number) => {
+    if (end - at < PADDING) {
+      crc = crc32(new Uint8Array(end - at), crc);
+      at = end;
+      return;
+    }
+    const chunk = new Uint8Array(Math.min(end - at, 8 << 20));
+    while (at < end) {
+      const part = chunk.subarray(0, Math.min(chunk.byteLength, end - at));
+      await file.source.read([{ offset: section.offset + at, length: part.byteLength, target: part }], signal);
+      crc = crc32(part, crc);
+      at += part.byteLength;
+    }
+  };
+  for (const p of sorted) {
+    if (p.offset < at) throw new FlashError("BAD_ARGUMENT", `resident checksum pieces overlap at offset ${p.offset} (covered up to ${at}): a bug in the shard plan`, { offset: p.offset, covered: at });
+    if (p.offset > at) await fill(p.offset);
+    crc = crc32Combine(crc, p.crc, p.length);
+    at = p.offset + p.length;
+  }
+  if (section.length > at) await fill(section.length);
+  if (at > section.length) throw new FlashError("BAD_ARGUMENT", `resident checksum pieces end at ${at}, past the section's ${section.length} bytes`);
+  if (crc !== hexToCrc(section.crc32)) {
+    throw new FormatError("CHECKSUM_MISMATCH", `checksum mismatch in section "${section.name}": manifest says crc32 ${section.crc32}, the ${section.length} bytes at offset ${section.offset} have ${crcToHex(crc)}`, {
+      section: section.name,
+      expected: section.crc32,
+      actual: crcToHex(crc),
+    });
+  }
+}
