@@ -22,7 +22,9 @@ export type FlashErrorCode =
   | "READ_FAILED"
   | "ABORTED"
   | "BUSY"
-  | "QUOTA_EXCEEDED";
+  | "QUOTA_EXCEEDED"
+  | "NO_CHAT_TEMPLATE"
+  | "BAD_CHAT_TEMPLATE";
 
 /** Base class of all typed flashllm errors. */
 export class FlashError extends Error {

@@ -19,6 +19,8 @@ export interface ConvertOptions extends Llama2cOptions {
   onProgress?: (done: number, total: number) => void;
   /** Free-form provenance stored in the manifest (source file name, date). */
   provenance?: Record<string, unknown>;
+  /** The model's chat template (Jinja, e.g. `chat_template` of `tokenizer_config.json`), stored in the manifest. */
+  chatTemplate?: string;
 }
 
 /** A model's tensors under flashllm's canonical names (see `model/llama2c.ts`), fetched one at a time. */
@@ -92,6 +94,7 @@ export async function convertTensors(src: TensorSource, tokenizer: TokenizerFile
     tokenizer: { kind: tokenizer.kind, byteLength: tokenizer.bytes.byteLength },
     bundleAlignment: opts.bundleAlignment,
     provenance: { converter: "flashllm", ...opts.provenance },
+    chatTemplate: opts.chatTemplate,
   });
   const total = nLayers + 1;
   // Every tensor is checked for NaN/Inf on the way in: a broken checkpoint is named here, not as

@@ -152,7 +152,9 @@ export async function openFlashModel(source: FlashSource, opts: OpenFlashOptions
     store.dispose();
     throw e;
   }
-  return new FlashModel([kernels, transformer, tokenizer, ffn, store], plan, file, ffn, predictor);
+  const model = new FlashModel([kernels, transformer, tokenizer, ffn, store], plan, file, ffn, predictor);
+  model.chatTemplate = m.chatTemplate;
+  return model;
 }
 
 /**

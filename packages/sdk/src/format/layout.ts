@@ -38,6 +38,8 @@ export interface FlmDeclaration {
   provenance?: Record<string, unknown>;
   /** Sparsity predictors whose tensors are among `tensors`. */
   predictor?: PredictorInfo;
+  /** Chat template (Jinja) stored in the manifest. */
+  chatTemplate?: string;
 }
 
 /** The computed layout of a file. */
@@ -89,6 +91,7 @@ export function planFlm(decl: FlmDeclaration): FlmPlan {
       sections,
       ...(decl.provenance !== undefined ? { provenance: decl.provenance } : {}),
       ...(decl.predictor !== undefined ? { predictor: decl.predictor } : {}),
+      ...(decl.chatTemplate !== undefined ? { chatTemplate: decl.chatTemplate } : {}),
     };
     const manifestLength = encodeManifest(validateManifest(draft, fileSize)).byteLength;
     const need = alignUp(HEADER_BYTES + manifestLength, SECTION_ALIGNMENT);
