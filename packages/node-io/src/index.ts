@@ -5,3 +5,5 @@ export type { NodeFileSourceOptions, NodeFileSourceStats } from "./source/index.
 export { NodeFileSink } from "./file-sink.js";
 export { parseBudget } from "./budget.js";
 export { cacheDir, convertFile, flmFor } from "./model-files.js";
+export { startServer, ApiError, GenerationQueue } from "./serve/index.js";
+export type { FlashServer, ServeOptions, ServeEvent } from "./serve/index.js";
