@@ -10,6 +10,7 @@ import { SseStream } from "./sse.js";
 
 /** What the server reports as requests come and go (the CLI logs these; tests watch them). */
 export type ServeEvent =
+  /** The request is in line for the model (`waiting` requests, itself included), or about to be refused with 429. */
   | { type: "queued"; id: string; waiting: number }
   | { type: "start"; id: string }
   | { type: "end"; id: string; finishReason: GenerationStats["finishReason"] | "refused"; promptTokens: number; generatedTokens: number; status: number };
@@ -57,9 +58,10 @@ export async function serveTurn(ctx: TurnContext, res: ServerResponse, shape: Re
   let sse: SseStream | undefined;
   let stats: GenerationStats | undefined;
   let status = 200;
-  ctx.emit({ type: "queued", id, waiting: ctx.queue.length + (ctx.queue.busy ? 1 : 0) });
   try {
-    release = await ctx.queue.acquire(ac.signal);
+    const turn = ctx.queue.acquire(ac.signal); // in line (or refused) from here on
+    ctx.emit({ type: "queued", id, waiting: ctx.queue.length });
+    release = await turn;
     const queueMs = performance.now() - t0;
     ctx.emit({ type: "start", id });
     const before = flashSnapshot(ctx.model);
