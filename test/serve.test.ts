@@ -7,10 +7,11 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { spawn } from "node:child_process";
+import { request } from "node:http";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import OpenAI from "openai";
-import { MemorySink, convertLlama2c, loadLlama2c, openFlashModel, type FlashModel, type LanguageModel } from "@flashllm/sdk";
+import { FaultInjectingSource, MemorySink, MemorySource, convertLlama2c, loadLlama2c, openFlashModel, type FlashModel, type LanguageModel } from "@flashllm/sdk";
 import { NodeFileSource, startServer, type FlashServer, type ServeEvent } from "@flashllm/node-io";
 import { ROOT, STORIES_BIN, STORIES_TOK, readBytes } from "./helpers.js";
 import { CHATML_TEMPLATE } from "./chat-templates.js";
@@ -195,6 +196,24 @@ describe("flashllm serve with the openai client", () => {
     expect(results.map((r) => r.id)).toEqual(queued);
   });
 
+  it("a client that leaves while waiting is taken out of the line", async () => {
+    const turn = await server.queue.acquire(new AbortController().signal);
+    const first = events.length;
+    const ac = new AbortController();
+    const gone = client.completions.create({ model: MODEL, prompt: "Tom", max_tokens: 8 }, { signal: ac.signal }).catch((x) => x);
+    const queued = await eventWhere((e) => events.indexOf(e) >= first && e.type === "queued");
+    expect(server.queue.length).toBe(1);
+    ac.abort();
+    expect(await gone).toBeInstanceOf(OpenAI.APIUserAbortError);
+    const end = await eventWhere((e) => e.type === "end" && "id" in queued && e.id === queued.id);
+    expect(end).toMatchObject({ finishReason: "aborted", generatedTokens: 0 });
+    expect(server.queue.length).toBe(0);
+    turn();
+    const r = await client.completions.create({ model: MODEL, prompt: "Tom", max_tokens: 8, temperature: 0 });
+    expect(r.choices[0].text).toBe(await denseText("Tom", { maxTokens: 8 }));
+    expect(events.slice(first).filter((e) => e.type === "start")).toHaveLength(1); // the one that left never ran
+  });
+
   it("beyond the bounded queue: 429 with Retry-After; the queued requests still complete", async () => {
     const turn = await server.queue.acquire(new AbortController().signal);
     const first = events.length;
@@ -269,6 +288,23 @@ describe("bad requests get OpenAI-style errors with the right status, never a cr
     expect(e.code).toBe("request_too_large");
   });
 
+  it("a chunked body (no Content-Length) that grows past the limit: 413 while it is still arriving", async () => {
+    const res = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const req = request(`${server.url}/v1/completions`, { method: "POST", headers: { authorization: `Bearer ${KEY}`, "content-type": "application/json" } }, (r) => {
+        let body = "";
+        r.on("data", (d) => (body += d));
+        r.on("end", () => resolve({ status: r.statusCode ?? 0, body }));
+      });
+      req.on("error", reject);
+      req.write(`{"model":"${MODEL}","prompt":"`);
+      const chunk = "y".repeat(64 * 1024);
+      for (let i = 0; i < 20; i++) req.write(chunk); // 1.25 MiB > the 1 MiB default
+      req.end('"}');
+    });
+    expect(res.status).toBe(413);
+    expect(JSON.parse(res.body).error).toMatchObject({ type: "invalid_request_error", code: "request_too_large" });
+  });
+
   it("unknown model 404, bad or missing API key 401, unknown route 404, wrong method 405", async () => {
     const m = await errorOf(client.chat.completions.create({ model: "gpt-4o", messages: [{ role: "user", content: "x" }] }));
     expect([m.status, m.code, m.param]).toEqual([404, "model_not_found", "model"]);
@@ -296,6 +332,40 @@ describe("bad requests get OpenAI-style errors with the right status, never a cr
     }
     const ok = await client.completions.create({ model: MODEL, prompt: "Once upon a time", max_tokens: 10, temperature: 0 });
     expect(ok.choices[0].text).toBe(await denseText("Once upon a time", { maxTokens: 10 }));
+  });
+});
+
+describe("a storage failure in the middle of a stream", () => {
+  it("is reported in the stream as an error object; the server serves the next request", async () => {
+    const sink = new MemorySink();
+    await convertLlama2c(readBytes(STORIES_BIN), readBytes(STORIES_TOK), sink);
+    // Every read call from `failFrom` on fails: armed a few tokens into the stream's generation.
+    let failFrom = Infinity;
+    const faulty = new FaultInjectingSource(new MemorySource(sink.bytes()), { rule: (call) => (call.index >= failFrom ? "error" : undefined) });
+    const m = await openFlashModel(faulty, { memoryBudget: 900_000, contextLength: 128 });
+    const s = await startServer({ model: m, modelId: "faulty", port: 0 });
+    try {
+      const c = new OpenAI({ apiKey: "none", baseURL: `${s.url}/v1`, maxRetries: 0 });
+      const readsPerToken = m.config.nLayers; // at least one read per layer: the cache holds about half the FFN
+      failFrom = faulty.stats.calls + readsPerToken * 10;
+      const stream = await c.completions.create({ model: "faulty", prompt: "Once upon a time", max_tokens: 100, temperature: 0, stream: true });
+      let text = "";
+      const err = await (async () => {
+        for await (const chunk of stream) text += chunk.choices[0].text;
+      })().catch((x) => x);
+      failFrom = Infinity;
+      expect(err).toBeInstanceOf(OpenAI.APIError);
+      expect(err.message).toMatch(/READ_FAILED/);
+      // Some text came before the failure, and it is the right text.
+      expect(text.length).toBeGreaterThan(0);
+      expect((await denseText("Once upon a time", { maxTokens: 100 })).startsWith(text)).toBe(true);
+      expect(s.queue.busy).toBe(false);
+      const ok = await c.completions.create({ model: "faulty", prompt: "Once upon a time", max_tokens: 20, temperature: 0 });
+      expect(ok.choices[0].text).toBe(await denseText("Once upon a time", { maxTokens: 20 }));
+    } finally {
+      await s.close();
+      await m.dispose();
+    }
   });
 });
 

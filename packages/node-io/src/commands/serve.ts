@@ -57,6 +57,7 @@ export async function serveCommand(modelPath: string, o: ServeCliOptions): Promi
   const modelId = o.modelName ?? basename(modelPath).replace(/\.(flm|bin)$/, "");
   const onEvent = (e: ServeEvent) => {
     if (e.type === "end") log(`${e.id} ${e.status} ${e.finishReason}: ${e.promptTokens} prompt + ${e.generatedTokens} generated tokens`);
+    else if (e.type === "rejected") log(`${e.method} ${e.path} ${e.status} ${e.code ?? ""}`);
   };
   const server = await startServer({
     model,

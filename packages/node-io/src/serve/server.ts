@@ -64,6 +64,7 @@ export async function startServer(o: ServeOptions): Promise<FlashServer> {
     const work = route(ctx, req, res)
       .catch((e: unknown) => {
         const err = toApiError(e);
+        ctx.emit({ type: "rejected", method: req.method ?? "", path: (req.url ?? "").split("?")[0], status: err.status, code: err.code });
         sendError(res, err);
         // A refused request's body may still be arriving: read and drop it so the client gets the answer.
         if (!req.readableEnded) req.resume();

@@ -13,7 +13,9 @@ export type ServeEvent =
   /** The request is in line for the model (`waiting` requests, itself included), or about to be refused with 429. */
   | { type: "queued"; id: string; waiting: number }
   | { type: "start"; id: string }
-  | { type: "end"; id: string; finishReason: GenerationStats["finishReason"] | "refused"; promptTokens: number; generatedTokens: number; status: number };
+  | { type: "end"; id: string; finishReason: GenerationStats["finishReason"] | "refused"; promptTokens: number; generatedTokens: number; status: number }
+  /** A request answered with an error before it reached the queue (bad body, key, route, model, prompt). */
+  | { type: "rejected"; method: string; path: string; status: number; code: string | null };
 
 /** A prompt ready to generate from. */
 export interface TurnPrompt {
@@ -120,7 +122,7 @@ export async function serveTurn(ctx: TurnContext, res: ServerResponse, shape: Re
       type: "end",
       id,
       status,
-      finishReason: release ? (stats?.finishReason ?? (ac.signal.aborted ? "aborted" : "error")) : "refused",
+      finishReason: ac.signal.aborted ? "aborted" : release ? (stats?.finishReason ?? "error") : "refused",
       promptTokens: prompt.tokens.length,
       generatedTokens: release ? (s?.generatedTokens ?? 0) : 0,
     });
