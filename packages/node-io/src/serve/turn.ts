@@ -59,6 +59,7 @@ export async function serveTurn(ctx: TurnContext, res: ServerResponse, shape: Re
   let gen: AsyncGenerator<GeneratedToken, GenerationStats> | undefined;
   let sse: SseStream | undefined;
   let stats: GenerationStats | undefined;
+  let statsBefore: GenerationStats | undefined;
   let status = 200;
   try {
     const turn = ctx.queue.acquire(ac.signal); // in line (or refused) from here on
@@ -67,6 +68,7 @@ export async function serveTurn(ctx: TurnContext, res: ServerResponse, shape: Re
     const queueMs = performance.now() - t0;
     ctx.emit({ type: "start", id });
     const before = flashSnapshot(ctx.model);
+    statsBefore = ctx.model.lastStats;
     const inner = ctx.model.generate(prompt.tokens, {
       maxTokens: p.maxTokens,
       temperature: p.temperature,
@@ -117,14 +119,16 @@ export async function serveTurn(ctx: TurnContext, res: ServerResponse, shape: Re
     await gen?.return(undefined as never).catch(() => undefined);
     release?.();
     res.off("close", onClose);
-    const s = stats ?? ctx.model.lastStats;
+    // A generation that failed or was aborted leaves its figures in lastStats (a new object); one that
+    // never started leaves the previous request's there.
+    const s = stats ?? (ctx.model.lastStats !== statsBefore ? ctx.model.lastStats : undefined);
     ctx.emit({
       type: "end",
       id,
       status,
       finishReason: ac.signal.aborted ? "aborted" : release ? (stats?.finishReason ?? "error") : "refused",
       promptTokens: prompt.tokens.length,
-      generatedTokens: release ? (s?.generatedTokens ?? 0) : 0,
+      generatedTokens: s?.generatedTokens ?? 0,
     });
   }
 }
