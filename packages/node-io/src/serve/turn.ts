@@ -59,6 +59,7 @@ export async function serveTurn(ctx: TurnContext, res: ServerResponse, shape: Re
   let gen: AsyncGenerator<GeneratedToken, GenerationStats> | undefined;
   let sse: SseStream | undefined;
   let stats: GenerationStats | undefined;
+  let started = false;
   let statsBefore: GenerationStats | undefined;
   let status = 200;
   try {
@@ -69,6 +70,7 @@ export async function serveTurn(ctx: TurnContext, res: ServerResponse, shape: Re
     ctx.emit({ type: "start", id });
     const before = flashSnapshot(ctx.model);
     statsBefore = ctx.model.lastStats;
+    started = true;
     const inner = ctx.model.generate(prompt.tokens, {
       maxTokens: p.maxTokens,
       temperature: p.temperature,
@@ -121,7 +123,7 @@ export async function serveTurn(ctx: TurnContext, res: ServerResponse, shape: Re
     res.off("close", onClose);
     // A generation that failed or was aborted leaves its figures in lastStats (a new object); one that
     // never started leaves the previous request's there.
-    const s = stats ?? (ctx.model.lastStats !== statsBefore ? ctx.model.lastStats : undefined);
+    const s = stats ?? (started && ctx.model.lastStats !== statsBefore ? ctx.model.lastStats : undefined);
     ctx.emit({
       type: "end",
       id,
