@@ -261,6 +261,8 @@ describe("bad requests get OpenAI-style errors with the right status, never a cr
       [{ stream: "yes" }, "stream"],
       [{ n: 2 }, "n"],
       [{ prompt: { text: "x" } }, "prompt"],
+      [{ prompt: [1, 512] }, "prompt"], // 512 is past the vocabulary of 512 ids
+      [{ logprobs: 2 }, "logprobs"],
     ];
     for (const [extra, param] of cases) {
       const e = await errorOf(client.completions.create({ model: MODEL, prompt: "Hi", max_tokens: 2, ...extra } as never));
@@ -280,6 +282,9 @@ describe("bad requests get OpenAI-style errors with the right status, never a cr
     expect(e.status).toBe(400);
     expect(e.code).toBe("context_length_exceeded");
     expect(e.message).toMatch(/the prompt is \d+ tokens but the context holds 256/);
+    expect(e.param).toBe("prompt");
+    const chat = await errorOf(client.chat.completions.create({ model: MODEL, messages: [{ role: "user", content: "the cat sat on the mat ".repeat(200) }] }));
+    expect([chat.status, chat.code, chat.param]).toEqual([400, "context_length_exceeded", "messages"]);
   });
 
   it("a body over the limit: 413 request_too_large", async () => {

@@ -1,6 +1,6 @@
 import { readFile, stat } from "node:fs/promises";
 import { basename } from "node:path";
-import { ChatTemplate, openFlashModel, type OpenFlashOptions } from "@flashllm/sdk";
+import { ChatTemplate, openFlashModel, type FlashModel, type OpenFlashOptions } from "@flashllm/sdk";
 import { parseBudget } from "../budget.js";
 import { formatBytes } from "../format-stats.js";
 import { flmFor } from "../model-files.js";
@@ -49,12 +49,27 @@ export async function serveCommand(modelPath: string, o: ServeCliOptions): Promi
     await source.close();
     throw e;
   });
+  try {
+    const modelId = o.modelName ?? basename(modelPath).replace(/\.(flm|bin)$/, "");
+    await serveModel(model, { modelId, file, fileBytes, memoryBudget, apiKey }, o, log);
+  } finally {
+    await model.dispose();
+    await source.close();
+  }
+}
+
+/** Serves an opened model until SIGINT or SIGTERM. */
+async function serveModel(
+  model: FlashModel,
+  { modelId, file, fileBytes, memoryBudget, apiKey }: { modelId: string; file: string; fileBytes: number; memoryBudget?: number; apiKey?: string },
+  o: ServeCliOptions,
+  log: (m: string) => void,
+): Promise<void> {
   if (o.chatTemplate) {
     const text = await readFile(o.chatTemplate, "utf8");
     new ChatTemplate(text); // a template that does not parse is refused now, not at the first chat
     model.chatTemplate = text;
   }
-  const modelId = o.modelName ?? basename(modelPath).replace(/\.(flm|bin)$/, "");
   const onEvent = (e: ServeEvent) => {
     if (e.type === "end") log(`${e.id} ${e.status} ${e.finishReason}: ${e.promptTokens} prompt + ${e.generatedTokens} generated tokens`);
     else if (e.type === "rejected") log(`${e.method} ${e.path} ${e.status} ${e.code ?? ""}`);
@@ -89,6 +104,4 @@ export async function serveCommand(modelPath: string, o: ServeCliOptions): Promi
   });
   log("stopping");
   await server.close();
-  await model.dispose();
-  await source.close();
 }

@@ -33,23 +33,23 @@ export function badParam(param: string, message: string, code: string | null = "
 
 /**
  * The API error for anything a request's handling threw: an ApiError as it is; the SDK's typed errors
- * that a request can cause (prompt over the context, a template that fails on these messages, a model
+ * that a request can cause (with `promptParam` naming the field a prompt error is about) (prompt over the context, a template that fails on these messages, a model
  * without a template, bad sampling values) as 400s; everything else as a 500 that names the error
  * without a stack.
  */
-export function toApiError(e: unknown): ApiError {
+export function toApiError(e: unknown, promptParam: string | null = null): ApiError {
   if (e instanceof ApiError) return e;
   if (e instanceof FlashError) {
     switch (e.code) {
       case "CONTEXT_OVERFLOW":
-        return new ApiError(400, `${e.message}: shorten the prompt (the server's context is set by --context)`, "invalid_request_error", "context_length_exceeded", "messages" in e.details ? "messages" : null);
+        return new ApiError(400, `${e.message}: shorten the prompt (the server's context is set by --context)`, "invalid_request_error", "context_length_exceeded", promptParam);
       case "NO_CHAT_TEMPLATE":
         return new ApiError(400, e.message, "invalid_request_error", "no_chat_template", "messages");
       case "BAD_CHAT_TEMPLATE":
         return new ApiError(400, `the model's chat template failed on these messages: ${e.message}`, "invalid_request_error", "chat_template_error", "messages");
       case "BAD_ARGUMENT":
       case "BAD_TOKENIZER":
-        return new ApiError(400, e.message, "invalid_request_error", "invalid_value", null);
+        return new ApiError(400, e.message, "invalid_request_error", "invalid_value", promptParam);
       case "BUSY":
         return new ApiError(503, e.message, "server_error", "busy");
     }

@@ -85,7 +85,7 @@ function sampling(b: Body, defaultMaxTokens: number | undefined): SamplingParams
   if (present(so) && (typeof so !== "object" || Array.isArray(so))) throw badParam("stream_options", `stream_options must be an object, got ${show(so)}`);
   const includeUsage = present(so) ? boolean(so as Body, "include_usage") : false;
   unsupported(b, "n", (v) => v === 1, "one choice per request");
-  unsupported(b, "logprobs", (v) => v === false, "no log-probabilities");
+  unsupported(b, "logprobs", (v) => v === false || v === 0, "no log-probabilities");
   unsupported(b, "top_logprobs", (v) => v === 0, "no log-probabilities");
   unsupported(b, "presence_penalty", (v) => v === 0, "no repetition penalties");
   unsupported(b, "frequency_penalty", (v) => v === 0, "no repetition penalties");

@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { checkApiKey } from "./auth.js";
 import { readJsonBody } from "./body.js";
-import { ApiError } from "./errors.js";
+import { ApiError, badParam, toApiError } from "./errors.js";
 import { chatParams, checkModel, completionParams } from "./requests.js";
 import { chatShape, completionShape } from "./responses.js";
 import { serveTurn, type TurnContext } from "./turn.js";
@@ -63,7 +63,7 @@ const ENDPOINTS: Endpoint[] = [
       const p = completionParams(await readJsonBody(req, ctx.maxBodyBytes));
       checkModel(p.model, ctx.modelId);
       // Encoded (and checked against the context) before the request waits for the model.
-      const tokens = typeof p.prompt === "string" ? ctx.model.encodePrompt(p.prompt) : p.prompt;
+      const tokens = asPromptError("prompt", () => (typeof p.prompt === "string" ? ctx.model.encodePrompt(p.prompt) : checkTokenIds(ctx, p.prompt)));
       await serveTurn(ctx, res, completionShape, { tokens, stop: p.stop }, p);
     },
   },
@@ -73,8 +73,27 @@ const ENDPOINTS: Endpoint[] = [
     handle: async (ctx, req, res) => {
       const p = chatParams(await readJsonBody(req, ctx.maxBodyBytes));
       checkModel(p.model, ctx.modelId);
-      const cp = ctx.model.chatPrompt(p.messages);
+      const cp = asPromptError("messages", () => ctx.model.chatPrompt(p.messages));
       await serveTurn(ctx, res, chatShape, { tokens: cp.tokens, stopTokens: cp.stopTokens, stop: [...cp.stopText, ...p.stop] }, p);
     },
   },
 ];
+
+/** Runs prompt preparation; the SDK's errors about the prompt become 400s naming `param`. */
+function asPromptError<T>(param: string, f: () => T): T {
+  try {
+    return f();
+  } catch (e) {
+    throw toApiError(e, param);
+  }
+}
+
+/** A prompt of token ids: each an id of the model's vocabulary, and no more than the context holds. */
+function checkTokenIds(ctx: RouteContext, ids: number[]): number[] {
+  const vocab = ctx.model.config.vocabSize;
+  const bad = ids.findIndex((id) => !(Number.isInteger(id) && id >= 0 && id < vocab));
+  if (bad >= 0) throw badParam("prompt", `prompt[${bad}] is ${ids[bad]}, not a token id of this model (0 to ${vocab - 1})`);
+  const ctxLen = ctx.model.transformer.contextLength;
+  if (ids.length > ctxLen) throw new ApiError(400, `the prompt is ${ids.length} tokens but the context holds ${ctxLen}`, "invalid_request_error", "context_length_exceeded", "prompt");
+  return ids;
+}

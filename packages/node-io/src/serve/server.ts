@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { LanguageModel } from "@flashllm/sdk";
-import { ApiError, sendError, toApiError } from "./errors.js";
+import { FlashError, type LanguageModel } from "@flashllm/sdk";
+import { sendError, toApiError } from "./errors.js";
 import { GenerationQueue } from "./queue.js";
 import { route, type RouteContext } from "./routes.js";
 import type { ServeEvent } from "./turn.js";
@@ -46,9 +46,9 @@ export async function startServer(o: ServeOptions): Promise<FlashServer> {
   const host = o.host ?? "127.0.0.1";
   const maxQueue = o.maxQueue ?? 16;
   const maxBodyBytes = o.maxBodyBytes ?? 1024 * 1024;
-  if (!(Number.isSafeInteger(maxQueue) && maxQueue >= 0)) throw new ApiError(500, `maxQueue must be an integer ≥ 0, got ${maxQueue}`);
-  if (!(Number.isSafeInteger(maxBodyBytes) && maxBodyBytes >= 1)) throw new ApiError(500, `maxBodyBytes must be an integer ≥ 1, got ${maxBodyBytes}`);
-  if (o.apiKey !== undefined && o.apiKey.length === 0) throw new ApiError(500, "the API key must not be empty");
+  if (!(Number.isSafeInteger(maxQueue) && maxQueue >= 0)) throw new FlashError("BAD_ARGUMENT", `maxQueue must be an integer ≥ 0, got ${maxQueue}`);
+  if (!(Number.isSafeInteger(maxBodyBytes) && maxBodyBytes >= 1)) throw new FlashError("BAD_ARGUMENT", `maxBodyBytes must be an integer ≥ 1, got ${maxBodyBytes}`);
+  if (o.apiKey !== undefined && o.apiKey.length === 0) throw new FlashError("BAD_ARGUMENT", "the API key must not be empty");
   const queue = new GenerationQueue(maxQueue);
   const ctx: RouteContext = {
     model: o.model,
