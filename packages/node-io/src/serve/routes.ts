@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
+import { stopAtText, type GenerateOptions } from "@flashllm/sdk";
 import { checkApiKey } from "./auth.js";
 import { readJsonBody } from "./body.js";
 import { ApiError, badParam, toApiError } from "./errors.js";
@@ -64,7 +65,8 @@ const ENDPOINTS: Endpoint[] = [
       checkModel(p.model, ctx.modelId);
       // Encoded (and checked against the context) before the request waits for the model.
       const tokens = asPromptError("prompt", () => (typeof p.prompt === "string" ? ctx.model.encodePrompt(p.prompt) : checkTokenIds(ctx, p.prompt)));
-      await serveTurn(ctx, res, completionShape, { tokens, stop: p.stop }, p);
+      const start = (o: GenerateOptions) => (p.stop.length ? stopAtText(ctx.model.generate(tokens, o), p.stop, () => ctx.model.lastStats) : ctx.model.generate(tokens, o));
+      await serveTurn(ctx, res, completionShape, { promptTokens: tokens.length, start }, p);
     },
   },
   {
@@ -73,8 +75,9 @@ const ENDPOINTS: Endpoint[] = [
     handle: async (ctx, req, res) => {
       const p = chatParams(await readJsonBody(req, ctx.maxBodyBytes));
       checkModel(p.model, ctx.modelId);
-      const cp = asPromptError("messages", () => ctx.model.chatPrompt(p.messages));
-      await serveTurn(ctx, res, chatShape, { tokens: cp.tokens, stopTokens: cp.stopTokens, stop: [...cp.stopText, ...p.stop] }, p);
+      // Rendered here to refuse a bad template or an over-long prompt before waiting; chat renders it again.
+      const promptTokens = asPromptError("messages", () => ctx.model.chatPrompt(p.messages)).tokens.length;
+      await serveTurn(ctx, res, chatShape, { promptTokens, start: (o) => ctx.model.chat(p.messages, { ...o, stop: p.stop }) }, p);
     },
   },
 ];

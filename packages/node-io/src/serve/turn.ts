@@ -1,6 +1,6 @@
 import type { ServerResponse } from "node:http";
 import { randomBytes } from "node:crypto";
-import { stopAtText, type GeneratedToken, type GenerationStats, type LanguageModel } from "@flashllm/sdk";
+import type { GenerateOptions, GeneratedToken, GenerationStats, LanguageModel } from "@flashllm/sdk";
 import { sendError, toApiError } from "./errors.js";
 import { flashSnapshot, responseFigures } from "./figures.js";
 import type { GenerationQueue } from "./queue.js";
@@ -17,13 +17,12 @@ export type ServeEvent =
   /** A request answered with an error before it reached the queue (bad body, key, route, model, prompt). */
   | { type: "rejected"; method: string; path: string; status: number; code: string | null };
 
-/** A prompt ready to generate from. */
+/** A request's prompt, checked, and how to start its generation once the model is ours. */
 export interface TurnPrompt {
-  tokens: number[];
-  /** Ids that end the reply (default: the tokenizer's). */
-  stopTokens?: number[];
-  /** Text that ends the reply. */
-  stop: string[];
+  /** Its length in tokens (for the logs; `usage` comes from the generation's figures). */
+  promptTokens: number;
+  /** Starts the generation: `model.generate` for completions, `model.chat` for chat. */
+  start(opts: GenerateOptions): AsyncGenerator<GeneratedToken, GenerationStats>;
 }
 
 export interface TurnContext {
@@ -71,15 +70,7 @@ export async function serveTurn(ctx: TurnContext, res: ServerResponse, shape: Re
     const before = flashSnapshot(ctx.model);
     statsBefore = ctx.model.lastStats;
     started = true;
-    const inner = ctx.model.generate(prompt.tokens, {
-      maxTokens: p.maxTokens,
-      temperature: p.temperature,
-      topP: p.topP,
-      seed: p.seed,
-      stopTokens: prompt.stopTokens,
-      signal: ac.signal,
-    });
-    gen = prompt.stop.length ? stopAtText(inner, prompt.stop, () => ctx.model.lastStats) : inner;
+    gen = prompt.start({ maxTokens: p.maxTokens, temperature: p.temperature, topP: p.topP, seed: p.seed, signal: ac.signal });
     let r = await gen.next(); // errors before the first token still get a JSON answer with their status
     if (p.stream) {
       sse = new SseStream(res);
@@ -129,7 +120,7 @@ export async function serveTurn(ctx: TurnContext, res: ServerResponse, shape: Re
       id,
       status,
       finishReason: ac.signal.aborted ? "aborted" : release ? (stats?.finishReason ?? "error") : "refused",
-      promptTokens: prompt.tokens.length,
+      promptTokens: prompt.promptTokens,
       generatedTokens: s?.generatedTokens ?? 0,
     });
   }
