@@ -3,7 +3,7 @@
 // written from OPT's definition (pre-LayerNorm, learned positions with offset 2, biases, ReLU FFN,
 // tied head).
 import { describe, expect, it } from "vitest";
-import { copyFileSync, mkdtempSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openFlashModel } from "@flashllm/sdk";
@@ -57,6 +57,28 @@ describe("Hugging Face tokenizer.json (through @huggingface/tokenizers)", () => 
     let n = 0;
     for await (const t of model.generate("ab c", { temperature: 0, maxTokens: 5 })) n += t.token >= 0 ? 1 : 0;
     expect(n).toBeGreaterThan(0);
+    await model.dispose();
+    await source.close();
+  });
+
+  it("convert stores chat_template of tokenizer_config.json; chat prompts encode its special tokens through the library", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "flashllm-chat-hf-"));
+    writeCheckpoint(dir, makeWeights());
+    copyFileSync(join(ROOT, "test/data/tiny-bpe/tokenizer.json"), join(dir, "tokenizer.json"));
+    const cfg = JSON.parse(readFileSync(join(ROOT, "test/data/tiny-bpe/tokenizer_config.json"), "utf8"));
+    const template = "{% for m in messages %}{{ bos_token + m['content'] + eos_token }}{% endfor %}";
+    writeFileSync(join(dir, "tokenizer_config.json"), JSON.stringify({ ...cfg, chat_template: template }));
+    const out = join(dir, "m.flm");
+    await convertFile(dir, join(dir, "tokenizer.json"), out);
+    const source = await NodeFileSource.open(out);
+    const model = await openFlashModel(source, { contextLength: P });
+    expect(model.file.manifest.chatTemplate).toBe(template);
+    // The library splits out the added tokens <s> and </s>; Metaspace puts ▁ before each piece between them:
+    // "<s>ab</s><s>c</s>" → <s> ▁ab </s> <s> ▁c </s>, and no second BOS is added.
+    const p = model.chatPrompt([{ role: "user", content: "ab" }, { role: "user", content: "c" }]);
+    expect(p.text).toBe("<s>ab</s><s>c</s>");
+    expect(p.tokens).toEqual([1, 9, 2, 1, 11, 2]);
+    expect(p.stopTokens).toContain(2);
     await model.dispose();
     await source.close();
   });

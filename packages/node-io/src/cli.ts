@@ -7,6 +7,7 @@ import { synthCommand } from "./commands/synth.js";
 import { benchCommand } from "./commands/bench.js";
 import { calibrateCommand } from "./commands/calibrate.js";
 import { evalCommand } from "./commands/eval.js";
+import { serveCommand } from "./commands/serve.js";
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -134,6 +135,27 @@ program
   .option("--queue <n>", "reads the file source submits at once (default: --in-flight); libuv runs --in-flight of them", int("--queue"))
   .option("--max-gap <bytes>", "merge two runs of missing neurons across a gap of up to this many bytes", int("--max-gap"), 32 * 1024)
   .action((opts) => benchCommand(opts));
+
+program
+  .command("serve")
+  .description("an OpenAI-compatible HTTP server for one model: /v1/models, /v1/completions, /v1/chat/completions (streaming too)")
+  .argument("<model>", "flashllm container (.flm) or llama2.c checkpoint (.bin, with --tokenizer)")
+  .option("-z, --tokenizer <path>", "llama2.c tokenizer (.bin) for a .bin checkpoint")
+  .option("-b, --memory-budget <size>", "hard limit on model memory: a share of the .flm file (50%) or bytes (600KiB)")
+  .option("--host <addr>", "address to bind (only this machine by default)", "127.0.0.1")
+  .option("--port <n>", "port (0: a free one; the URL is printed on stdout)", int("--port"), 8080)
+  .option("--workers <k>", "workers of the sharded engine (passed to the model's open options)", int("--workers"))
+  .option("--api-key <key>", "require Authorization: Bearer <key> (default: $FLASHLLM_API_KEY, else none)")
+  .option("--model-name <id>", "the model's id in the API (default: the file name without extension)")
+  .option("--context <n>", "KV cache positions (default: the model's)", int("--context"))
+  .option("--chat-template <file>", "a Jinja chat template to use instead of the model's")
+  .option("--max-queue <n>", "requests that may wait for the model; more get 429", int("--max-queue"), 16)
+  .option("--max-body <size>", "largest request body", "1MiB")
+  .option("--direct", "read with O_DIRECT (bypass the page cache)", false)
+  .option("--in-flight <n>", "reads in flight", int("--in-flight"), 8)
+  .addOption(new Option("--dtype <d>", "weights type when converting a .bin").choices(["f32", "q8"]).default("f32"))
+  .addOption(new Option("--activation <a>", "FFN activation of a llama2.c checkpoint").choices(["silu", "relu"]).default("silu"))
+  .action((model, opts) => serveCommand(model, opts));
 
 program.parseAsync(process.argv).catch((e: unknown) => {
   const err = e as { name?: string; code?: string; message?: string };

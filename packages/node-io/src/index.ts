@@ -9,3 +9,5 @@ export { NodeShardHost, shardWorkerScript } from "./shards/node-shard-host.js";
 export type { NodeShardHostOptions, ShardWorkerData } from "./shards/node-shard-host.js";
 export { openModelFile } from "./shards/open-model-file.js";
 export type { OpenModelFileOptions } from "./shards/open-model-file.js";
+export { startServer, ApiError, GenerationQueue } from "./serve/index.js";
+export type { FlashServer, ServeOptions, ServeEvent } from "./serve/index.js";

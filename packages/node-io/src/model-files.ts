@@ -2,7 +2,7 @@ import { existsSync, statSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { convertLlama2c, convertTensors, hfTensors, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader, type TokenizerFile } from "@flashllm/sdk";
+import { chatTemplateFromTokenizerConfig, convertLlama2c, convertTensors, hfTensors, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader, type TokenizerFile } from "@flashllm/sdk";
 import { NodeFileSource } from "./source/index.js";
 import { NodeFileSink } from "./file-sink.js";
 
@@ -34,7 +34,12 @@ export async function convertFile(checkpoint: string, tokenizer: string, out: st
         : await openSafetensors(await openShard("model.safetensors"), { name: "model.safetensors" });
       const tensors = hfTensors(reader, spec);
       const tok = await tokenizerFile(tokenizer);
-      await convertTensors({ config: spec.config, has: (n) => tensors.has(n), getTensor: (n) => tensors.getTensor(n) }, tok, sink, { ...opts, provenance: { sourceFormat: `huggingface ${spec.architecture}`, ...provenance } });
+      const chatTemplate = opts.chatTemplate ?? (await folderChatTemplate(checkpoint, tokenizer));
+      await convertTensors({ config: spec.config, has: (n) => tensors.has(n), getTensor: (n) => tensors.getTensor(n) }, tok, sink, {
+        ...opts,
+        chatTemplate,
+        provenance: { sourceFormat: `huggingface ${spec.architecture}`, ...provenance },
+      });
     } else {
       await convertLlama2c(await readFile(checkpoint), await readFile(tokenizer), sink, { ...opts, provenance });
     }
@@ -63,6 +68,23 @@ export async function flmFor(checkpoint: string, tokenizer: string, opts: Conver
     await convertFile(checkpoint, tokenizer, out, { ...opts, dtype });
   }
   return out;
+}
+
+/**
+ * The chat template of a Hugging Face model: `chat_template` of the `tokenizer_config.json` in the
+ * model's folder or beside its tokenizer, or the `chat_template.jinja` file newer exports keep apart.
+ */
+async function folderChatTemplate(folder: string, tokenizer: string): Promise<string | undefined> {
+  for (const dir of new Set([folder, dirname(tokenizer)])) {
+    const jinja = join(dir, "chat_template.jinja");
+    if (existsSync(jinja)) return readFile(jinja, "utf8");
+    const cfg = join(dir, "tokenizer_config.json");
+    if (existsSync(cfg)) {
+      const t = chatTemplateFromTokenizerConfig(JSON.parse(await readFile(cfg, "utf8")));
+      if (t !== undefined) return t;
+    }
+  }
+  return undefined;
 }
 
 /** A character vocabulary as the JSON array of pieces the `.flm` stores (from an array or a piece→id map). */

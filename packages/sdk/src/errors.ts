@@ -23,7 +23,9 @@ export type FlashErrorCode =
   | "ABORTED"
   | "BUSY"
   | "QUOTA_EXCEEDED"
-  | "SHARD_FAILED";
+  | "SHARD_FAILED"
+  | "NO_CHAT_TEMPLATE"
+  | "BAD_CHAT_TEMPLATE";
 
 /** Base class of all typed flashllm errors. */
 export class FlashError extends Error {

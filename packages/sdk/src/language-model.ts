@@ -7,6 +7,11 @@ import type { WeightStore } from "./model/weights.js";
 import type { SamplingOptions } from "./sampler.js";
 import { Sampler } from "./sampler.js";
 import type { Tokenizer } from "./tokenizer/tokenizer.js";
+import type { ChatPrompt } from "./chat/prompt.js";
+import { chatPrompt } from "./chat/prompt.js";
+import { stopAtText } from "./chat/stop-text.js";
+import type { ChatMessage } from "./chat/template.js";
+import { ChatTemplate } from "./chat/template.js";
 
 /** Options of one {@link LanguageModel.generate} call. */
 export interface GenerateOptions extends SamplingOptions {
@@ -16,6 +21,14 @@ export interface GenerateOptions extends SamplingOptions {
   signal?: AbortSignal;
   /** Token ids that end generation (not yielded). Default: the tokenizer's (BOS for llama2.c models, as run.c does). */
   stopTokens?: readonly number[];
+}
+
+/** Options of one {@link LanguageModel.chat} call. */
+export interface ChatOptions extends GenerateOptions {
+  /** More text that ends the reply (not included in it), besides the template's end-of-turn markers. */
+  stop?: readonly string[];
+  /** A Jinja chat template to use instead of the model's own. */
+  template?: string;
 }
 
 /** One generated token. */
@@ -28,8 +41,11 @@ export interface GeneratedToken {
   position: number;
 }
 
-/** Why the last generation ended. */
-export type FinishReason = "maxTokens" | "stopToken" | "contextFull" | "aborted" | "error";
+/**
+ * Why the last generation ended. `stopString`: a stop string of `chat` was generated; `cancelled`: the
+ * consumer stopped iterating (`break`, `return`) before the end.
+ */
+export type FinishReason = "maxTokens" | "stopToken" | "stopString" | "contextFull" | "aborted" | "cancelled" | "error";
 
 /** Figures about the last generation, for the CLI's stats line and benchmarks. */
 export interface GenerationStats {
@@ -48,9 +64,12 @@ export interface GenerationStats {
  * One generation runs at a time; a second concurrent call is refused with a `BUSY` error.
  */
 export class LanguageModel {
+  /** The chat template `chat` renders (Jinja); set from the `.flm` manifest's `chatTemplate` when it has one. */
+  chatTemplate: string | undefined;
   private running = false;
   private readonly disposers: (() => void | Promise<void>)[] = [];
   private _lastStats: GenerationStats | undefined;
+  private compiledTemplate: ChatTemplate | undefined;
 
   constructor(
     /** The kernels and the WASM memory the model lives in. */
@@ -86,14 +105,56 @@ export class LanguageModel {
     return tokens;
   }
 
+  /** Checks prompt token ids given directly: 1 to contextLength integers of the vocabulary. */
+  private checkPromptTokens(ids: readonly number[]): number[] {
+    const ctx = this.transformer.contextLength;
+    if (!Array.isArray(ids) || ids.length === 0) throw new FlashError("BAD_ARGUMENT", "a prompt of token ids needs at least one id");
+    if (ids.length > ctx) throw new FlashError("CONTEXT_OVERFLOW", `the prompt is ${ids.length} tokens but the context holds ${ctx}`, { promptTokens: ids.length, contextLength: ctx });
+    const vocab = this.config.vocabSize;
+    ids.forEach((id, i) => {
+      if (!(Number.isInteger(id) && id >= 0 && id < vocab)) throw new FlashError("BAD_ARGUMENT", `prompt token ${i} is ${String(id)}, not an id in [0, ${vocab})`, { index: i });
+    });
+    return [...ids];
+  }
+
   /**
-   * Streams the continuation of `prompt`, token by token. Positions start at 0 with every call (the KV
-   * cache is rewritten). Throws `AbortedError` when `signal` fires and `BUSY` if another call is running.
+   * The prompt `chat` would generate from: `messages` rendered with the chat template (`template`, else
+   * the model's), as token ids, with the template's stop tokens and texts. Throws NO_CHAT_TEMPLATE when
+   * there is no template, BAD_CHAT_TEMPLATE when it fails, CONTEXT_OVERFLOW when the prompt cannot fit.
    */
-  async *generate(prompt: string, opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, GenerationStats> {
+  chatPrompt(messages: readonly ChatMessage[], template?: string): ChatPrompt {
+    const source = template ?? this.chatTemplate;
+    if (source === undefined) {
+      throw new FlashError("NO_CHAT_TEMPLATE", "this model has no chat template: convert it from a folder whose tokenizer_config.json has chat_template, or pass one (template option, flashllm serve --chat-template)");
+    }
+    if (this.compiledTemplate?.source !== source) this.compiledTemplate = new ChatTemplate(source);
+    const p = chatPrompt(this.tokenizer, this.compiledTemplate, messages);
+    this.checkPromptTokens(p.tokens);
+    return p;
+  }
+
+  /**
+   * Streams the model's reply to a conversation, like {@link generate}: the messages are rendered with
+   * the chat template, and the reply ends at the tokenizer's EOS, the template's end-of-turn markers,
+   * `opts.stop` strings, `maxTokens` or the end of the context.
+   */
+  async *chat(messages: readonly ChatMessage[], opts: ChatOptions = {}): AsyncGenerator<GeneratedToken, GenerationStats> {
+    const p = this.chatPrompt(messages, opts.template);
+    const stop = [...p.stopText, ...(opts.stop ?? [])];
+    const stats = yield* stopAtText(this.generate(p.tokens, { ...opts, stopTokens: opts.stopTokens ?? p.stopTokens }), stop, () => this._lastStats);
+    this._lastStats = stats;
+    return stats;
+  }
+
+  /**
+   * Streams the continuation of `prompt` (text, or token ids used as they are), token by token.
+   * Positions start at 0 with every call (the KV cache is rewritten). Throws `AbortedError` when
+   * `signal` fires and `BUSY` if another call is running.
+   */
+  async *generate(prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<GeneratedToken, GenerationStats> {
     if (this.running) throw new FlashError("BUSY", "a generation is already running on this model; await it or abort it first");
     const sampler = new Sampler(opts);
-    const promptTokens = this.encodePrompt(prompt);
+    const promptTokens = typeof prompt === "string" ? this.encodePrompt(prompt) : this.checkPromptTokens(prompt);
     const maxTokens = opts.maxTokens ?? Infinity;
     if (!(maxTokens >= 0)) throw new FlashError("BAD_ARGUMENT", `maxTokens must be ≥ 0, got ${opts.maxTokens}`);
     const stop = new Set(opts.stopTokens ?? this.tokenizer.defaultStopTokens);
@@ -102,7 +163,8 @@ export class LanguageModel {
     const t0 = performance.now();
     let tFirst = 0; // when the first new token was sampled: prompt time before, generation time after
     let generated = 0;
-    let finishReason: FinishReason = "error";
+    // Stays "cancelled" only if the consumer leaves the loop at a yield (the finally below runs then).
+    let finishReason: FinishReason = "cancelled";
     this.running = true;
     try {
       let token = promptTokens[0];

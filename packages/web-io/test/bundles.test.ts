@@ -18,7 +18,8 @@ function specifiers(code: string): string[] {
 
 const node = new Set(builtinModules.flatMap((m) => [m, `node:${m}`]));
 const bundles: [string, string, string[]][] = [
-  ["sdk dist/index.js", SDK_DIST, ["@huggingface/tokenizers"]], // a pure-JS, dependency-free library (no Node APIs)
+  // Pure-JS, dependency-free libraries (no Node APIs): tokenizer.json, and Jinja for chat templates.
+  ["sdk dist/index.js", SDK_DIST, ["@huggingface/jinja", "@huggingface/tokenizers"]],
   ["web-io dist/index.js", join(WEB_IO, "dist/index.js"), ["@flashllm/sdk"]],
   ["web-io dist/worker.js", join(WEB_IO, "dist/worker.js"), []],
   ["web-io dist/demo.js", join(WEB_IO, "dist/demo.js"), []],

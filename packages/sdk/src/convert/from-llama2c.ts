@@ -19,7 +19,7 @@ export interface ConvertOptions extends Llama2cOptions {
   onProgress?: (done: number, total: number) => void;
   /** Free-form provenance stored in the manifest (source file name, date). */
   provenance?: Record<string, unknown>;
-  /** The model's chat template, stored as the manifest's `chatTemplate`. */
+  /** The model's chat template (Jinja, e.g. `chat_template` of `tokenizer_config.json`), stored in the manifest. */
   chatTemplate?: string;
 }
 
@@ -94,7 +94,7 @@ export async function convertTensors(src: TensorSource, tokenizer: TokenizerFile
     tokenizer: { kind: tokenizer.kind, byteLength: tokenizer.bytes.byteLength },
     bundleAlignment: opts.bundleAlignment,
     provenance: { converter: "flashllm", ...opts.provenance },
-    ...(opts.chatTemplate !== undefined ? { chatTemplate: opts.chatTemplate } : {}),
+    chatTemplate: opts.chatTemplate,
   });
   const total = nLayers + 1;
   // Every tensor is checked for NaN/Inf on the way in: a broken checkpoint is named here, not as

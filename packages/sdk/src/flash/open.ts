@@ -182,6 +182,8 @@ async function openSingle(source: FlashSource, opts: OpenFlashOptions): Promise<
     store.dispose();
     throw e;
   }
-  return new FlashModel([kernels, transformer, tokenizer, ffn, store], plan, file, ffn, predictor);
+  const model = new FlashModel([kernels, transformer, tokenizer, ffn, store], plan, file, ffn, predictor);
+  model.chatTemplate = m.chatTemplate;
+  return model;
 }
 

@@ -48,6 +48,8 @@ export const LIMITS = {
   tensorDim: 1 << 30,
   /** Characters of a tensor or section name. */
   nameLength: 256,
+  /** Characters of the chat template (real ones are a few KiB; the largest known are ~20 KiB). */
+  chatTemplateLength: 1 << 20,
 } as const;
 
 /** Name of the section with the resident tensors. */

@@ -38,7 +38,7 @@ export interface FlmDeclaration {
   provenance?: Record<string, unknown>;
   /** Sparsity predictors whose tensors are among `tensors`. */
   predictor?: PredictorInfo;
-  /** The model's chat template, stored as the manifest's `chatTemplate`. */
+  /** Chat template (Jinja) stored in the manifest. */
   chatTemplate?: string;
 }
 

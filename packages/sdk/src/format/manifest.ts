@@ -55,10 +55,7 @@ export function validateManifest(json: unknown, fileSize: number, options: Valid
     manifest.provenance = plainCopy(obj(root.provenance, "provenance"), "provenance");
   }
   if (root.predictor !== undefined) manifest.predictor = validatePredictor(root.predictor, config, tensors);
-  if (root.chatTemplate !== undefined) {
-    if (typeof root.chatTemplate !== "string" || root.chatTemplate.length > 1 << 20) fail("BAD_MANIFEST", "chatTemplate", "a string of at most 1 MiB", root.chatTemplate);
-    manifest.chatTemplate = root.chatTemplate as string;
-  }
+  if (root.chatTemplate !== undefined) manifest.chatTemplate = validateChatTemplate(root.chatTemplate);
   return manifest;
 }
 
@@ -255,6 +252,13 @@ function validateTokenizer(v: unknown, byName: Map<string, SectionEntry>): Token
   const s = requireSection(byName, section, "tokenizer.section");
   if (kind === "none" && s.length !== 0) sizeMismatch("tokenizer.section", section, 'tokenizer kind "none" stores nothing', 0, s.length);
   return { kind, section };
+}
+
+/** The chat template: a non-empty string of at most LIMITS.chatTemplateLength characters (its Jinja is parsed when a chat renders it). */
+function validateChatTemplate(v: unknown): string {
+  if (typeof v !== "string") fail("BAD_MANIFEST", "chatTemplate", "a string (Jinja)", v);
+  if (v.length === 0 || v.length > LIMITS.chatTemplateLength) fail("BAD_MANIFEST", "chatTemplate", `1 to ${LIMITS.chatTemplateLength} characters`, `${v.length} characters`);
+  return v;
 }
 
 /**

@@ -126,7 +126,10 @@ export interface Manifest {
   provenance?: Record<string, unknown>;
   /** Sparsity predictors stored with the model (tensors `predictor.{l}.a|b|c` in the resident section). */
   predictor?: PredictorInfo;
-  /** The model's chat template (Jinja), from GGUF `tokenizer.chat_template` or HF `tokenizer_config.json`. */
+  /**
+   * The model's chat template (Jinja, as in Hugging Face's `tokenizer_config.json` `chat_template` or
+   * GGUF's `tokenizer.chat_template`), rendered by `LanguageModel.chat`. Absent: the model has none.
+   */
   chatTemplate?: string;
 }
 

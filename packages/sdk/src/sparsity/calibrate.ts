@@ -132,6 +132,7 @@ export async function writeWithPredictor(file: FlmFile, predictor: Predictor, si
     bundleAlignment: stride & -stride, // the largest power of two dividing the stride reproduces it
     provenance: m.provenance,
     predictor: info,
+    chatTemplate: m.chatTemplate,
   });
   for (const t of kept) {
     const r = resident.get(t.name)!;

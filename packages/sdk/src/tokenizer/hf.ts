@@ -1,6 +1,6 @@
 import { Tokenizer as HfLibTokenizer } from "@huggingface/tokenizers";
 import { FormatError } from "../errors.js";
-import type { Tokenizer } from "./tokenizer.js";
+import type { SpecialToken, Tokenizer } from "./tokenizer.js";
 
 /**
  * A Hugging Face `tokenizer.json` (BPE, WordPiece, Unigram, with their normalizers, pre-tokenizers and
@@ -10,14 +10,35 @@ import type { Tokenizer } from "./tokenizer.js";
  */
 export class HfTokenizer implements Tokenizer {
   readonly defaultStopTokens: readonly number[];
+  /** `bos_token` / `eos_token` of `tokenizer_config.json`, when the vocabulary has them. */
+  readonly bos?: SpecialToken;
+  readonly eos?: SpecialToken;
   private readonly lib: HfLibTokenizer;
   private readonly enc = new TextEncoder();
 
   constructor(tokenizerJson: object, config: Record<string, unknown> = {}, readonly vocabSize: number) {
     this.lib = guard("load", () => new HfLibTokenizer(tokenizerJson, config));
-    const eos = typeof config.eos_token === "string" ? config.eos_token : (config.eos_token as { content?: string } | undefined)?.content;
-    const eosId = eos !== undefined ? this.lib.token_to_id(eos) : undefined;
-    this.defaultStopTokens = eosId !== undefined ? [eosId] : [];
+    this.bos = this.special(config.bos_token);
+    this.eos = this.special(config.eos_token);
+    this.defaultStopTokens = this.eos ? [this.eos.id] : [];
+  }
+
+  /** A `bos_token`/`eos_token` entry (a string, or an added-token object with `content`) with its id. */
+  private special(v: unknown): SpecialToken | undefined {
+    const text = typeof v === "string" ? v : (v as { content?: unknown } | null | undefined)?.content;
+    if (typeof text !== "string") return undefined;
+    const id = this.specialTokenId(text);
+    return id === undefined ? undefined : { text, id };
+  }
+
+  specialTokenId(text: string): number | undefined {
+    const id = guard("token_to_id", () => this.lib.token_to_id(text));
+    return typeof id === "number" && Number.isInteger(id) && id >= 0 && id < this.vocabSize ? id : undefined;
+  }
+
+  /** The library splits out added tokens (`<s>`, `<|im_start|>`) itself; no BOS or post-processing added. */
+  encodeSpecial(text: string): number[] {
+    return this.checked(guard("encode", () => this.lib.encode(text, { add_special_tokens: false }).ids));
   }
 
   /** Parses the stored `{ tokenizer, config }` JSON; the model's vocabulary must hold every id. */
@@ -35,8 +56,11 @@ export class HfTokenizer implements Tokenizer {
   }
 
   encode(text: string, bos = true): number[] {
-    const ids = guard("encode", () => this.lib.encode(text, { add_special_tokens: bos }).ids);
-    // The library trusts its file; we do not: every id must index the model's embedding.
+    return this.checked(guard("encode", () => this.lib.encode(text, { add_special_tokens: bos }).ids));
+  }
+
+  /** The library trusts its file; we do not: every id must index the model's embedding. */
+  private checked(ids: number[]): number[] {
     for (const id of ids) {
       if (!(Number.isInteger(id) && id >= 0 && id < this.vocabSize)) throw new FormatError("BAD_TOKENIZER", `tokenizer.json produced token id ${String(id)}, outside the model's vocabulary of ${this.vocabSize}`);
     }

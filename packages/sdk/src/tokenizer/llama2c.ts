@@ -1,5 +1,5 @@
 import { FormatError } from "../errors.js";
-import type { Tokenizer } from "./tokenizer.js";
+import type { SpecialToken, Tokenizer } from "./tokenizer.js";
 
 /** Token ids fixed by the llama2.c/sentencepiece convention. */
 export const BOS = 1;
@@ -21,6 +21,9 @@ export type UnknownPolicy =
 export class Llama2cTokenizer implements Tokenizer {
   /** run.c stops when BOS is sampled. */
   readonly defaultStopTokens: readonly number[] = [BOS];
+  /** sentencepiece's `<s>` and `</s>` (llama2.c's export stores them as "\n<s>\n" and "\n</s>\n"). */
+  readonly bos: SpecialToken = { text: "<s>", id: BOS };
+  readonly eos: SpecialToken = { text: "</s>", id: EOS };
   /** Raw bytes of each piece, by id. */
   readonly pieces: readonly Uint8Array[];
   /** Merge score of each piece, by id. */
@@ -140,6 +143,25 @@ export class Llama2cTokenizer implements Tokenizer {
     }
     if (eos) tokens.push(EOS);
     return tokens;
+  }
+
+  /**
+   * Text with `<s>` and `</s>` spelled out (a rendered chat template): those become BOS and EOS, and
+   * the text between them is encoded as `encode(part, false)` (with its dummy-prefix space, as
+   * sentencepiece's Llama tokenizer does after a special token).
+   */
+  encodeSpecial(text: string): number[] {
+    const out: number[] = [];
+    for (const part of text.split(/(<\/?s>)/)) {
+      if (part === "<s>") out.push(BOS);
+      else if (part === "</s>") out.push(EOS);
+      else if (part !== "") out.push(...this.encode(part, false));
+    }
+    return out;
+  }
+
+  specialTokenId(text: string): number | undefined {
+    return text === "<s>" ? BOS : text === "</s>" ? EOS : undefined;
   }
 
   /**

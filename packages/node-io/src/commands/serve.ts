@@ -1,0 +1,107 @@
+import { readFile, stat } from "node:fs/promises";
+import { basename } from "node:path";
+import { ChatTemplate, openFlashModel, type FlashModel, type OpenFlashOptions } from "@flashllm/sdk";
+import { parseBudget } from "../budget.js";
+import { formatBytes } from "../format-stats.js";
+import { flmFor } from "../model-files.js";
+import { startServer, type ServeEvent } from "../serve/index.js";
+import { NodeFileSource } from "../source/index.js";
+
+export interface ServeCliOptions {
+  tokenizer?: string;
+  memoryBudget?: string;
+  host: string;
+  port: number;
+  workers?: number;
+  apiKey?: string;
+  modelName?: string;
+  context?: number;
+  chatTemplate?: string;
+  maxQueue: number;
+  maxBody: string;
+  direct: boolean;
+  inFlight: number;
+  activation: "silu" | "relu";
+  dtype: "f32" | "q8";
+}
+
+/**
+ * Open options with `workers` (the sharded engine's worker count, added by `flashllm run --workers`):
+ * passed through as given, so the option takes effect once the SDK has it.
+ */
+type ServeOpenOptions = OpenFlashOptions & { workers?: number };
+
+/**
+ * `flashllm serve model.flm|model.bin`: opens the model once and answers OpenAI's API on
+ * http://host:port/v1 until interrupted. One line per request on stderr.
+ */
+export async function serveCommand(modelPath: string, o: ServeCliOptions): Promise<void> {
+  const isFlm = modelPath.endsWith(".flm");
+  if (!isFlm && !o.tokenizer) throw new Error("a llama2.c checkpoint needs --tokenizer <tok.bin>");
+  const log = (m: string) => process.stderr.write(`[flashllm] ${m}\n`);
+  const file = isFlm ? modelPath : await flmFor(modelPath, o.tokenizer!, { dtype: o.dtype, activation: o.activation }, log);
+  const fileBytes = (await stat(file)).size;
+  const memoryBudget = o.memoryBudget ? parseBudget(o.memoryBudget, fileBytes) : undefined;
+  const apiKey = o.apiKey ?? process.env.FLASHLLM_API_KEY;
+  const source = await NodeFileSource.open(file, { direct: o.direct, maxInFlight: o.inFlight });
+  const openOptions: ServeOpenOptions = { memoryBudget, contextLength: o.context, ...(o.workers !== undefined ? { workers: o.workers } : {}) };
+  const model = await openFlashModel(source, openOptions).catch(async (e) => {
+    await source.close();
+    throw e;
+  });
+  try {
+    const modelId = o.modelName ?? basename(modelPath).replace(/\.(flm|bin)$/, "");
+    await serveModel(model, { modelId, file, fileBytes, memoryBudget, apiKey }, o, log);
+  } finally {
+    await model.dispose();
+    await source.close();
+  }
+}
+
+/** Serves an opened model until SIGINT or SIGTERM. */
+async function serveModel(
+  model: FlashModel,
+  { modelId, file, fileBytes, memoryBudget, apiKey }: { modelId: string; file: string; fileBytes: number; memoryBudget?: number; apiKey?: string },
+  o: ServeCliOptions,
+  log: (m: string) => void,
+): Promise<void> {
+  if (o.chatTemplate) {
+    const text = await readFile(o.chatTemplate, "utf8");
+    new ChatTemplate(text); // a template that does not parse is refused now, not at the first chat
+    model.chatTemplate = text;
+  }
+  const onEvent = (e: ServeEvent) => {
+    if (e.type === "end") log(`${e.id} ${e.status} ${e.finishReason}: ${e.promptTokens} prompt + ${e.generatedTokens} generated tokens`);
+    else if (e.type === "rejected") log(`${e.method} ${e.path} ${e.status} ${e.code ?? ""}`);
+  };
+  const server = await startServer({
+    model,
+    modelId,
+    host: o.host,
+    port: o.port,
+    apiKey,
+    maxQueue: o.maxQueue,
+    maxBodyBytes: parseBudget(o.maxBody, 0),
+    onEvent,
+  });
+  const p = model.memoryPlan;
+  log(
+    `${file}: ${formatBytes(fileBytes)}, budget ${memoryBudget ? formatBytes(memoryBudget) : "unlimited"}, context ${model.transformer.contextLength} tokens, ` +
+      `neuron cache ${p.capacity} of ${model.config.hiddenDim * model.config.nLayers} bundles, chat template ${model.chatTemplate ? "yes" : "none"}` +
+      (o.workers !== undefined ? `, workers ${o.workers}` : ""),
+  );
+  // The URL on stdout, alone on its line, for scripts that start the server on port 0.
+  process.stdout.write(`${server.url}/v1\n`);
+  log(`serving "${modelId}" on ${server.url}/v1 (OpenAI API${apiKey ? ", API key required" : ""}); Ctrl-C stops`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      process.off("SIGINT", stop);
+      process.off("SIGTERM", stop);
+      resolve();
+    };
+    process.on("SIGINT", stop);
+    process.on("SIGTERM", stop);
+  });
+  log("stopping");
+  await server.close();
+}
