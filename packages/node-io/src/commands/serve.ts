@@ -1,11 +1,11 @@
 import { readFile, stat } from "node:fs/promises";
 import { basename } from "node:path";
-import { ChatTemplate, openFlashModel, type FlashModel, type OpenFlashOptions } from "@flashllm/sdk";
+import { ChatTemplate, type FlashModel, type ShardedFlashModel } from "@flashllm/sdk";
 import { parseBudget } from "../budget.js";
 import { formatBytes } from "../format-stats.js";
 import { flmFor } from "../model-files.js";
 import { startServer, type ServeEvent } from "../serve/index.js";
-import { NodeFileSource } from "../source/index.js";
+import { openModelFile } from "../shards/open-model-file.js";
 
 export interface ServeCliOptions {
   tokenizer?: string;
@@ -26,12 +26,6 @@ export interface ServeCliOptions {
 }
 
 /**
- * Open options with `workers` (the sharded engine's worker count, added by `flashllm run --workers`):
- * passed through as given, so the option takes effect once the SDK has it.
- */
-type ServeOpenOptions = OpenFlashOptions & { workers?: number };
-
-/**
  * `flashllm serve model.flm|model.bin`: opens the model once and answers OpenAI's API on
  * http://host:port/v1 until interrupted. One line per request on stderr.
  */
@@ -43,24 +37,19 @@ export async function serveCommand(modelPath: string, o: ServeCliOptions): Promi
   const fileBytes = (await stat(file)).size;
   const memoryBudget = o.memoryBudget ? parseBudget(o.memoryBudget, fileBytes) : undefined;
   const apiKey = o.apiKey ?? process.env.FLASHLLM_API_KEY;
-  const source = await NodeFileSource.open(file, { direct: o.direct, maxInFlight: o.inFlight });
-  const openOptions: ServeOpenOptions = { memoryBudget, contextLength: o.context, ...(o.workers !== undefined ? { workers: o.workers } : {}) };
-  const model = await openFlashModel(source, openOptions).catch(async (e) => {
-    await source.close();
-    throw e;
-  });
+  // openModelFile: one WASM instance here, or `--workers K` shard threads; dispose closes the file.
+  const model = await openModelFile(file, { memoryBudget, contextLength: o.context, workers: o.workers, direct: o.direct, maxInFlight: o.inFlight });
   try {
     const modelId = o.modelName ?? basename(modelPath).replace(/\.(flm|bin)$/, "");
     await serveModel(model, { modelId, file, fileBytes, memoryBudget, apiKey }, o, log);
   } finally {
     await model.dispose();
-    await source.close();
   }
 }
 
 /** Serves an opened model until SIGINT or SIGTERM. */
 async function serveModel(
-  model: FlashModel,
+  model: FlashModel | ShardedFlashModel,
   { modelId, file, fileBytes, memoryBudget, apiKey }: { modelId: string; file: string; fileBytes: number; memoryBudget?: number; apiKey?: string },
   o: ServeCliOptions,
   log: (m: string) => void,
@@ -85,9 +74,10 @@ async function serveModel(
     onEvent,
   });
   const p = model.memoryPlan;
+  const capacity = "shards" in p ? p.shards.reduce((n, s) => n + s.capacity, 0) : p.capacity;
   log(
     `${file}: ${formatBytes(fileBytes)}, budget ${memoryBudget ? formatBytes(memoryBudget) : "unlimited"}, context ${model.transformer.contextLength} tokens, ` +
-      `neuron cache ${p.capacity} of ${model.config.hiddenDim * model.config.nLayers} bundles, chat template ${model.chatTemplate ? "yes" : "none"}` +
+      `neuron cache ${capacity} of ${model.config.hiddenDim * model.config.nLayers} bundles, chat template ${model.chatTemplate ? "yes" : "none"}` +
       (o.workers !== undefined ? `, workers ${o.workers}` : ""),
   );
   // The URL on stdout, alone on its line, for scripts that start the server on port 0.
