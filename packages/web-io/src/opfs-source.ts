@@ -102,7 +102,12 @@ export class OpfsSource implements FlashSource {
         { cause: e },
       );
     }
-    return new OpfsSource(handle, path, options);
+    try {
+      return new OpfsSource(handle, path, options);
+    } catch (e) {
+      handle.close(); // bad options: the handle must not stay open, it would lock the file against imports
+      throw e;
+    }
   }
 
   async read(requests: readonly ReadRequest[], signal?: AbortSignal): Promise<void> {
