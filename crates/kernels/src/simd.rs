@@ -89,6 +89,22 @@ mod imp {
             let v = ptr::read_unaligned(p as *const v128);
             (decode_f16(i32x4_extend_low_i16x8(v)), decode_f16(i32x4_extend_high_i16x8(v)))
         }
+        /// The halves held sign-extended in the 4 i32 lanes of `h`, decoded exactly (as `load_f16x8`).
+        #[inline(always)]
+        pub fn from_f16_lanes(h: I32x4) -> Self {
+            decode_f16(h.0)
+        }
+        /// All four lanes set to lane `l` (`l < 4`).
+        #[inline(always)]
+        pub fn lane_splat(self, l: usize) -> Self {
+            let v = self.0;
+            F32x4(match l {
+                0 => i32x4_shuffle::<0, 0, 0, 0>(v, v),
+                1 => i32x4_shuffle::<1, 1, 1, 1>(v, v),
+                2 => i32x4_shuffle::<2, 2, 2, 2>(v, v),
+                _ => i32x4_shuffle::<3, 3, 3, 3>(v, v),
+            })
+        }
         /// 16 i8 at `p`, converted exactly: values 0-3, 4-7, 8-11, 12-15.
         /// # Safety
         /// `p..p+16` must be readable.
@@ -304,6 +320,14 @@ mod imp {
         pub unsafe fn load_f16x8(p: *const u8) -> (F32x4, F32x4) {
             let h = |i: usize| crate::half::f16_to_f32(u16::from_le_bytes([*p.add(2 * i), *p.add(2 * i + 1)]));
             (F32x4([h(0), h(1), h(2), h(3)]), F32x4([h(4), h(5), h(6), h(7)]))
+        }
+        #[inline(always)]
+        pub fn from_f16_lanes(h: I32x4) -> Self {
+            F32x4(h.0.map(|v| crate::half::f16_to_f32(v as u16)))
+        }
+        #[inline(always)]
+        pub fn lane_splat(self, l: usize) -> Self {
+            F32x4([self.0[l]; 4])
         }
         /// # Safety
         /// `p..p+16` must be readable.
