@@ -89,6 +89,33 @@ mod imp {
             let v = ptr::read_unaligned(p as *const v128);
             (decode_f16(i32x4_extend_low_i16x8(v)), decode_f16(i32x4_extend_high_i16x8(v)))
         }
+        /// `load_f16x8` for halves that are not ±inf or NaN (4 operations per 4 values instead of 8),
+        /// and the raw halves, for `I16x8::max_exponent` (a row holding an inf or NaN must be redone
+        /// with `load_f16x8`).
+        /// # Safety
+        /// `p..p+16` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_f16x8_finite(p: *const u8) -> (F32x4, F32x4, I16x8) {
+            let v = ptr::read_unaligned(p as *const v128);
+            let d = |h: v128| F32x4(f32x4_mul(v128_and(i32x4_shl(h, 13), u32x4_splat(0x8FFF_E000)), f32x4_splat(super::TWO_POW_112)));
+            (d(i32x4_extend_low_i16x8(v)), d(i32x4_extend_high_i16x8(v)), I16x8(v))
+        }
+        /// The halves held sign-extended in the 4 i32 lanes of `h`, decoded exactly (as `load_f16x8`).
+        #[inline(always)]
+        pub fn from_f16_lanes(h: I32x4) -> Self {
+            decode_f16(h.0)
+        }
+        /// All four lanes set to lane `l` (`l < 4`).
+        #[inline(always)]
+        pub fn lane_splat(self, l: usize) -> Self {
+            let v = self.0;
+            F32x4(match l {
+                0 => i32x4_shuffle::<0, 0, 0, 0>(v, v),
+                1 => i32x4_shuffle::<1, 1, 1, 1>(v, v),
+                2 => i32x4_shuffle::<2, 2, 2, 2>(v, v),
+                _ => i32x4_shuffle::<3, 3, 3, 3>(v, v),
+            })
+        }
         /// 16 i8 at `p`, converted exactly: values 0-3, 4-7, 8-11, 12-15.
         /// # Safety
         /// `p..p+16` must be readable.
@@ -175,6 +202,20 @@ mod imp {
         #[inline(always)]
         pub fn shr(self, n: u32) -> Self {
             I16x8(u16x8_shr(self.0, n))
+        }
+        #[inline(always)]
+        pub fn zero() -> Self {
+            I16x8(u16x8_splat(0))
+        }
+        /// Lane-wise `max(acc, h & 0x7C00)` of raw halves: the largest exponent field seen.
+        #[inline(always)]
+        pub fn max_exponent(self, acc: I16x8) -> Self {
+            I16x8(u16x8_max(acc.0, v128_and(self.0, u16x8_splat(0x7C00))))
+        }
+        /// Whether any u16 lane is ≥ 0x7C00 (an exponent field of all ones: ±inf or NaN).
+        #[inline(always)]
+        pub fn any_inf_or_nan(self) -> bool {
+            v128_any_true(u16x8_ge(self.0, u16x8_splat(0x7C00)))
         }
         /// The 16 bytes of the vector read as u8, minus `bias` (an integer in 0..=255), converted
         /// exactly: bytes 0-3, 4-7, 8-11, 12-15.
@@ -301,9 +342,24 @@ mod imp {
         /// # Safety
         /// `p..p+16` must be readable.
         #[inline(always)]
+        pub unsafe fn load_f16x8_finite(p: *const u8) -> (F32x4, F32x4, I16x8) {
+            let (a, b) = Self::load_f16x8(p);
+            (a, b, I16x8::load_u16(p))
+        }
+        /// # Safety
+        /// `p..p+16` must be readable.
+        #[inline(always)]
         pub unsafe fn load_f16x8(p: *const u8) -> (F32x4, F32x4) {
             let h = |i: usize| crate::half::f16_to_f32(u16::from_le_bytes([*p.add(2 * i), *p.add(2 * i + 1)]));
             (F32x4([h(0), h(1), h(2), h(3)]), F32x4([h(4), h(5), h(6), h(7)]))
+        }
+        #[inline(always)]
+        pub fn from_f16_lanes(h: I32x4) -> Self {
+            F32x4(h.0.map(|v| crate::half::f16_to_f32(v as u16)))
+        }
+        #[inline(always)]
+        pub fn lane_splat(self, l: usize) -> Self {
+            F32x4([self.0[l]; 4])
         }
         /// # Safety
         /// `p..p+16` must be readable.
@@ -371,6 +427,18 @@ mod imp {
         #[inline(always)]
         pub fn shr(self, n: u32) -> Self {
             I16x8(self.0.map(|v| ((v as u16) >> n) as i16))
+        }
+        #[inline(always)]
+        pub fn zero() -> Self {
+            I16x8([0; 8])
+        }
+        #[inline(always)]
+        pub fn max_exponent(self, acc: I16x8) -> Self {
+            I16x8([0, 1, 2, 3, 4, 5, 6, 7].map(|l| (acc.0[l] as u16).max(self.0[l] as u16 & 0x7C00) as i16))
+        }
+        #[inline(always)]
+        pub fn any_inf_or_nan(self) -> bool {
+            self.0.iter().any(|v| *v as u16 >= 0x7C00)
         }
         #[inline(always)]
         pub fn u8_minus_to_f32(self, bias: f32) -> [F32x4; 4] {
