@@ -172,6 +172,10 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
   const fioCache = new Map<string, FioResult>();
   let fioNote = "";
   if (o.fio) {
+    if (!hasTool("fio") && hasTool("apt-get") && process.getuid?.() === 0) {
+      say("[bench] fio is missing: installing it (apt-get install -y fio)");
+      spawnSync("apt-get", ["install", "-y", "fio"], { stdio: "ignore" });
+    }
     if (!hasTool("fio")) {
       fioNote = "fio is missing: install it (Debian: apt-get install -y fio) and run again";
       say(`[bench] ${fioNote}`);

@@ -22,7 +22,13 @@ export class NeuronCache {
   private readonly slotOfNeuron: Int32Array; // neuron → slot, -1 when not cached
   private readonly neuronOfSlot: Int32Array; // slot → neuron (for live and reserved slots)
   private readonly lastUsed: Int32Array; // neuron → last clock tick that used it (-2^31 when never)
-  private readonly ageHistogram = new Int32Array(AGE_BUCKETS + 1);
+  // Cached neurons in order of last use, oldest at `head` (a doubly linked list over neuron ids, -1
+  // ends it): eviction takes from either end without scanning the slots. Clock ticks never decrease,
+  // so a touched neuron moves to the tail and the list stays sorted.
+  private readonly prev: Int32Array;
+  private readonly next: Int32Array;
+  private head = -1;
+  private tail = -1;
 
   /**
    * @param neurons  neuron ids the cache can hold (every layer's neurons)
@@ -43,6 +49,8 @@ export class NeuronCache {
     this.slotOfNeuron = new Int32Array(neurons).fill(-1);
     this.neuronOfSlot = new Int32Array(capacity).fill(-1);
     this.lastUsed = new Int32Array(neurons).fill(NEVER);
+    this.prev = new Int32Array(neurons).fill(-1);
+    this.next = new Int32Array(neurons).fill(-1);
   }
 
   /** Free slots (not live, not reserved). */
@@ -60,9 +68,13 @@ export class NeuronCache {
     return this.neuronOfSlot[slot];
   }
 
-  /** Records that `neuron` is used at clock tick `tick` (protects it for the window). */
+  /** Records that `neuron` is used at clock tick `tick` (protects it for the window). Ticks never decrease. */
   touch(neuron: number, tick: number): void {
     this.lastUsed[neuron] = tick;
+    if (this.slotOfNeuron[neuron] >= 0 && this.tail !== neuron) {
+      this.unlink(neuron);
+      this.linkAfter(neuron, this.tail);
+    }
   }
 
   /** Byte offset of `slot` within the slot matrix. */
@@ -82,51 +94,31 @@ export class NeuronCache {
   makeRoom(need: number, tick: number, extra = 0): number {
     if (this.free >= need + extra || this.size === 0) return this.free;
     if (this.reserved > 0) throw new FlashError("BAD_ARGUMENT", "makeRoom during a pending load");
-    // Histogram of ages (tick - lastUsed), capped, to find the cut-offs without sorting.
-    const h = this.ageHistogram;
-    h.fill(0);
-    for (let s = 0; s < this.size; s++) h[this.ageBucket(this.neuronOfSlot[s], tick)]++;
-    const w = Math.max(1, Math.min(this.window, AGE_BUCKETS));
-    // Outside the window, oldest first: ages ≥ `cut` go (those equal to it only while needed). `extra`
-    // slots more are freed here if neurons outside the window allow, so the next layers find room
-    // without another scan (a scan costs O(size)).
-    let toFree = need + extra - this.free;
-    let cut = AGE_BUCKETS;
-    let take = h[cut];
-    while (take < toFree && cut > w) take += h[--cut];
-    toFree = this.evictWhere(toFree, tick, (age) => age > cut, (age) => age === cut && age >= w);
-    toFree = need - this.free; // only what is needed may come from inside the window
-    if (toFree <= 0) return this.free;
-    // Inside the window, youngest first (age 0, this tick, is never taken).
-    let upTo = 1;
-    take = h[1];
-    while (take < toFree && upTo < w - 1) take += h[++upTo];
-    this.evictWhere(toFree, tick, (age) => age >= 1 && age < upTo, (age) => age === upTo && age >= 1);
+    const w = Math.max(1, this.window);
+    // Outside the window, oldest first, from the head: `extra` slots more if such neurons allow, so
+    // the next layers find room without coming back here.
+    while (this.free < need + extra && this.head >= 0 && this.age(this.head, tick) >= w) this.evictNeuron(this.head);
+    // Inside the window, youngest first, from the tail, past the neurons of this tick (age 0, never taken).
+    let n = this.tail;
+    while (n >= 0 && this.age(n, tick) === 0) n = this.prev[n];
+    while (this.free < need && n >= 0) {
+      const older = this.prev[n];
+      this.evictNeuron(n);
+      n = older;
+    }
     return this.free;
-  }
-
-  // Evicts every slot whose age passes `all`, then slots whose age passes `some` while still needed.
-  private evictWhere(toFree: number, tick: number, all: (age: number) => boolean, some: (age: number) => boolean): number {
-    for (let s = this.size - 1; s >= 0; s--) {
-      if (all(this.ageBucket(this.neuronOfSlot[s], tick))) {
-        this.evictSlot(s); // the slot now holds the former last one, already looked at: move on
-        toFree--;
-      }
-    }
-    for (let s = this.size - 1; s >= 0 && toFree > 0; s--) {
-      if (some(this.ageBucket(this.neuronOfSlot[s], tick))) {
-        this.evictSlot(s);
-        toFree--;
-      }
-    }
-    return toFree;
   }
 
   /** Evicts every neuron (the no-reuse strategies start each layer evaluation empty). */
   clear(): void {
     if (this.reserved > 0) throw new FlashError("BAD_ARGUMENT", "clear during a pending load");
-    for (let s = 0; s < this.size; s++) this.slotOfNeuron[this.neuronOfSlot[s]] = -1;
+    for (let s = 0; s < this.size; s++) {
+      const n = this.neuronOfSlot[s];
+      this.slotOfNeuron[n] = -1;
+      this.prev[n] = this.next[n] = -1;
+    }
     this.size = 0;
+    this.head = this.tail = -1;
   }
 
   /**
@@ -147,7 +139,11 @@ export class NeuronCache {
 
   /** Makes every reserved slot live (their bytes have arrived). */
   commit(): void {
-    for (let s = this.size; s < this.size + this.reserved; s++) this.slotOfNeuron[this.neuronOfSlot[s]] = s;
+    for (let s = this.size; s < this.size + this.reserved; s++) {
+      const n = this.neuronOfSlot[s];
+      this.slotOfNeuron[n] = s;
+      this.insertByAge(n);
+    }
     this.size += this.reserved;
     this.reserved = 0;
   }
@@ -172,12 +168,49 @@ export class NeuronCache {
     }
     this.neuronOfSlot[last] = -1;
     this.slotOfNeuron[gone] = -1;
+    this.unlink(gone);
     this.size = last;
   }
 
-  private ageBucket(neuron: number, tick: number): number {
+  private evictNeuron(n: number): void {
+    this.evictSlot(this.slotOfNeuron[n]);
+  }
+
+  // Puts a newly committed neuron where its last use belongs: at the tail when used this tick (loaded
+  // on demand), at the head when never used (a gap neuron), else walking back from the tail (rare).
+  private insertByAge(n: number): void {
+    const used = this.lastUsed[n];
+    let after = this.tail;
+    if (this.head >= 0 && used <= this.lastUsed[this.head]) after = -1;
+    else while (after >= 0 && this.lastUsed[after] > used) after = this.prev[after];
+    this.linkAfter(n, after);
+  }
+
+  // Links `n` after `after` (-1: at the head).
+  private linkAfter(n: number, after: number): void {
+    const following = after < 0 ? this.head : this.next[after];
+    this.prev[n] = after;
+    this.next[n] = following;
+    if (after < 0) this.head = n;
+    else this.next[after] = n;
+    if (following < 0) this.tail = n;
+    else this.prev[following] = n;
+  }
+
+  private unlink(n: number): void {
+    const p = this.prev[n];
+    const q = this.next[n];
+    if (p < 0) this.head = q;
+    else this.next[p] = q;
+    if (q < 0) this.tail = p;
+    else this.prev[q] = p;
+    this.prev[n] = this.next[n] = -1;
+  }
+
+  // Ticks since `neuron` was last used (never used: older than any).
+  private age(neuron: number, tick: number): number {
     const used = this.lastUsed[neuron];
-    return used === NEVER ? AGE_BUCKETS : Math.min(Math.max(tick - used, 0), AGE_BUCKETS);
+    return used === NEVER ? Infinity : Math.max(tick - used, 0);
   }
 
   /**
@@ -187,15 +220,12 @@ export class NeuronCache {
    */
   evictOutsideWindow(tick: number): number {
     let evicted = 0;
-    for (let s = this.size - 1; s >= 0; s--) {
-      if (this.ageBucket(this.neuronOfSlot[s], tick) >= this.window) {
-        this.evictSlot(s);
-        evicted++;
-      }
+    while (this.head >= 0 && this.age(this.head, tick) >= this.window) {
+      this.evictNeuron(this.head);
+      evicted++;
     }
     return evicted;
   }
 }
 
 const NEVER = -0x80000000;
-const AGE_BUCKETS = 4095; // ages are ranked exactly up to this many clock ticks

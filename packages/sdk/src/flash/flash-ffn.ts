@@ -217,7 +217,7 @@ export class FlashFfn implements FfnBackend {
   }
 
   async run(layer: number, x: number, out: number, signal?: AbortSignal): Promise<void> {
-    const { k, layout, stats, cache, matrix } = this;
+    const { k, layout, stats, cache } = this;
     stats.layerRuns++;
     if (this.pending) await this.finishPrefetch();
     const tick = ++this.tick;

@@ -105,6 +105,31 @@ describe("NeuronCache", () => {
     });
   }
 
+  it("makeRoom's extra room comes from outside the window only, oldest first; gap neurons never used go first", () => {
+    const mem = new Uint8Array(10 * STRIDE);
+    const cache = new NeuronCache(100, 10, STRIDE, () => mem, 3);
+    // Neuron n used at tick n (n = 1…8), then neuron 50 loaded as a gap neuron (never used).
+    for (let n = 1; n <= 8; n++) {
+      cache.touch(n, n);
+      const s = cache.reserve(n, 1);
+      writeBundle(mem, s, n);
+      cache.commit();
+    }
+    writeBundle(mem, cache.reserve(50, 1), 50);
+    cache.commit();
+    const tick = 9; // window 3: ticks 7, 8 (and 9) are inside; 1…6 and the gap neuron outside
+    cache.touch(8, tick);
+    expect(cache.free).toBe(1);
+    // Need 2, extra 3: 4 slots freed from outside (50, then 1, 2, 3), nothing from inside.
+    cache.makeRoom(2, tick, 3);
+    const left = (): number[] => Array.from({ length: cache.size }, (_, s) => cache.neuronAt(s)).sort((a, b) => a - b);
+    expect(left()).toEqual([4, 5, 6, 7, 8]);
+    // Need 9: the rest of outside goes (4, 5, 6: free 8), then inside, youngest first, only what is needed: 7 (age 2); 8 is this tick's.
+    expect(cache.makeRoom(9, tick, 10)).toBe(9);
+    expect(left()).toEqual([8]);
+    for (let s = 0; s < cache.size; s++) for (let i = 0; i < STRIDE; i++) expect(mem[s * STRIDE + i]).toBe(bundleByte(cache.neuronAt(s), i));
+  });
+
   it("clear forgets everything; reserving more than is free is refused", () => {
     const mem = new Uint8Array(4 * STRIDE);
     const cache = new NeuronCache(10, 4, STRIDE, () => mem, 2);
