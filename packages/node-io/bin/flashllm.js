@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+// The `flashllm` command. A committed file rather than dist/cli.js itself: npm links a package's bin
+// when it installs the package, and on a fresh clone `npm ci` runs before dist/ is built, so a bin
+// pointing into dist/ is never linked and `npx flashllm` asks the registry instead.
+import("../dist/cli.js").catch((e) => {
+  if (e?.code === "ERR_MODULE_NOT_FOUND" && String(e.message).includes("dist/cli.js")) {
+    process.stderr.write("flashllm: the CLI is not built yet: run `npm run setup` (or `bash scripts/setup.sh`) in the repository first\n");
+    process.exit(1);
+  }
+  throw e;
+});
