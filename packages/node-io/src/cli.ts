@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { createRequire } from "node:module";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { convertCommand } from "./commands/convert.js";
 import { inspectCommand } from "./commands/inspect.js";
@@ -7,6 +8,11 @@ import { synthCommand } from "./commands/synth.js";
 import { benchCommand } from "./commands/bench.js";
 import { calibrateCommand } from "./commands/calibrate.js";
 import { evalCommand } from "./commands/eval.js";
+import { cacheDir } from "./model-files.js";
+import { stdoutWatch } from "./output.js";
+
+stdoutWatch(); // before any output: a closed pipe must not become an uncaught EPIPE
+const { version } = createRequire(import.meta.url)("../package.json") as { version: string };
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -19,10 +25,25 @@ const num = (name: string) => (v: string) => {
   return n;
 };
 
+/** Bundle stride alignment: a power of two from 16 to 64 KiB (O_DIRECT needs 4096; more only pads the file). */
+const MAX_BUNDLE_ALIGN = 64 * 1024;
+const bundleAlign = (v: string) => {
+  const n = Number(v);
+  if (!(Number.isInteger(n) && n >= 16 && n <= MAX_BUNDLE_ALIGN && (n & (n - 1)) === 0)) {
+    throw new InvalidArgumentError(`--bundle-align must be a power of two from 16 to ${MAX_BUNDLE_ALIGN} bytes (4096 lets O_DIRECT read single bundles in place; more only pads the file)`);
+  }
+  return n;
+};
+
 const program = new Command()
   .name("flashllm")
   .description("Run language models larger than memory: FFN weights streamed from storage.")
-  .showHelpAfterError();
+  .version(version, "-V, --version")
+  .showHelpAfterError()
+  .addHelpText(
+    "after",
+    `\nEnvironment:\n  FLASHLLM_CACHE  folder for models converted on first use (now: ${cacheDir()}; default ~/.cache/flashllm)`,
+  );
 
 program
   .command("run")
@@ -33,7 +54,7 @@ program
   .option("-n, --max-tokens <n>", "new tokens to generate", int("--max-tokens"), 200)
   .option("-t, --temperature <t>", "0 = greedy", num("--temperature"), 0.8)
   .option("-p, --top-p <p>", "nucleus sampling threshold; outside (0,1) disables", num("--top-p"), 0.9)
-  .option("-s, --seed <n>", "RNG seed (default: time)", int("--seed"))
+  .option("-s, --seed <n>", "RNG seed, an integer ≥ 0 (default: time)", int("--seed"))
   .option("-b, --memory-budget <size>", "hard limit on model memory: a share of the .flm file (50%) or bytes (600KiB)")
   .addOption(new Option("--strategy <s>", "how neurons reach memory").choices(["naive", "bundled", "windowed"]).default("windowed"))
   .option("--window <k>", "tokens a used neuron stays protected in the cache", int("--window"), 4)
@@ -45,6 +66,8 @@ program
   .option("--direct", "read with O_DIRECT (bypass the page cache)", false)
   .option("--in-flight <n>", "reads in flight", int("--in-flight"), 8)
   .option("--dense", "load a llama2.c checkpoint wholly into memory instead (the reference path)", false)
+  .option("--no-verify", "skip checking each bundle read against the file's CRC-32 (a corrupted file then gives wrong text, not an error)")
+  .addHelpText("after", "\nA llama2.c checkpoint is converted to .flm on first use and kept in $FLASHLLM_CACHE (default ~/.cache/flashllm).")
   .action((opts) => runCommand(opts));
 
 program
@@ -55,7 +78,7 @@ program
   .requiredOption("-z, --tokenizer <path>", "llama2.c tokenizer (.bin)")
   .addOption(new Option("--dtype <d>", "weights type").choices(["f32", "q8"]).default("f32"))
   .addOption(new Option("--activation <a>", "FFN activation (the llama2.c format does not record it)").choices(["silu", "relu"]).default("silu"))
-  .option("--bundle-align <n>", "bundle stride alignment in bytes (4096 lets O_DIRECT read single bundles in place)", int("--bundle-align"), 16)
+  .option("--bundle-align <n>", "bundle stride alignment in bytes, a power of two from 16 to 65536 (4096 lets O_DIRECT read single bundles in place)", bundleAlign, 16)
   .action((input, out, opts) => convertCommand(input, out, opts));
 
 program
@@ -104,7 +127,7 @@ program
   .option("--layers <n>", "fewer layers (same per-layer shapes)", int("--layers"))
   .option("--vocab <n>", "another vocabulary size", int("--vocab"))
   .option("--seed <n>", "PRNG seed", int("--seed"), 1)
-  .option("--bundle-align <n>", "bundle stride alignment in bytes", int("--bundle-align"), 16)
+  .option("--bundle-align <n>", "bundle stride alignment in bytes, a power of two from 16 to 65536", bundleAlign, 16)
   .action((opts) => synthCommand(opts));
 
 program
@@ -134,8 +157,22 @@ program
   .option("--max-gap <bytes>", "merge two runs of missing neurons across a gap of up to this many bytes", int("--max-gap"), 32 * 1024)
   .action((opts) => benchCommand(opts));
 
+/** SDK option names in messages, as the flags a CLI user types. */
+const FLAG_NAMES: [RegExp, string][] = [
+  [/\bcontextLength\b/g, "--context"],
+  [/\bmemoryBudget\b/g, "--memory-budget"],
+  [/\bmaxTokens\b/g, "--max-tokens"],
+  [/\btopP\b/g, "--top-p"],
+  [/\bmaxInFlight\b/g, "--in-flight"],
+  [/\bmaxGapBytes\b/g, "--max-gap"],
+  [/\bbundleAlignment\b/g, "--bundle-align"],
+];
+const inCliWords = (m: string) => FLAG_NAMES.reduce((t, [re, flag]) => t.replace(re, flag), m);
+
 program.parseAsync(process.argv).catch((e: unknown) => {
+  // Stdout went away: EPIPE ends quietly, other write errors were reported where they happened.
+  if (stdoutWatch().closed) return;
   const err = e as { name?: string; code?: string; message?: string };
-  process.stderr.write(`flashllm: ${err.name ?? "Error"}${err.code ? ` [${err.code}]` : ""}: ${err.message ?? String(e)}\n`);
+  process.stderr.write(`flashllm: ${err.name ?? "Error"}${err.code ? ` [${err.code}]` : ""}: ${inCliWords(err.message ?? String(e))}\n`);
   process.exitCode = 1;
 });

@@ -22,7 +22,8 @@ export type FlashErrorCode =
   | "READ_FAILED"
   | "ABORTED"
   | "BUSY"
-  | "QUOTA_EXCEEDED";
+  | "QUOTA_EXCEEDED"
+  | "CACHE_UNUSABLE";
 
 /** Base class of all typed flashllm errors. */
 export class FlashError extends Error {

@@ -109,7 +109,9 @@ export class NodeFileSource implements FlashSource {
     const direct = options.direct ?? false;
     if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new RangeError(`maxInFlight must be an integer ≥ 1, got ${maxInFlight}`);
     if (!Number.isInteger(retries) || retries < 0) throw new RangeError(`retries must be an integer ≥ 0, got ${retries}`);
-    let flags = constants.O_RDONLY;
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever; the fstat
+    // below then refuses it. It changes nothing for regular files.
+    let flags = constants.O_RDONLY | constants.O_NONBLOCK;
     if (direct) {
       if (constants.O_DIRECT === undefined) throw new SourceError(`O_DIRECT is not available on ${process.platform}; open ${path} without { direct: true }`, 0, 0);
       flags |= constants.O_DIRECT;
