@@ -98,7 +98,7 @@ async function load(): Promise<ModelInfo> {
       from = { kind: "opfs", name };
     }
     status(`Loading ${name}…`);
-    const info = await engine.load(from, { memoryBudget, contextLength, signal: busy.signal, onProgress });
+    const info = await engine.load(from, { memoryBudget, contextLength, verifyReads: true, signal: busy.signal, onProgress });
     loadedKey = settingsKey;
     describeModel(info);
     setState("idle");

@@ -28,6 +28,8 @@ export interface LoadOptions {
   maxGapBytes?: number;
   /** KV cache positions; fewer positions leave more of the budget to the neuron cache. */
   contextLength?: number;
+  /** Check each bundle read against the file's CRC-32: a corrupted file fails with CHECKSUM_MISMATCH instead of giving wrong text. */
+  verifyReads?: boolean;
 }
 
 /** Sampling options of one generation (the SDK's `GenerateOptions` minus the signal). */
