@@ -51,7 +51,7 @@ describe("defect 1: a corrupted model is an error, not mangled text", () => {
 
 describe("defect 2: stdout that closes or fills up", () => {
   it("run | head -c 100: stops quietly with exit 0, without generating on", () => {
-    const r = sh(`( $CLI run --prompt "Once upon a time" --temperature 0 --max-tokens 400 -b 150% 2>"$FLASHLLM_CACHE/err"; echo $? >"$FLASHLLM_CACHE/rc" ) | head -c 100 >/dev/null; cat "$FLASHLLM_CACHE/rc"; cat "$FLASHLLM_CACHE/err"`);
+    const r = sh(`( $CLI run --shipped stories260K --prompt "Once upon a time" --temperature 0 --max-tokens 400 -b 150% 2>"$FLASHLLM_CACHE/err"; echo $? >"$FLASHLLM_CACHE/rc" ) | head -c 100 >/dev/null; cat "$FLASHLLM_CACHE/rc"; cat "$FLASHLLM_CACHE/err"`);
     const [rc, ...err] = r.stdout.split("\n");
     expect(rc).toBe("0");
     noStack(err.join("\n"));
@@ -68,7 +68,7 @@ describe("defect 2: stdout that closes or fills up", () => {
   });
 
   it("run > /dev/full: a clear ENOSPC error, exit 1", () => {
-    const r = sh(`$CLI run --prompt "Once" --temperature 0 --max-tokens 30 -b 50% >/dev/full`);
+    const r = sh(`$CLI run --shipped stories260K --prompt "Once" --temperature 0 --max-tokens 30 -b 50% >/dev/full`);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/flashllm: cannot write the output: ENOSPC/);
     noStack(r.stderr);
@@ -102,7 +102,7 @@ describe("defect 3: the conversion cache keys on the tokenizer too", () => {
 describe("defect 4: long prompts", () => {
   it("a 100 KB prompt is refused promptly with CONTEXT_OVERFLOW and the token count", () => {
     const prompt = readFileSync(join(ROOT, "test/data/tinystories_400k.txt"), "utf8").slice(0, 100_000);
-    const r = cli(["run", "--prompt", prompt, "--max-tokens", "5"], { timeout: 30_000 });
+    const r = cli(["run", "--shipped", "stories260K", "--prompt", prompt, "--max-tokens", "5"], { timeout: 30_000 });
     expect(r.status, r.stderr).toBe(1);
     expect(r.stderr).toMatch(/\[CONTEXT_OVERFLOW\]: the prompt is \d{5} tokens but the context holds 512/);
     expect(r.stdout).toBe("");
@@ -114,7 +114,7 @@ describe("defect 5: first use from several processes at once", () => {
     const dir = fresh();
     const one = () =>
       new Promise<{ code: number | null; out: string; err: string }>((resolve) => {
-        const p = spawn(process.execPath, [CLI, "run", "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "20"], { env: envFor(dir) });
+        const p = spawn(process.execPath, [CLI, "run", "--shipped", "stories260K", "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "20"], { env: envFor(dir) });
         let out = "";
         let err = "";
         p.stdout.on("data", (d) => (out += d));
@@ -158,30 +158,30 @@ describe("defect 7: the README's npx command", () => {
 
 describe("defect 8: an unusable cache folder", () => {
   it("a HOME where nothing can be created: a clear error naming the folder and FLASHLLM_CACHE", () => {
-    const r = cli(["run", "--max-tokens", "3"], { env: { ...process.env, FLASHLLM_CACHE: undefined, HOME: "/proc" } });
+    const r = cli(["run", "--shipped", "stories260K", "--max-tokens", "3"], { env: { ...process.env, FLASHLLM_CACHE: undefined, HOME: "/proc" } });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/\[CACHE_UNUSABLE\]: cannot use \/proc\/\.cache\/flashllm \(the default cache folder\).*Set FLASHLLM_CACHE/);
   });
   it("FLASHLLM_CACHE under a file: the error says it came from FLASHLLM_CACHE; --help documents the variable", () => {
-    const r = cli(["run", "--max-tokens", "3"], { env: envFor("/dev/null/flashllm") });
+    const r = cli(["run", "--shipped", "stories260K", "--max-tokens", "3"], { env: envFor("/dev/null/flashllm") });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/cannot use \/dev\/null\/flashllm \(from FLASHLLM_CACHE\).*ENOTDIR/);
     expect(cli(["--help"]).stdout).toMatch(/FLASHLLM_CACHE/);
-    expect(cli(["run", "--help"]).stdout).toMatch(/FLASHLLM_CACHE/);
+    expect(cli(["run", "--shipped", "stories260K", "--help"]).stdout).toMatch(/FLASHLLM_CACHE/);
   });
 });
 
 describe("defect 9: budget flags and what the banner reports", () => {
   it("--dense refuses --memory-budget; an empty or unreadable budget is an error, not unlimited", () => {
-    const dense = cli(["run", "--dense", "--memory-budget", "abc", "--max-tokens", "3"]);
+    const dense = cli(["run", "--shipped", "stories260K", "--dense", "--memory-budget", "abc", "--max-tokens", "3"]);
     expect(dense.status).toBe(1);
     expect(dense.stderr).toMatch(/--dense loads the whole model into memory, so --memory-budget cannot apply/);
-    const empty = cli(["run", "--memory-budget", "", "--max-tokens", "3"]);
+    const empty = cli(["run", "--shipped", "stories260K", "--memory-budget", "", "--max-tokens", "3"]);
     expect(empty.status).toBe(1);
     expect(empty.stderr).toMatch(/cannot read memory budget ""/);
   });
   it("the banner gives the positions allocated and the runtime overhead; WASM memory stays within budget + overhead", () => {
-    const r = cli(["run", "--prompt", "Once", "--temperature", "0", "--max-tokens", "1000000000", "-b", "2MiB"]);
+    const r = cli(["run", "--shipped", "stories260K", "--prompt", "Once", "--temperature", "0", "--max-tokens", "1000000000", "-b", "2MiB"]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stderr).toMatch(/KV\+activations [\d.]+ KiB \(512 positions\)/);
     const kib = (re: RegExp) => Number(re.exec(r.stderr)![1]) * (re.exec(r.stderr)![2] === "MiB" ? 1024 : 1);
@@ -241,25 +241,25 @@ describe("defect 10: the smaller ones", () => {
   });
 
   it("--seed 0 is a seed: accepted and reproducible; --version prints the version", () => {
-    const a = cli(["run", "--prompt", "Once", "--seed", "0", "--max-tokens", "20"]);
-    const b = cli(["run", "--prompt", "Once", "--seed", "0", "--max-tokens", "20"]);
+    const a = cli(["run", "--shipped", "stories260K", "--prompt", "Once", "--seed", "0", "--max-tokens", "20"]);
+    const b = cli(["run", "--shipped", "stories260K", "--prompt", "Once", "--seed", "0", "--max-tokens", "20"]);
     expect(a.status, a.stderr).toBe(0);
     expect(b.stdout).toBe(a.stdout);
     expect(cli(["--version"]).stdout.trim()).toBe(readJson(join(ROOT, "packages/node-io/package.json")).version);
   });
 
   it("Ctrl-C stops a run with exit code 130 and the stats so far", async () => {
-    const p = spawn(process.execPath, [CLI, "run", "--prompt", "Once", "--max-tokens", "500", "--strategy", "naive"], { env: envFor(shared) });
+    const p = spawn(process.execPath, [CLI, "run", "--shipped", "stories260K", "--prompt", "Once", "--max-tokens", "500", "--strategy", "naive"], { env: envFor(shared) });
     let err = "";
     p.stderr.on("data", (d) => (err += d));
     p.stdout.once("data", () => p.kill("SIGINT"));
     const code = await new Promise<number | null>((resolve) => p.on("close", (c) => resolve(c)));
     expect(code, err).toBe(130);
-    expect(err).toMatch(/interrupted\n\[stats\] \d+ tokens/);
+    expect(err).toMatch(/interrupted\n\[stats\] every neuron from flash: \d+ tokens/);
   });
 
   it("messages name the flags a user typed, not SDK option names", () => {
-    const r = cli(["run", "--memory-budget", "100KiB", "--max-tokens", "5"]);
+    const r = cli(["run", "--shipped", "stories260K", "--memory-budget", "100KiB", "--max-tokens", "5"]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/BUDGET_TOO_SMALL/);
     expect(r.stderr).toMatch(/--context/);

@@ -10,6 +10,7 @@ import { calibrateCommand } from "./commands/calibrate.js";
 import { evalCommand } from "./commands/eval.js";
 import { cacheDir } from "./model-files.js";
 import { stdoutWatch } from "./output.js";
+import { SHIPPED_NAMES } from "./shipped.js";
 
 stdoutWatch(); // before any output: a closed pipe must not become an uncaught EPIPE
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string };
@@ -47,8 +48,9 @@ const program = new Command()
 
 program
   .command("run")
-  .description("generate text (without --model: the shipped stories260K model, converted to .flm on first use)")
-  .option("-m, --model <path>", "flashllm container (.flm) or llama2.c checkpoint (.bin)")
+  .description("generate text (without --model: the shipped stories260K-relu with sparsity predictors, prepared on first use)")
+  .option("-m, --model <path>", "flashllm container (.flm) or llama2.c checkpoint (.bin); the kind is read from the file")
+  .addOption(new Option("--shipped <name>", "a shipped model instead of --model: stories260K-relu (sparse, with predictors; the default) or stories260K (SwiGLU: every neuron, every token)").choices([...SHIPPED_NAMES]))
   .option("-z, --tokenizer <path>", "llama2.c tokenizer (.bin) for a .bin checkpoint")
   .option("-i, --prompt <text>", "prompt", "")
   .option("-n, --max-tokens <n>", "new tokens to generate", int("--max-tokens"), 200)

@@ -4,11 +4,13 @@ import { formatBytes, peakRssBytes } from "../format-stats.js";
 import { readInputFile, requireFile, sniffModel } from "../input-files.js";
 import { flmFor } from "../model-files.js";
 import { stdoutWatch } from "../output.js";
-import { DEFAULT_MODEL, DEFAULT_TOKENIZER } from "../paths.js";
+import { DEFAULT_SHIPPED, shippedFiles, shippedFlm, type ShippedName } from "../shipped.js";
 import { NodeFileSource } from "../source/index.js";
 
 export interface RunOptions {
   model?: string;
+  /** A model shipped with the package (default stories260K-relu, with predictors). */
+  shipped?: ShippedName;
   tokenizer?: string;
   prompt: string;
   maxTokens: number;
@@ -38,24 +40,28 @@ const EXIT_INTERRUPTED = 130;
  * `--dense` asks for the whole model in memory. The file's kind is read from its first bytes.
  */
 export async function runCommand(o: RunOptions): Promise<void> {
-  const modelPath = o.model ?? DEFAULT_MODEL;
+  if (o.model && o.shipped) throw new FlashError("BAD_ARGUMENT", "--model and --shipped both name the model: give one");
+  const shipped = o.model ? undefined : shippedFiles(o.shipped ?? DEFAULT_SHIPPED);
+  const modelPath = o.model ?? shipped!.checkpoint;
+  const activation = shipped?.activation ?? o.activation;
   const kind = await sniffModel(modelPath);
-  const tokPath = o.tokenizer ?? (o.model ? undefined : DEFAULT_TOKENIZER);
+  const tokPath = o.tokenizer ?? shipped?.tokenizer;
   if (kind === "llama2c" && !tokPath) throw new FlashError("BAD_ARGUMENT", `${modelPath} is not a .flm container, so it is read as a llama2.c checkpoint, which needs --tokenizer <tok.bin>`);
   if (o.dense && o.memoryBudget !== undefined) throw new FlashError("BAD_ARGUMENT", "--dense loads the whole model into memory, so --memory-budget cannot apply: drop one of them");
   if (!(o.maxTokens >= 0)) throw new FlashError("BAD_ARGUMENT", `--max-tokens must be ≥ 0, got ${o.maxTokens}`);
+  const log = (m: string) => process.stderr.write(`[flashllm] ${m}\n`);
 
   let model: LanguageModel;
   let source: NodeFileSource | undefined;
   let promptTokens: number[];
   if (o.dense) {
     if (kind === "flm") throw new FlashError("BAD_ARGUMENT", "--dense runs a llama2.c checkpoint in memory; a .flm always runs from flash");
-    model = await loadLlama2c(await readInputFile(modelPath, "model"), await readInputFile(tokPath!, "tokenizer"), { activation: o.activation, contextLength: o.context });
+    model = await loadLlama2c(await readInputFile(modelPath, "model"), await readInputFile(tokPath!, "tokenizer"), { activation, contextLength: o.context });
     promptTokens = promptFits(model.tokenizer.encode(o.prompt, true, false), model.transformer.contextLength, o);
-    process.stderr.write(`[flashllm] ${modelPath}: dense, the whole model in memory (the reference path): WASM memory ${formatBytes(model.wasmMemoryBytes)}, ${model.transformer.contextLength} positions\n`);
+    log(`${modelPath}: dense, the whole model in memory (the reference path): WASM memory ${formatBytes(model.wasmMemoryBytes)}, ${model.transformer.contextLength} positions`);
   } else {
     if (kind === "llama2c") await requireFile(tokPath!, "tokenizer");
-    const flashFile = kind === "flm" ? modelPath : await flmFor(modelPath, tokPath!, { dtype: o.dtype, activation: o.activation }, (m) => process.stderr.write(`[flashllm] ${m}\n`));
+    const flashFile = shipped && !o.tokenizer && o.dtype === "f32" ? await shippedFlm(o.shipped ?? DEFAULT_SHIPPED, log) : kind === "flm" ? modelPath : await flmFor(modelPath, tokPath!, { dtype: o.dtype, activation }, log);
     source = await NodeFileSource.open(flashFile, { direct: o.direct, maxInFlight: o.inFlight });
     try {
       const memoryBudget = o.memoryBudget === undefined ? undefined : parseBudget(o.memoryBudget, source.byteLength);
@@ -126,8 +132,10 @@ function banner(path: string, fileBytes: number, budget: number | undefined, mod
 /** One line of figures: speed, then (flash) I/O per token, hit rate and the time split, then memory. */
 export function statsLine(model: LanguageModel): string {
   const s = model.lastStats!;
-  const parts = [`${s.generatedTokens} tokens`, `${s.tokensPerSecond.toFixed(1)} tok/s`];
   const flash = (model as FlashModel).flash;
+  // What the figures describe: the sparse method, every neuron from flash, or the in-memory reference.
+  const what = !flash ? "dense in memory" : (model as FlashModel).predictor ? "sparse: predicted neurons from flash" : "every neuron from flash";
+  const parts = [what, `${s.generatedTokens} tokens`, `${s.tokensPerSecond.toFixed(1)} tok/s`];
   if (flash) {
     const f = flash.stats;
     const t = Math.max(f.tokens, 1);
@@ -141,5 +149,5 @@ export function statsLine(model: LanguageModel): string {
   }
   const overhead = (model as FlashModel).memoryPlan?.overheadBytes;
   parts.push(`peak RSS ${formatBytes(peakRssBytes())}`, `WASM memory ${formatBytes(model.wasmMemoryBytes)}${overhead !== undefined ? ` (runtime overhead ${formatBytes(overhead)} of it)` : ""}`);
-  return `[stats] ${parts.join(", ")}`;
+  return `[stats] ${parts[0]}: ${parts.slice(1).join(", ")}`;
 }
