@@ -9,5 +9,4 @@ export default defineConfig({
   platform: "node",
   sourcemap: true,
   external: ["@flashllm/sdk"],
-  banner: ({ format }) => ({}),
 });

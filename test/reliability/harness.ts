@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { convertFile } from "@flashllm/node-io";
 import {
-  FlashError, Kernels, MemorySink, NeuronCache, convertLlama2c, openFlashModel, openFlm, readLlama2cCheckpoint, writeWithPredictor,
+  FlashError, Kernels, MemorySink, type NeuronCache, convertLlama2c, openFlashModel, openFlm, readLlama2cCheckpoint, writeWithPredictor,
   type FlashModel, type OpenFlashOptions, type WasmBlock, MemorySource,
 } from "@flashllm/sdk";
 import { ROOT, SHARED_MODELS, STORIES_BIN, STORIES_TOK, hasShared, readBytes } from "../helpers.js";

@@ -6,7 +6,7 @@ import {
   type FlashModel, type LanguageModel,
 } from "@flashllm/sdk";
 import * as sdk from "@flashllm/sdk";
-import { HANG_MS, HeapWatch, checkFlashCache, classify, flmSeed, hfTokenizerSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
+import { HANG_MS, type HeapWatch, checkFlashCache, classify, flmSeed, hfTokenizerSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
 import { applyOps, type Case } from "./mutate.js";
 
 /** Result of one case. */

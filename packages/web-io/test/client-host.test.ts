@@ -7,6 +7,7 @@ import { AbortedError, BudgetError, FormatError, MemorySink, MemorySource, conve
 import { FlashWorkerClient } from "../src/client.js";
 import { hostFlashWorker } from "../src/worker/host.js";
 import type { WorkerScope } from "../src/worker/host.js";
+import type { EngineStats } from "../src/protocol.js";
 import { startDemoServer } from "../demo/server.mjs";
 import type { DemoServer } from "../demo/server.mjs";
 
@@ -56,7 +57,7 @@ describe("FlashWorkerClient ↔ host", () => {
     expect(info.config.vocabSize).toBe(512);
     expect(progress.length).toBeGreaterThan(0);
     const tokens: number[] = [];
-    let last;
+    let last: EngineStats | undefined;
     for await (const t of client.generate(prompt, { temperature: 0, maxTokens: 30 })) {
       tokens.push(t.token);
       last = t.stats;

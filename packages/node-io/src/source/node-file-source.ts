@@ -3,7 +3,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { BLOCK, PieceCursor, alignDown, alignUp, emptyPiece, type Piece, type PieceKind, type PlanLimits } from "./read-plan.js";
 import { SlotPool, alignedBuffer, type Slot } from "./slot-pool.js";
-import { AbortedError, SourceError, throwIfAborted, type FlashSource, type ReadRequest } from "./sdk.js";
+import { SourceError, throwIfAborted, type FlashSource, type ReadRequest } from "./sdk.js";
 
 /** Options of {@link NodeFileSource.open}. */
 export interface NodeFileSourceOptions {

@@ -165,7 +165,7 @@ export async function readPredictor(file: FlmFile, signal?: AbortSignal): Promis
   const resident = await file.readResident({ signal });
   const f32 = (name: string) => {
     const t = resident.get(name);
-    if (!t || t.dtype !== "f32") throw new FlashError("BAD_MANIFEST", `predictor tensor ${name} is missing`);
+    if (t?.dtype !== "f32") throw new FlashError("BAD_MANIFEST", `predictor tensor ${name} is missing`);
     return t.data.slice();
   };
   return {
