@@ -38,7 +38,7 @@ export interface BenchCommandOptions {
   queue?: number;
 }
 
-/** The variants of one run (DESIGN §6): the paper's baselines and the full method, in one process. */
+/** The variants of one run (docs/benchmarks.md): the paper's baselines and the full method, in one process. */
 const VARIANTS = {
   naive: { label: "naive (whole FFN per token)", strategy: "naive", bundling: true, prefetch: false, inMemory: false },
   bundled: { label: "bundled only", strategy: "bundled", bundling: true, prefetch: false, inMemory: false },

@@ -1,4 +1,5 @@
 import { FlashError, throwIfAborted } from "../errors.js";
+import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
 import type { Kernels, WasmBlock } from "../kernels/loader.js";
 import type { ModelConfig } from "./config.js";
 import { headSize, kvDim } from "./config.js";
@@ -127,7 +128,7 @@ export class Transformer {
   static stateBytes(c: ModelConfig, contextLength: number): number {
     const kv = kvDim(c);
     const floats = 4 * c.dim + c.nHeads * contextLength + c.vocabSize + Math.ceil((Math.max(c.dim, c.hiddenDim) + 8) / 2) + headSize(c) + 2 * c.nLayers * contextLength * kv;
-    return floats * 4 + 11 * 32; // + allocator headers and alignment
+    return floats * 4 + 11 * ALLOC_BLOCK_OVERHEAD; // 11 blocks
   }
 
   /** Runs token `token` at position `pos`; returns a view of the logits valid until the next call. */
@@ -192,11 +193,6 @@ export class Transformer {
   private linear(out: number, p: Linear, x: number): void {
     matvec(this.k, out, p.m, x, this.xq);
     if (p.bias) this.k.k.add(out, out, p.bias, p.m.rows);
-  }
-
-  /** The final hidden state of the last forward call (after the final norm). */
-  hiddenState(): Float32Array {
-    return this.k.f32(this.x, this.config.dim);
   }
 
   // run.c's RoPE angles, in float32: freq = 1/θ^(hd/head_size), angle = pos·freq, for hd = 0, 2, 4…

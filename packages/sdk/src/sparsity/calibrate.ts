@@ -9,7 +9,7 @@ import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Predictor } from "./predictor.js";
 import type { LayerActivations } from "./train.js";
 
-/** Which neurons count as truly active when recording (DESIGN §1). */
+/** Which neurons count as truly active when recording (ARCHITECTURE.md §4). */
 export type ActivityRule =
   /** ReLU models: the neuron's activation is not exactly zero. */
   | { kind: "nonzero" }
