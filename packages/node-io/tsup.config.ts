@@ -8,5 +8,5 @@ export default defineConfig({
   target: "node20",
   platform: "node",
   sourcemap: true,
-  external: ["@flashllm/sdk"],
+  external: [/^@flashllm\/sdk(\/|$)/],
 });

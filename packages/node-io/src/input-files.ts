@@ -1,6 +1,6 @@
 import { open, readFile, stat } from "node:fs/promises";
 import type { Stats } from "node:fs";
-import { FLM_MAGIC, FlashError } from "@flashllm/sdk";
+import { FLM_MAGIC, FlashError } from "@flashllm/sdk/internal";
 
 /**
  * Checks that `path` names a regular file before anything opens it: opening a FIFO for reading blocks

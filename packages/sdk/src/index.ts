@@ -1,58 +1,37 @@
 /**
  * flashllm SDK: run language models whose FFN weights stay on storage. Storage-agnostic: it never
  * imports `fs` or DOM APIs; backends implement {@link FlashSource}.
+ *
+ * This entry is the public face: open a model from any storage, generate, convert and inspect files,
+ * handle typed errors. Test helpers are in `@flashllm/sdk/testing`; the engine's building blocks
+ * (kernels, caches, planners, predictor training) in `@flashllm/sdk/internal`, without a stability promise.
  */
-export * from "./errors.js";
-export * from "./source.js";
-export { Kernels, Act } from "./kernels/loader.js";
-export type { KernelExports, WasmBlock, ActivationName } from "./kernels/loader.js";
-export type { ModelConfig } from "./model/config.js";
-export { headSize, kvDim } from "./model/config.js";
-export { readLlama2cCheckpoint } from "./model/llama2c.js";
-export type { Llama2cCheckpoint, Llama2cOptions } from "./model/llama2c.js";
-export { WeightStore, matvec, transpose } from "./model/weights.js";
-export type { Matrix, TensorData } from "./model/weights.js";
-export { DenseFfn } from "./model/ffn.js";
-export type { FfnBackend } from "./model/ffn.js";
-export { Transformer } from "./model/transformer.js";
-export { Llama2cTokenizer, BOS, EOS, runcPrintable } from "./tokenizer/llama2c.js";
-export type { UnknownPolicy } from "./tokenizer/llama2c.js";
-export { Sampler, XorShiftRng, argmax, softmaxF32 } from "./sampler.js";
-export type { SamplingOptions } from "./sampler.js";
-export { LanguageModel } from "./language-model.js";
-export type { GenerateOptions, GeneratedToken, GenerationStats, FinishReason } from "./language-model.js";
-export { loadLlama2c } from "./load.js";
-export type { LoadLlama2cOptions } from "./load.js";
-export * from "./format/index.js";
-export { convertLlama2c, convertTensors } from "./convert/from-llama2c.js";
-export type { ConvertOptions, TensorSource, TokenizerFile } from "./convert/from-llama2c.js";
-export { CharTokenizer } from "./tokenizer/chars.js";
-export { HfTokenizer } from "./tokenizer/hf.js";
-export { parseTokenizer } from "./tokenizer/parse.js";
-export type { Tokenizer } from "./tokenizer/tokenizer.js";
-export { NeuronCache } from "./cache/neuron-cache.js";
-export { ReadPlanner } from "./cache/read-planner.js";
-export { AllNeurons, FixedSelector } from "./sparsity/selector.js";
-export type { NeuronSelector } from "./sparsity/selector.js";
-export { FlashFfn, flashScratchBytes, maxUsefulSlots } from "./flash/flash-ffn.js";
-export type { FfnStorageLayout, FlashStrategy, FlashFfnOptions } from "./flash/flash-ffn.js";
-export type { FlashStats } from "./flash/stats.js";
-export { planMemory, residentBytes } from "./flash/memory-plan.js";
-export type { MemoryPlan } from "./flash/memory-plan.js";
+
+// Errors: every deliberate failure is a FlashError with a stable code.
+export { FlashError, FormatError, SourceError, BudgetError, AbortedError, throwIfAborted } from "./errors.js";
+export type { FlashErrorCode } from "./errors.js";
+
+// Storage: what a backend implements, and an in-memory one.
+export { MemorySource } from "./source.js";
+export type { FlashSource, ReadRequest } from "./source.js";
+
+// Opening a model and generating.
 export { openFlashModel, FlashModel } from "./flash/open.js";
 export type { OpenFlashOptions } from "./flash/open.js";
-export { LowRankPredictor } from "./sparsity/predictor.js";
-export type { Predictor, PredictorLayer } from "./sparsity/predictor.js";
-export { trainPredictors } from "./sparsity/train.js";
-export type { LayerActivations, TrainOptions, PredictorQuality } from "./sparsity/train.js";
-export { ActivationRecorder, recordCorpus, corpusSequences, writeWithPredictor, readPredictor, markActive, MIN_CALIBRATION_POSITIONS } from "./sparsity/calibrate.js";
-export type { ActivityRule } from "./sparsity/calibrate.js";
-export { GateExactSelector, HotNeuronSelector } from "./sparsity/exact.js";
-export { evaluateSparsity, TruthTap } from "./sparsity/evaluate.js";
-export type { EvalReport, LayerSelectionQuality } from "./sparsity/evaluate.js";
-export * from "./hf/index.js";
-export * from "./testing/index.js";
-export { TraceSelector, TRACE_PRESETS, measureTrace } from "./sparsity/trace-selector.js";
-export type { TraceParams, TracePreset, TraceStats, LookaheadSelector } from "./sparsity/trace-selector.js";
-export type { PredictingSelector, PrefetchStats } from "./flash/flash-ffn.js";
-export * from "./synth/index.js";
+export { LanguageModel } from "./language-model.js";
+export type { GenerateOptions, GeneratedToken, GenerationStats, FinishReason } from "./language-model.js";
+export type { SamplingOptions } from "./sampler.js";
+export type { ModelConfig } from "./model/config.js";
+export type { MemoryPlan } from "./flash/memory-plan.js";
+export type { FlashStats } from "./flash/stats.js";
+export type { FlashStrategy } from "./flash/flash-ffn.js";
+export type { NeuronSelector } from "./sparsity/selector.js";
+export type { Tokenizer } from "./tokenizer/tokenizer.js";
+export { loadLlama2c } from "./load.js";
+export type { LoadLlama2cOptions } from "./load.js";
+
+// Files: converting into the .flm container, and reading one.
+export { convertLlama2c, convertTensors } from "./convert/from-llama2c.js";
+export type { ConvertOptions, TokenizerFile } from "./convert/from-llama2c.js";
+export { openFlm, FlmFile, MemorySink } from "./format/index.js";
+export type { FlmSink, Manifest, VerifyReport, SectionCheck } from "./format/index.js";

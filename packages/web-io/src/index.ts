@@ -16,5 +16,4 @@ export type { ClientGenerateOptions, ClientImportOptions, ClientLoadOptions, Cre
 export { hostFlashWorker } from "./worker/host.js";
 export type { WorkerScope } from "./worker/host.js";
 export { QuotaError, serializeError, deserializeError } from "./errors.js";
-export { formatBytes } from "./util.js";
 export type * from "./protocol.js";

@@ -131,7 +131,7 @@ export interface SerializedError {
 }
 
 /** Messages the client sends. Every request carries an `id`; the answer carries the same `id`. */
-export type Request =
+export type WorkerRequest =
   | { type: "load"; id: number; source: ModelSourceSpec; options: LoadOptions }
   | { type: "generate"; id: number; prompt: string; options: GenerateSettings }
   | { type: "import"; id: number; from: Blob | string; name: string; options: ImportSettings }
@@ -143,7 +143,7 @@ export type Request =
   | { type: "abort"; id: number; target: number };
 
 /** Messages the worker sends. */
-export type Response =
+export type WorkerResponse =
   | { type: "ready" }
   | { type: "progress"; id: number; progress: Progress }
   | { type: "token"; id: number; token: StreamedToken }

@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import {
   FlashFfn, Kernels, TRACE_PRESETS, TraceSelector, Transformer, WeightStore, XorShift32, matvec, measureTrace, openFlm, planMemory, synthShape,
   type FfnStorageLayout, type FlashStats, type FlashStrategy, type FlmFile, type MemoryPlan, type NeuronSelector, type TraceParams,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import { parseBudget } from "../budget.js";
 import { formatBytes } from "../format-stats.js";
 import { NodeFileSource, type NodeFileSourceStats } from "../source/index.js";

@@ -1,5 +1,5 @@
 import { Presets, SingleBar } from "cli-progress";
-import { ActivationRecorder, corpusSequences, openFlashModel, recordCorpus, trainPredictors, writeWithPredictor, type FlashModel, type PredictorQuality } from "@flashllm/sdk";
+import { ActivationRecorder, corpusSequences, openFlashModel, recordCorpus, trainPredictors, writeWithPredictor, type FlashModel, type PredictorQuality } from "@flashllm/sdk/internal";
 import { basename } from "node:path";
 import { NodeFileSink } from "../file-sink.js";
 import { requireFile } from "../input-files.js";

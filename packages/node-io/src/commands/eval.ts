@@ -1,4 +1,4 @@
-import { FlashError, GateExactSelector, HotNeuronSelector, TruthTap, corpusSequences, evaluateSparsity, openFlashModel, type FlashModel, type NeuronSelector } from "@flashllm/sdk";
+import { FlashError, GateExactSelector, HotNeuronSelector, TruthTap, corpusSequences, evaluateSparsity, openFlashModel, type FlashModel, type NeuronSelector } from "@flashllm/sdk/internal";
 import { requireFile } from "../input-files.js";
 import { NodeFileSource } from "../source/index.js";
 import { pct, readText, ruleFor } from "./sparsity-common.js";

@@ -1,0 +1,60 @@
+/**
+ * `@flashllm/sdk/internal`: every building block of the engine (kernels, caches, planners, the format's
+ * pieces, sparsity training, synthesis), for flashllm's own packages, benchmarks and tests. No stability
+ * promise: applications use the curated `@flashllm/sdk` (a subset of this) and `@flashllm/sdk/testing`.
+ */
+export * from "./errors.js";
+export { formatBytes } from "./format-bytes.js";
+export * from "./source.js";
+export { Kernels, Act } from "./kernels/loader.js";
+export type { KernelExports, WasmBlock, ActivationName } from "./kernels/loader.js";
+export type { ModelConfig } from "./model/config.js";
+export { headSize, kvDim } from "./model/config.js";
+export { readLlama2cCheckpoint } from "./model/llama2c.js";
+export type { Llama2cCheckpoint, Llama2cOptions } from "./model/llama2c.js";
+export { WeightStore, matvec, transpose } from "./model/weights.js";
+export type { Matrix, TensorData } from "./model/weights.js";
+export { DenseFfn } from "./model/ffn.js";
+export type { FfnBackend } from "./model/ffn.js";
+export { Transformer } from "./model/transformer.js";
+export { Llama2cTokenizer, BOS, EOS, runcPrintable } from "./tokenizer/llama2c.js";
+export type { UnknownPolicy } from "./tokenizer/llama2c.js";
+export { Sampler, XorShiftRng, argmax, softmaxF32 } from "./sampler.js";
+export type { SamplingOptions } from "./sampler.js";
+export { LanguageModel } from "./language-model.js";
+export type { GenerateOptions, GeneratedToken, GenerationStats, FinishReason } from "./language-model.js";
+export { loadLlama2c } from "./load.js";
+export type { LoadLlama2cOptions } from "./load.js";
+export * from "./format/index.js";
+export { convertLlama2c, convertTensors } from "./convert/from-llama2c.js";
+export type { ConvertOptions, TensorSource, TokenizerFile } from "./convert/from-llama2c.js";
+export { CharTokenizer } from "./tokenizer/chars.js";
+export { HfTokenizer } from "./tokenizer/hf.js";
+export { parseTokenizer } from "./tokenizer/parse.js";
+export type { Tokenizer } from "./tokenizer/tokenizer.js";
+export { NeuronCache } from "./cache/neuron-cache.js";
+export { ReadPlanner } from "./cache/read-planner.js";
+export { AllNeurons, FixedSelector } from "./sparsity/selector.js";
+export type { NeuronSelector } from "./sparsity/selector.js";
+export { FlashFfn, flashScratchBytes, maxUsefulSlots } from "./flash/flash-ffn.js";
+export type { FfnStorageLayout, FlashStrategy, FlashFfnOptions } from "./flash/flash-ffn.js";
+export type { FlashStats } from "./flash/stats.js";
+export { planMemory, residentBytes } from "./flash/memory-plan.js";
+export type { MemoryPlan } from "./flash/memory-plan.js";
+export { openFlashModel, FlashModel } from "./flash/open.js";
+export type { OpenFlashOptions } from "./flash/open.js";
+export { LowRankPredictor } from "./sparsity/predictor.js";
+export type { Predictor, PredictorLayer } from "./sparsity/predictor.js";
+export { trainPredictors } from "./sparsity/train.js";
+export type { LayerActivations, TrainOptions, PredictorQuality } from "./sparsity/train.js";
+export { ActivationRecorder, recordCorpus, corpusSequences, writeWithPredictor, readPredictor, markActive, MIN_CALIBRATION_POSITIONS } from "./sparsity/calibrate.js";
+export type { ActivityRule } from "./sparsity/calibrate.js";
+export { GateExactSelector, HotNeuronSelector } from "./sparsity/exact.js";
+export { evaluateSparsity, TruthTap } from "./sparsity/evaluate.js";
+export type { EvalReport, LayerSelectionQuality } from "./sparsity/evaluate.js";
+export * from "./hf/index.js";
+export * from "./testing/index.js";
+export { TraceSelector, TRACE_PRESETS, measureTrace } from "./sparsity/trace-selector.js";
+export type { TraceParams, TracePreset, TraceStats, LookaheadSelector } from "./sparsity/trace-selector.js";
+export type { PredictingSelector, PrefetchStats } from "./flash/flash-ffn.js";
+export * from "./synth/index.js";
