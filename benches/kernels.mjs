@@ -21,7 +21,7 @@
 import os from "node:os";
 import { writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import { Kernels } from "../packages/sdk/dist/index.js";
+import { Kernels } from "../packages/sdk/dist/internal.js";
 
 // ---------------------------------------------------------------------------------------------
 // Options
