@@ -127,7 +127,7 @@ async function makeDirs(dir: string): Promise<void> {
 /** A character vocabulary as the JSON array of pieces the `.flm` stores (from an array or a piece→id map). */
 function charVocab(json: string): Uint8Array {
   const parsed = JSON.parse(json) as unknown;
-  // shared/models' exports wrap the array: {"vocab": [...]}.
+  // Some exports wrap the array: {"vocab": [...]}.
   const v = (parsed as { vocab?: unknown }).vocab ?? parsed;
   const pieces = Array.isArray(v) ? v : Object.entries(v as Record<string, number>).sort((a, b) => a[1] - b[1]).map(([p]) => p);
   return new TextEncoder().encode(JSON.stringify(pieces));
