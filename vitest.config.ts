@@ -5,10 +5,13 @@ import { fileURLToPath } from "node:url";
 // of source. The packages' dist/ builds are exercised by the CLI tests.
 export default defineConfig({
   resolve: {
-    alias: {
-      "@flashllm/sdk": fileURLToPath(new URL("./packages/sdk/src/index.ts", import.meta.url)),
-      "@flashllm/node-io": fileURLToPath(new URL("./packages/node-io/src/index.ts", import.meta.url)),
-    },
+    // Exact matches: "@flashllm/sdk" must not also rewrite "@flashllm/sdk/internal".
+    alias: [
+      { find: /^@flashllm\/sdk$/, replacement: fileURLToPath(new URL("./packages/sdk/src/index.ts", import.meta.url)) },
+      { find: /^@flashllm\/sdk\/testing$/, replacement: fileURLToPath(new URL("./packages/sdk/src/testing/index.ts", import.meta.url)) },
+      { find: /^@flashllm\/sdk\/internal$/, replacement: fileURLToPath(new URL("./packages/sdk/src/internal.ts", import.meta.url)) },
+      { find: /^@flashllm\/node-io$/, replacement: fileURLToPath(new URL("./packages/node-io/src/index.ts", import.meta.url)) },
+    ],
   },
   test: {
     include: ["packages/*/test/**/*.test.ts", "test/**/*.test.ts"],

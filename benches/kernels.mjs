@@ -23,7 +23,7 @@
 import os from "node:os";
 import { writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import { Kernels, crc32 } from "../packages/sdk/dist/index.js";
+import { Kernels, crc32 } from "../packages/sdk/dist/internal.js";
 
 const argv = process.argv.slice(2);
 const opts = { quick: false, json: null };

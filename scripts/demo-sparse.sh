@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
-# The sparse path end to end on the shipped stories260K-relu: convert, calibrate predictors (first use
-# only, ~20 s), then generate at 70% of the file's size with the predictor choosing neurons.
+# The two shipped models side by side at the same memory budget: stories260K-relu with its predictors
+# (what `npm start` runs: only the neurons a token needs are read, and the cache reuses them), then the
+# SwiGLU stories260K, where every neuron is needed for every token. First use converts both and trains
+# the ReLU model's predictors (about 11 s of CPU); later runs take about a second each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cli="node packages/node-io/dist/cli.js"
-dir="${FLASHLLM_CACHE:-$HOME/.cache/flashllm}"
-mkdir -p "$dir"
-m=packages/node-io/models/stories260K-relu
-if [ ! -f "$dir/stories260K-relu-pred.flm" ]; then
-  $cli convert "$m/stories260K_relu.bin" "$dir/stories260K-relu.flm" -z "$m/tok512.bin" --activation relu
-  $cli calibrate "$dir/stories260K-relu.flm" --corpus test/data/tinystories_400k.txt --positions 8000 --rank 24 --epochs 10 --recall 0.97
-fi
-$cli run --model "$dir/stories260K-relu-pred.flm" --memory-budget "${BUDGET:-70%}" --max-tokens 100 --prompt "Once upon a time" "$@"
+budget="${BUDGET:-80%}"
+echo "== stories260K-relu with predictors, budget $budget ==" >&2
+$cli run --shipped stories260K-relu --memory-budget "$budget" --max-tokens 100 --prompt "Once upon a time" "$@"
+echo "== stories260K (SwiGLU, every neuron), budget $budget ==" >&2
+$cli run --shipped stories260K --memory-budget "$budget" --max-tokens 100 --prompt "Once upon a time" "$@"

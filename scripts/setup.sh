@@ -31,6 +31,12 @@ if ! have_wasm_rust; then
   fi
 fi
 
+# 1b. clippy and rustfmt for `npm run check` (Debian's packages; rustup's toolchains bring their own).
+if ! bash scripts/cargo.sh clippy --version >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+  say "installing Debian's rust-clippy rustfmt"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q rust-clippy rustfmt >/dev/null 2>&1 || say "could not install rust-clippy/rustfmt: the Rust lint check will be skipped"
+fi
+
 # 2. npm dependencies, exactly as locked.
 h=$(hash_files package.json package-lock.json packages/*/package.json)
 if [ ! -d node_modules ] || ! step_is_fresh npm "$h"; then

@@ -1,6 +1,6 @@
 // Malformed checkpoints, tokenizers and prompts give typed errors that name the problem and the sizes.
 import { describe, expect, it } from "vitest";
-import { FormatError, Llama2cTokenizer, loadLlama2c, readLlama2cCheckpoint } from "@flashllm/sdk";
+import { FormatError, Llama2cTokenizer, loadLlama2c, readLlama2cCheckpoint } from "@flashllm/sdk/internal";
 import { STORIES_BIN, STORIES_TOK, readBytes } from "./helpers.js";
 
 const ckpt = readBytes(STORIES_BIN);
@@ -99,7 +99,7 @@ describe("prompts", () => {
 
 describe("NaN and Inf in weights", () => {
   it("conversion names the tensor and layer", async () => {
-    const { convertLlama2c, MemorySink } = await import("@flashllm/sdk");
+    const { convertLlama2c, MemorySink } = await import("@flashllm/sdk/internal");
     const bad = ckpt.slice();
     // w1 of layer 2 starts after the header, embedding, rms_att, wq, wk, wv, wo, rms_ffn, and 2 layers of w1.
     const floats = 512 * 64 + 5 * 64 + 5 * 64 * 64 + 2 * 5 * 32 * 64 + 5 * 64 * 64 + 5 * 64 + 2 * 172 * 64 + 7;

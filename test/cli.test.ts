@@ -14,33 +14,51 @@ const run = (args: string[]) => spawnSync(process.execPath, [CLI, ...args], { en
 describe("flashllm CLI", () => {
   it("run: the shipped model at half its file size, greedy, prints run.c's text and the stats line", () => {
     const ref = readJson(`${STORIES_REF}/greedy.json`).cases[1]; // "Once upon a time"
-    const r = run(["run", "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "60", "--memory-budget", "50%"]);
+    const r = run(["run", "--shipped", "stories260K", "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "60", "--memory-budget", "50%"]);
     expect(r.status, r.stderr).toBe(0);
     // run.c prints the same text; our 60 new tokens are a prefix of its 252.
     expect(ref.stdout.startsWith(r.stdout.trimEnd())).toBe(true);
     expect(r.stdout.length).toBeGreaterThan(100);
     expect(r.stderr).toMatch(/converting .* \(first use\)/);
-    expect(r.stderr).toMatch(/\[stats\] 60 tokens, [\d.]+ tok\/s, read [\d.]+ \w+\/token in [\d.]+ reads .*cache hit [\d.]+%.*peak RSS .*WASM memory/);
+    expect(r.stderr).toMatch(/\[stats\] every neuron from flash: 60 tokens, [\d.]+ tok\/s, read [\d.]+ \w+\/token \([\d.]+% of the FFN\) in [\d.]+ reads .*cache hit [\d.]+%.*peak RSS .*WASM memory/);
     // Second run uses the kept .flm.
-    const again = run(["run", "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "60", "--memory-budget", "50%"]);
+    const again = run(["run", "--shipped", "stories260K", "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "60", "--memory-budget", "50%"]);
     expect(again.stdout).toBe(r.stdout);
     expect(again.stderr).not.toMatch(/converting/);
   });
 
   it("run --workers 2: every run.c greedy reference through two shard workers, with per-shard memory and stats", () => {
     for (const c of readJson(`${STORIES_REF}/greedy.json`).cases) {
-      const r = run(["run", "--prompt", c.prompt, "--temperature", "0", "--max-tokens", String(c.steps + 1 - c.prompt_tokens.length), "--workers", "2", "--context", "256"]);
+      const r = run(["run", "--shipped", "stories260K", "--prompt", c.prompt, "--temperature", "0", "--max-tokens", String(c.steps + 1 - c.prompt_tokens.length), "--workers", "2", "--context", "256"]);
       expect(r.status, r.stderr).toBe(0);
       // run.c prints the text after BOS; run prints the prompt, then the continuation.
       expect(r.stdout, JSON.stringify(c.prompt)).toBe(c.stdout);
       expect(r.stderr).toMatch(/shard 0: heads 0–3, neurons 0–85, vocabulary 0–255; budget [^:]+: resident .*WASM memory/);
       expect(r.stderr).toMatch(/shard 1: heads 4–7, neurons 86–171, vocabulary 256–511;/);
-      expect(r.stderr).toMatch(/\[stats\] \d+ tokens, .*shard 0 per token: I\/O .*shard 1 per token: .*WASM memory .* \+ .* \+ /);
+      expect(r.stderr).toMatch(/\[stats\] every neuron from flash: \d+ tokens, .*shard 0 per token: I\/O .*shard 1 per token: .*WASM memory .* \+ .* \+ /);
     }
   });
 
+  it("run without --model (npm start): the ReLU model with its predictors reads a fraction of the FFN and hits the cache", () => {
+    const r = run(["run", "--prompt", "Once upon a time", "--max-tokens", "60", "--memory-budget", "80%", "--seed", "7"]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/training sparsity predictors for stories260K-relu .*\(first use/);
+    expect(r.stderr).toMatch(/relu FFN; budget .*selector predictor/);
+    const stats = /\[stats\] sparse: predicted neurons from flash: 60 tokens, .*read [\d.]+ KiB\/token \(([\d.]+)% of the FFN\).*neurons used ([\d.]+)%, cache hit ([\d.]+)%/.exec(r.stderr);
+    expect(stats, r.stderr).not.toBe(null);
+    const [readShare, used, hits] = stats!.slice(1).map(Number);
+    expect(readShare).toBeLessThan(60); // the SwiGLU model at this budget reads ~70%, with naive reads 100%
+    expect(used).toBeLessThan(50);
+    expect(hits).toBeGreaterThan(20);
+    expect(r.stdout.startsWith("Once upon a time")).toBe(true);
+    // The dense comparison is one flag away, and its stats line says so.
+    const dense = run(["run", "--shipped", "stories260K", "--prompt", "Once upon a time", "--max-tokens", "20", "--memory-budget", "80%"]);
+    expect(dense.status, dense.stderr).toBe(0);
+    expect(dense.stderr).toMatch(/\[stats\] every neuron from flash: 20 tokens, .*\(100\.0% of the FFN\)|\[stats\] every neuron from flash: 20 tokens, .*neurons used 100\.0%/);
+  }, 300_000); // first use trains predictors: ~11 s of CPU, minutes on a machine shared with other jobs
+
   it("run: a budget too small is a clear error with the numbers, exit code 1", () => {
-    const r = run(["run", "--memory-budget", "100KiB", "--max-tokens", "5"]);
+    const r = run(["run", "--shipped", "stories260K", "--memory-budget", "100KiB", "--max-tokens", "5"]);
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(/BudgetError \[BUDGET_TOO_SMALL\]: memory budget of 102400 bytes is too small/);
   });

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import {
   BudgetError, FixedSelector, FlashError, MemorySink, MemorySource, SourceError, convertLlama2c, loadLlama2c, openFlashModel,
   type FlashSource, type LanguageModel, type ReadRequest,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import { NodeFileSource } from "@flashllm/node-io";
 import { STORIES_BIN, STORIES_REF, STORIES_TOK, readBytes, readJson } from "./helpers.js";
 

@@ -71,7 +71,7 @@ describe.skipIf(!existsSync(`${GPT}/model.safetensors`))(`shakespeare-relu-gpt (
 // so CI always exercises the safetensors → .flm → neox RoPE path against the shipped reference.
 describe("HF Llama checkpoint written from the shipped stories260K-relu", () => {
   it("converts and generates the reference's greedy tokens", async () => {
-    const { readLlama2cCheckpoint } = await import("@flashllm/sdk");
+    const { readLlama2cCheckpoint } = await import("@flashllm/sdk/internal");
     const { f32Bytes, writeSafetensors } = await import("../packages/sdk/test/hf/helpers.js");
     const { ROOT, readBytes } = await import("./helpers.js");
     const { writeFileSync } = await import("node:fs");

@@ -1,7 +1,7 @@
 // The dense in-memory path against karpathy's run.c on the shipped stories260K model: tokenizer,
 // greedy tokens and printed text, logits, sampled runs (run.c's RNG) and teacher-forced loss.
 import { beforeAll, describe, expect, it } from "vitest";
-import { loadLlama2c, runcPrintable, type LanguageModel } from "@flashllm/sdk";
+import { loadLlama2c, runcPrintable, type LanguageModel } from "@flashllm/sdk/internal";
 import { STORIES_BIN, STORIES_REF, STORIES_TOK, readBytes, readF32, readJson } from "./helpers.js";
 
 interface RefCase { prompt: string; prompt_tokens: number[]; tokens: number[]; stdout: string; temperature: number; topp?: number; seed?: number; steps: number }

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import {
   ActivationRecorder, GateExactSelector, MemorySink, MemorySource, TruthTap, convertLlama2c, corpusSequences, evaluateSparsity,
   loadLlama2c, openFlashModel, openFlm, recordCorpus, trainPredictors, writeWithPredictor,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import { readFileSync } from "node:fs";
 import { ROOT, STORIES_BIN, STORIES_TOK, readBytes, readJson } from "./helpers.js";
 

@@ -8,6 +8,5 @@ export default defineConfig({
   target: "node20",
   platform: "node",
   sourcemap: true,
-  external: ["@flashllm/sdk"],
-  banner: ({ format }) => ({}),
+  external: [/^@flashllm\/sdk(\/|$)/],
 });

@@ -178,7 +178,7 @@ describe("web-io in headless Chromium", () => {
       const r = await t.importToOpfs(`${server.url}models/stories260K.flm`, "too-big.flm");
       expect(r.error?.name, JSON.stringify(r)).toBe("QuotaError");
       expect(r.error?.code).toBe("QUOTA_EXCEEDED");
-      expect(r.error?.message).toMatch(/not enough browser storage for too-big\.flm: it needs 1\.07 MB more/);
+      expect(r.error?.message).toMatch(/not enough browser storage for too-big\.flm: it needs 1\.02 MiB more/);
     } finally {
       await cdp.send("Storage.overrideQuotaForOrigin", { origin });
     }
@@ -192,7 +192,7 @@ describe("web-io in headless Chromium", () => {
     expect(noRange.error?.message).toMatch(/ignored the Range request.*whole file.*needs a server that supports HTTP Range requests/);
     // With a 1 GiB file (sparse), the whole-file answer is cancelled, not downloaded.
     const big = await t.load({ url: `${server.url}test/no-range/big.flm` });
-    expect(big.error?.message).toMatch(/ignored the Range request.*\(1\.07 GB\)/);
+    expect(big.error?.message).toMatch(/ignored the Range request.*\(1\.00 GiB\)/);
     await new Promise((r) => setTimeout(r, 200));
     const entry = server.log.find((r) => r.path === "/test/no-range/big.flm")!;
     expect(entry.status).toBe(200);

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   AbortedError, AllNeurons, FaultInjectingSource, FlashError, MemorySource, loadLlama2c, openFlashModel,
   type FlashModel, type FlashSource, type NeuronSelector, type OpenFlashOptions,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import { STORIES_BIN, STORIES_TOK, readBytes } from "../helpers.js";
 import { HeapWatch, ModelTracker, Rng, Tally, budgetFor, checkFlashCache, ffnRange, flmSeed, tokensOf } from "./harness.js";
 

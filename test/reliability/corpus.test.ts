@@ -6,7 +6,7 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Llama2cTokenizer, MemorySource, openFlashModel } from "@flashllm/sdk";
+import { Llama2cTokenizer, MemorySource, openFlashModel } from "@flashllm/sdk/internal";
 import { HeapWatch, flmSeed, flmSeedNames, llama2cSeeds, safetensorsSeeds } from "./harness.js";
 import type { Case } from "./mutate.js";
 import { failed, openSafetensors, runCase } from "./runner.js";

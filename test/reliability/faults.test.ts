@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   AbortedError, FaultInjectingSource, FixedSelector, FlashError, FormatError, MemorySource, NeuronCache, SourceError,
   type FaultKind, type FlashModel, type FlashSource, type NeuronSelector, type ReadRequest,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import { NodeFileSource } from "@flashllm/node-io";
 import { HeapWatch, ModelTracker, Rng, Tally, budgetFor, checkFlashCache, ffnRange, flmSeed, tokensOf } from "./harness.js";
 
@@ -229,8 +229,8 @@ describe("verifyReads", () => {
 
 // ---------------------------------------------------------------------------------------------------
 
-async function openFlash(source: FlashSource, opts: Parameters<typeof import("@flashllm/sdk").openFlashModel>[1] = {}): Promise<FlashModel> {
-  const { openFlashModel } = await import("@flashllm/sdk");
+async function openFlash(source: FlashSource, opts: Parameters<typeof import("@flashllm/sdk/internal").openFlashModel>[1] = {}): Promise<FlashModel> {
+  const { openFlashModel } = await import("@flashllm/sdk/internal");
   return tracker.track(await openFlashModel(source, { kernels: watch.kernels, contextLength: CONTEXT, ...opts }));
 }
 

@@ -6,9 +6,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { convertFile } from "@flashllm/node-io";
 import {
-  FlashError, Kernels, MemorySink, NeuronCache, convertLlama2c, openFlashModel, openFlm, readLlama2cCheckpoint, writeWithPredictor,
+  FlashError, Kernels, MemorySink, type NeuronCache, convertLlama2c, openFlashModel, openFlm, readLlama2cCheckpoint, writeWithPredictor,
   type FlashModel, type OpenFlashOptions, type WasmBlock, MemorySource,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import { ROOT, SHARED_MODELS, STORIES_BIN, STORIES_TOK, hasShared, readBytes } from "../helpers.js";
 import { f32Bytes, writeSafetensors, type RawTensor } from "../../packages/sdk/test/hf/helpers.js";
 

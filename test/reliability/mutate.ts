@@ -1,7 +1,7 @@
 // Mutation recipes: a case is a seed name plus a list of JSON-serialisable operations, so every case
 // the fuzzer generates can be printed, replayed, and kept in corpus/ as a regression test.
-import { crc32, crcToHex } from "@flashllm/sdk";
-import { Rng } from "./harness.js";
+import { crc32, crcToHex } from "@flashllm/sdk/internal";
+import type { Rng } from "./harness.js";
 
 /** A path into a JSON document: keys and array indices. */
 export type JsonPath = (string | number)[];

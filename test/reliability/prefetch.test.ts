@@ -7,7 +7,7 @@ import {
   AbortedError, FaultInjectingSource, FlashFfn, FormatError, LanguageModel, Llama2cTokenizer, MemorySource, SourceError,
   Transformer, WeightStore, openFlm, planMemory,
   type FfnStorageLayout, type FlashSource, type NeuronSelector, type ReadRequest,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import { HeapWatch, ModelTracker, Tally, checkFlashCache, ffnRange, flmSeed, tokensOf } from "./harness.js";
 
 const CONTEXT = 128;

@@ -4,9 +4,9 @@
 import {
   HfTokenizer, Llama2cTokenizer, MemorySink, MemorySource, convertLlama2c, loadLlama2c, openFlashModel, readLlama2cCheckpoint,
   type FlashModel, type LanguageModel,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import * as sdk from "@flashllm/sdk";
-import { HANG_MS, HeapWatch, checkFlashCache, classify, flmSeed, hfTokenizerSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
+import { HANG_MS, type HeapWatch, checkFlashCache, classify, flmSeed, hfTokenizerSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
 import { applyOps, type Case } from "./mutate.js";
 
 /** Result of one case. */

@@ -18,7 +18,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import {
   FlashError, Kernels, MemorySource, loadLlama2c, openFlashModel,
   type FlashModel, type LanguageModel, type NeuronSelector,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import { STORIES_BIN, STORIES_TOK, readBytes } from "../helpers.js";
 import { SOAK_SECONDS, budgetFor, checkFlashCache, flmSeed, mib, tokensOf } from "./harness.js";
 

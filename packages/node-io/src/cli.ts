@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { createRequire } from "node:module";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { convertCommand } from "./commands/convert.js";
 import { inspectCommand } from "./commands/inspect.js";
@@ -8,6 +9,12 @@ import { benchCommand } from "./commands/bench.js";
 import { calibrateCommand } from "./commands/calibrate.js";
 import { evalCommand } from "./commands/eval.js";
 import { serveCommand } from "./commands/serve.js";
+import { cacheDir } from "./model-files.js";
+import { stdoutWatch } from "./output.js";
+import { SHIPPED_NAMES } from "./shipped.js";
+
+stdoutWatch(); // before any output: a closed pipe must not become an uncaught EPIPE
+const { version } = createRequire(import.meta.url)("../package.json") as { version: string };
 
 const int = (name: string) => (v: string) => {
   const n = Number(v);
@@ -20,21 +27,37 @@ const num = (name: string) => (v: string) => {
   return n;
 };
 
+/** Bundle stride alignment: a power of two from 16 to 64 KiB (O_DIRECT needs 4096; more only pads the file). */
+const MAX_BUNDLE_ALIGN = 64 * 1024;
+const bundleAlign = (v: string) => {
+  const n = Number(v);
+  if (!(Number.isInteger(n) && n >= 16 && n <= MAX_BUNDLE_ALIGN && (n & (n - 1)) === 0)) {
+    throw new InvalidArgumentError(`--bundle-align must be a power of two from 16 to ${MAX_BUNDLE_ALIGN} bytes (4096 lets O_DIRECT read single bundles in place; more only pads the file)`);
+  }
+  return n;
+};
+
 const program = new Command()
   .name("flashllm")
   .description("Run language models larger than memory: FFN weights streamed from storage.")
-  .showHelpAfterError();
+  .version(version, "-V, --version")
+  .showHelpAfterError()
+  .addHelpText(
+    "after",
+    `\nEnvironment:\n  FLASHLLM_CACHE  folder for models converted on first use (now: ${cacheDir()}; default ~/.cache/flashllm)`,
+  );
 
 program
   .command("run")
-  .description("generate text (without --model: the shipped stories260K model, converted to .flm on first use)")
-  .option("-m, --model <path>", "flashllm container (.flm) or llama2.c checkpoint (.bin)")
+  .description("generate text (without --model: the shipped stories260K-relu with sparsity predictors, prepared on first use)")
+  .option("-m, --model <path>", "flashllm container (.flm) or llama2.c checkpoint (.bin); the kind is read from the file")
+  .addOption(new Option("--shipped <name>", "a shipped model instead of --model: stories260K-relu (sparse, with predictors; the default) or stories260K (SwiGLU: every neuron, every token)").choices([...SHIPPED_NAMES]))
   .option("-z, --tokenizer <path>", "llama2.c tokenizer (.bin) for a .bin checkpoint")
   .option("-i, --prompt <text>", "prompt", "")
   .option("-n, --max-tokens <n>", "new tokens to generate", int("--max-tokens"), 200)
   .option("-t, --temperature <t>", "0 = greedy", num("--temperature"), 0.8)
   .option("-p, --top-p <p>", "nucleus sampling threshold; outside (0,1) disables", num("--top-p"), 0.9)
-  .option("-s, --seed <n>", "RNG seed (default: time)", int("--seed"))
+  .option("-s, --seed <n>", "RNG seed, an integer ≥ 0 (default: time)", int("--seed"))
   .option("-b, --memory-budget <size>", "hard limit on model memory: a share of the .flm file (50%) or bytes (600KiB)")
   .addOption(new Option("--strategy <s>", "how neurons reach memory").choices(["naive", "bundled", "windowed"]).default("windowed"))
   .option("--window <k>", "tokens a used neuron stays protected in the cache", int("--window"), 4)
@@ -47,6 +70,8 @@ program
   .option("--in-flight <n>", "reads in flight", int("--in-flight"), 8)
   .option("--dense", "load a llama2.c checkpoint wholly into memory instead (the reference path)", false)
   .option("-w, --workers <k>", "shard workers: an integer, or auto (every core for a .flm of 256 MiB or more, else 1)", "auto")
+  .option("--no-verify", "skip checking each bundle read against the file's CRC-32 (a corrupted file then gives wrong text, not an error)")
+  .addHelpText("after", "\nA llama2.c checkpoint is converted to .flm on first use and kept in $FLASHLLM_CACHE (default ~/.cache/flashllm).")
   .action((opts) => runCommand(opts));
 
 program
@@ -57,7 +82,7 @@ program
   .requiredOption("-z, --tokenizer <path>", "llama2.c tokenizer (.bin)")
   .addOption(new Option("--dtype <d>", "weights type").choices(["f32", "q8"]).default("f32"))
   .addOption(new Option("--activation <a>", "FFN activation (the llama2.c format does not record it)").choices(["silu", "relu"]).default("silu"))
-  .option("--bundle-align <n>", "bundle stride alignment in bytes (4096 lets O_DIRECT read single bundles in place)", int("--bundle-align"), 16)
+  .option("--bundle-align <n>", "bundle stride alignment in bytes, a power of two from 16 to 65536 (4096 lets O_DIRECT read single bundles in place)", bundleAlign, 16)
   .action((input, out, opts) => convertCommand(input, out, opts));
 
 program
@@ -106,7 +131,7 @@ program
   .option("--layers <n>", "fewer layers (same per-layer shapes)", int("--layers"))
   .option("--vocab <n>", "another vocabulary size", int("--vocab"))
   .option("--seed <n>", "PRNG seed", int("--seed"), 1)
-  .option("--bundle-align <n>", "bundle stride alignment in bytes", int("--bundle-align"), 16)
+  .option("--bundle-align <n>", "bundle stride alignment in bytes, a power of two from 16 to 65536", bundleAlign, 16)
   .action((opts) => synthCommand(opts));
 
 program
@@ -156,9 +181,22 @@ program
   .addOption(new Option("--dtype <d>", "weights type when converting a .bin").choices(["f32", "q8"]).default("f32"))
   .addOption(new Option("--activation <a>", "FFN activation of a llama2.c checkpoint").choices(["silu", "relu"]).default("silu"))
   .action((model, opts) => serveCommand(model, opts));
+/** SDK option names in messages, as the flags a CLI user types. */
+const FLAG_NAMES: [RegExp, string][] = [
+  [/\bcontextLength\b/g, "--context"],
+  [/\bmemoryBudget\b/g, "--memory-budget"],
+  [/\bmaxTokens\b/g, "--max-tokens"],
+  [/\btopP\b/g, "--top-p"],
+  [/\bmaxInFlight\b/g, "--in-flight"],
+  [/\bmaxGapBytes\b/g, "--max-gap"],
+  [/\bbundleAlignment\b/g, "--bundle-align"],
+];
+const inCliWords = (m: string) => FLAG_NAMES.reduce((t, [re, flag]) => t.replace(re, flag), m);
 
 program.parseAsync(process.argv).catch((e: unknown) => {
+  // Stdout went away: EPIPE ends quietly, other write errors were reported where they happened.
+  if (stdoutWatch().closed) return;
   const err = e as { name?: string; code?: string; message?: string };
-  process.stderr.write(`flashllm: ${err.name ?? "Error"}${err.code ? ` [${err.code}]` : ""}: ${err.message ?? String(e)}\n`);
+  process.stderr.write(`flashllm: ${err.name ?? "Error"}${err.code ? ` [${err.code}]` : ""}: ${inCliWords(err.message ?? String(e))}\n`);
   process.exitCode = 1;
 });

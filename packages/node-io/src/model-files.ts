@@ -1,14 +1,16 @@
+import { createHash } from "node:crypto";
 import { existsSync, statSync } from "node:fs";
-import { mkdir, readFile } from "node:fs/promises";
+import { access, constants, mkdir, readFile, stat } from "node:fs/promises";
 import { homedir } from "node:os";
-import { basename, dirname, join } from "node:path";
-import { chatTemplateFromTokenizerConfig, convertLlama2c, convertTensors, hfTensors, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader, type TokenizerFile } from "@flashllm/sdk";
+import { basename, dirname, join, resolve } from "node:path";
+import { FlashError, chatTemplateFromTokenizerConfig, convertLlama2c, convertTensors, hfTensors, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader, type TokenizerFile } from "@flashllm/sdk/internal";
 import { NodeFileSource } from "./source/index.js";
 import { NodeFileSink } from "./file-sink.js";
+import { readInputFile, requireFile } from "./input-files.js";
 
 /** Where converted models are kept: `$FLASHLLM_CACHE`, else `~/.cache/flashllm`. */
 export function cacheDir(): string {
-  return process.env.FLASHLLM_CACHE ?? join(homedir(), ".cache", "flashllm");
+  return process.env.FLASHLLM_CACHE || join(homedir(), ".cache", "flashllm");
 }
 
 /**
@@ -17,6 +19,10 @@ export function cacheDir(): string {
  * tensor so a large checkpoint never sits in memory whole.
  */
 export async function convertFile(checkpoint: string, tokenizer: string, out: string, opts: ConvertOptions = {}): Promise<void> {
+  const input = await stat(checkpoint).catch(() => undefined);
+  if (!input?.isDirectory()) await requireFile(checkpoint, "checkpoint");
+  await requireFile(tokenizer, "tokenizer");
+  await refuseOverwritingInput(out, [checkpoint, tokenizer]);
   const sink = await NodeFileSink.create(out);
   const provenance = { source: basename(checkpoint), tokenizer: basename(tokenizer), convertedAt: new Date().toISOString(), ...opts.provenance };
   const sources: NodeFileSource[] = [];
@@ -41,7 +47,7 @@ export async function convertFile(checkpoint: string, tokenizer: string, out: st
         provenance: { sourceFormat: `huggingface ${spec.architecture}`, ...provenance },
       });
     } else {
-      await convertLlama2c(await readFile(checkpoint), await readFile(tokenizer), sink, { ...opts, provenance });
+      await convertLlama2c(await readInputFile(checkpoint, "checkpoint"), await readInputFile(tokenizer, "tokenizer"), sink, { ...opts, provenance });
     }
     await sink.commit();
   } catch (e) {
@@ -52,18 +58,36 @@ export async function convertFile(checkpoint: string, tokenizer: string, out: st
   }
 }
 
+/** Refuses an output path that is one of the inputs (the same file under any name): writing it would destroy the input. */
+async function refuseOverwritingInput(out: string, inputs: string[]): Promise<void> {
+  const o = await stat(out).catch(() => undefined);
+  if (!o) return;
+  for (const path of inputs) {
+    const i = await stat(path).catch(() => undefined);
+    if (i && i.dev === o.dev && i.ino === o.ino) throw new FlashError("BAD_ARGUMENT", `the output ${out} is the input ${path}: converting would overwrite it; choose another output file`, { out, input: path });
+  }
+}
+
 /**
- * The `.flm` for a llama2.c checkpoint, converted on first use and kept in {@link cacheDir}. The
- * name carries the source's size and mtime, so a changed checkpoint is converted again.
+ * The `.flm` for a llama2.c checkpoint, converted on first use and kept in {@link cacheDir}. The name
+ * carries a digest of everything the result depends on (the checkpoint's size and mtime, the tokenizer's
+ * bytes, dtype and activation), so a changed checkpoint or another tokenizer is converted again.
+ * Safe when several processes start at once: each converts to its own temp file and renames it into
+ * place atomically (see {@link NodeFileSink}), so a reader only ever sees a complete file.
  */
 export async function flmFor(checkpoint: string, tokenizer: string, opts: ConvertOptions & { dtype?: "f32" | "q8" } = {}, log?: (msg: string) => void): Promise<string> {
-  const st = statSync(checkpoint);
+  const st = await requireFile(checkpoint, "checkpoint");
   const dtype = opts.dtype ?? "f32";
-  const name = `${basename(checkpoint).replace(/\.bin$/, "")}-${st.size}-${Math.floor(st.mtimeMs)}-${dtype}-${opts.activation ?? "silu"}.flm`;
-  const dir = cacheDir();
+  const activation = opts.activation ?? "silu";
+  const digest = createHash("sha256")
+    .update(JSON.stringify({ size: st.size, mtime: Math.floor(st.mtimeMs), dtype, activation, bundleAlignment: opts.bundleAlignment ?? null }))
+    .update(await readInputFile(tokenizer, "tokenizer"))
+    .digest("hex")
+    .slice(0, 16);
+  const name = `${basename(checkpoint).replace(/\.bin$/, "")}-${digest}-${dtype}-${activation}.flm`;
+  const dir = await usableCacheDir();
   const out = join(dir, name);
   if (!existsSync(out)) {
-    await mkdir(dir, { recursive: true });
     log?.(`converting ${checkpoint} to ${out} (first use)`);
     await convertFile(checkpoint, tokenizer, out, { ...opts, dtype });
   }
@@ -87,10 +111,45 @@ async function folderChatTemplate(folder: string, tokenizer: string): Promise<st
   return undefined;
 }
 
+/** {@link cacheDir}, created if needed and checked writable, or a clear error saying what to do. */
+async function usableCacheDir(): Promise<string> {
+  const dir = cacheDir();
+  const fromEnv = Boolean(process.env.FLASHLLM_CACHE);
+  try {
+    await makeDirs(dir);
+    await access(dir, constants.W_OK);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? String(e);
+    throw new FlashError(
+      "CACHE_UNUSABLE",
+      `cannot use ${dir} (${fromEnv ? "from FLASHLLM_CACHE" : "the default cache folder"}) to keep converted models: ${code}. ` +
+        `Set FLASHLLM_CACHE to a writable folder, or convert once with \`flashllm convert\` and run the .flm with --model`,
+      { dir, errno: code },
+    );
+  }
+  return dir;
+}
+
+/**
+ * `mkdir -p`, one level at a time. Node's `mkdir(…, { recursive: true })` loops forever when a parent
+ * cannot be created but the kernel answers ENOENT (a HOME in /proc, some read-only mounts); this
+ * stops at the first level that fails, with that level's errno.
+ */
+async function makeDirs(dir: string): Promise<void> {
+  const missing: string[] = [];
+  for (let d = resolve(dir); !existsSync(d); d = dirname(d)) missing.unshift(d);
+  for (const d of missing) {
+    await mkdir(d).catch((e: NodeJS.ErrnoException) => {
+      if (e.code !== "EEXIST") throw e; // another process made it meanwhile
+    });
+  }
+  if (!(await stat(dir)).isDirectory()) throw Object.assign(new Error(`${dir} is not a folder`), { code: "ENOTDIR" });
+}
+
 /** A character vocabulary as the JSON array of pieces the `.flm` stores (from an array or a piece→id map). */
 function charVocab(json: string): Uint8Array {
   const parsed = JSON.parse(json) as unknown;
-  // shared/models' exports wrap the array: {"vocab": [...]}.
+  // Some exports wrap the array: {"vocab": [...]}.
   const v = (parsed as { vocab?: unknown }).vocab ?? parsed;
   const pieces = Array.isArray(v) ? v : Object.entries(v as Record<string, number>).sort((a, b) => a[1] - b[1]).map(([p]) => p);
   return new TextEncoder().encode(JSON.stringify(pieces));

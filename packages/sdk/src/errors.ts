@@ -25,7 +25,8 @@ export type FlashErrorCode =
   | "QUOTA_EXCEEDED"
   | "SHARD_FAILED"
   | "NO_CHAT_TEMPLATE"
-  | "BAD_CHAT_TEMPLATE";
+  | "BAD_CHAT_TEMPLATE"
+  | "CACHE_UNUSABLE";
 
 /** Base class of all typed flashllm errors. */
 export class FlashError extends Error {

@@ -1,75 +1,52 @@
 /**
  * flashllm SDK: run language models whose FFN weights stay on storage. Storage-agnostic: it never
  * imports `fs` or DOM APIs; backends implement {@link FlashSource}.
+ *
+ * This entry is the public face: open a model from any storage, generate, convert and inspect files,
+ * handle typed errors. Test helpers are in `@flashllm/sdk/testing`; the engine's building blocks
+ * (kernels, caches, planners, predictor training) in `@flashllm/sdk/internal`, without a stability promise.
  */
-export * from "./errors.js";
-export * from "./source.js";
-export { Kernels, Act, KernelDtype, kernelRowBytes, xqScratchBytes } from "./kernels/loader.js";
-export type { KernelExports, WasmBlock, ActivationName, KernelDtypeName } from "./kernels/loader.js";
-export type { ModelConfig } from "./model/config.js";
-export { headSize, kvDim } from "./model/config.js";
-export { readLlama2cCheckpoint } from "./model/llama2c.js";
-export type { Llama2cCheckpoint, Llama2cOptions } from "./model/llama2c.js";
-export { WeightStore, matvec, transpose } from "./model/weights.js";
-export type { Matrix, TensorData } from "./model/weights.js";
-export { DenseFfn } from "./model/ffn.js";
-export type { FfnBackend } from "./model/ffn.js";
-export { Transformer } from "./model/transformer.js";
-export { Llama2cTokenizer, BOS, EOS, runcPrintable } from "./tokenizer/llama2c.js";
-export type { UnknownPolicy } from "./tokenizer/llama2c.js";
-export { Sampler, XorShiftRng, argmax, softmaxF32 } from "./sampler.js";
-export type { SamplingOptions } from "./sampler.js";
-export { LanguageModel } from "./language-model.js";
-export type { GenerateOptions, ChatOptions, GeneratedToken, GenerationStats, FinishReason } from "./language-model.js";
-export { ChatTemplate, checkMessages, chatTemplateFromTokenizerConfig } from "./chat/template.js";
-export type { ChatMessage, ChatTemplateContext } from "./chat/template.js";
-export { chatPrompt, END_OF_TURN_MARKERS } from "./chat/prompt.js";
-export type { ChatPrompt } from "./chat/prompt.js";
-export { stopAtText, checkStopStrings, MAX_STOP_LENGTH, MAX_STOP_STRINGS } from "./chat/stop-text.js";
-export { loadLlama2c } from "./load.js";
-export type { LoadLlama2cOptions } from "./load.js";
-export * from "./format/index.js";
-export { convertLlama2c, convertTensors } from "./convert/from-llama2c.js";
-export type { ConvertOptions, TensorSource, TokenizerFile } from "./convert/from-llama2c.js";
-export { CharTokenizer } from "./tokenizer/chars.js";
-export { HfTokenizer } from "./tokenizer/hf.js";
-export { parseTokenizer } from "./tokenizer/parse.js";
-export type { Tokenizer, SpecialToken } from "./tokenizer/tokenizer.js";
-export { NeuronCache } from "./cache/neuron-cache.js";
-export { ReadPlanner } from "./cache/read-planner.js";
-export { AllNeurons, FixedSelector } from "./sparsity/selector.js";
-export type { NeuronSelector } from "./sparsity/selector.js";
-export { FlashFfn, flashScratchBytes, maxUsefulSlots } from "./flash/flash-ffn.js";
-export type { FfnStorageLayout, FlashStrategy, FlashFfnOptions } from "./flash/flash-ffn.js";
-export type { FlashStats } from "./flash/stats.js";
-export { planMemory, residentBytes } from "./flash/memory-plan.js";
-export type { MemoryPlan } from "./flash/memory-plan.js";
+
+// Errors: every deliberate failure is a FlashError with a stable code.
+export { FlashError, FormatError, SourceError, BudgetError, AbortedError, throwIfAborted } from "./errors.js";
+export type { FlashErrorCode } from "./errors.js";
+
+// Storage: what a backend implements, and an in-memory one.
+export { MemorySource } from "./source.js";
+export type { FlashSource, ReadRequest } from "./source.js";
+
+// Opening a model and generating.
 export { openFlashModel, FlashModel } from "./flash/open.js";
 export type { OpenFlashOptions } from "./flash/open.js";
-export { LowRankPredictor } from "./sparsity/predictor.js";
-export type { Predictor, PredictorLayer } from "./sparsity/predictor.js";
-export { trainPredictors } from "./sparsity/train.js";
-export type { LayerActivations, TrainOptions, PredictorQuality } from "./sparsity/train.js";
-export { ActivationRecorder, recordCorpus, corpusSequences, writeWithPredictor, readPredictor, markActive, MIN_CALIBRATION_POSITIONS } from "./sparsity/calibrate.js";
-export type { ActivityRule } from "./sparsity/calibrate.js";
-export { GateExactSelector, HotNeuronSelector } from "./sparsity/exact.js";
-export { evaluateSparsity, TruthTap } from "./sparsity/evaluate.js";
-export type { EvalReport, LayerSelectionQuality } from "./sparsity/evaluate.js";
-export * from "./hf/index.js";
-export * from "./testing/index.js";
-export { TraceSelector, TRACE_PRESETS, measureTrace } from "./sparsity/trace-selector.js";
-export type { TraceParams, TracePreset, TraceStats, LookaheadSelector } from "./sparsity/trace-selector.js";
-export type { PredictingSelector, PrefetchStats } from "./flash/flash-ffn.js";
-export * from "./synth/index.js";
-export * from "./gguf/index.js";
-export { openShardedModel, ShardedFlashModel, WASM32_MAX_BYTES } from "./shard/open-sharded.js";
+export { LanguageModel } from "./language-model.js";
+export type { GenerateOptions, GeneratedToken, GenerationStats, FinishReason } from "./language-model.js";
+export type { SamplingOptions } from "./sampler.js";
+export type { ModelConfig } from "./model/config.js";
+export type { MemoryPlan } from "./flash/memory-plan.js";
+export type { FlashStats } from "./flash/stats.js";
+export type { FlashStrategy } from "./flash/flash-ffn.js";
+export type { NeuronSelector } from "./sparsity/selector.js";
+export type { Tokenizer } from "./tokenizer/tokenizer.js";
+export { loadLlama2c } from "./load.js";
+export type { LoadLlama2cOptions } from "./load.js";
+
+// Files: converting into the .flm container, and reading one.
+export { convertLlama2c, convertTensors } from "./convert/from-llama2c.js";
+export type { ConvertOptions, TokenizerFile } from "./convert/from-llama2c.js";
+export { openFlm, FlmFile, MemorySink } from "./format/index.js";
+export type { FlmSink, Manifest, VerifyReport, SectionCheck } from "./format/index.js";
+
+// Chat: templates stored with the model (`LanguageModel.chat`).
+export type { ChatOptions } from "./language-model.js";
+export type { ChatMessage } from "./chat/template.js";
+
+// Bringing a model: GGUF files (llama.cpp, ollama) converted to .flm, streamed from any source.
+export { openGguf, isGguf, convertGguf } from "./gguf/index.js";
+export type { GgufFile, ConvertGgufOptions } from "./gguf/index.js";
+
+// Every core and more than 4 GiB: the sharded engine (a host spawns the workers: node-io, web-io).
+export { ShardedFlashModel } from "./shard/open-sharded.js";
 export type { ShardedOpenOptions, ShardedMemoryPlan } from "./shard/open-sharded.js";
 export type { ShardHost, ShardPort } from "./shard/host.js";
 export { runShard } from "./shard/runtime.js";
 export type { ShardEndpoint } from "./shard/runtime.js";
-export { planShards, evenSplit, maxShards } from "./shard/plan.js";
-export type { ShardSlice, Range } from "./shard/plan.js";
-export type { ShardFigures, ToShard, FromShard } from "./shard/protocol.js";
-export type { ShardTransport } from "./shard/group.js";
-export { crc32Combine } from "./format/crc32-combine.js";
-export type { ForwardPass } from "./model/forward-pass.js";

@@ -95,9 +95,15 @@ export class LanguageModel {
     return this.kernels.memoryBytes;
   }
 
-  /** Tokenizes a prompt as run.c does (BOS, then the text). Throws CONTEXT_OVERFLOW if it cannot fit. */
-  encodePrompt(prompt: string): number[] {
-    const tokens = this.tokenizer.encode(prompt, true, false);
+  /**
+   * Tokenizes a prompt as run.c does (BOS, then the text); token ids are taken as they are. Throws
+   * CONTEXT_OVERFLOW if it cannot fit.
+   */
+  encodePrompt(prompt: string | readonly number[]): number[] {
+    const tokens = typeof prompt === "string" ? this.tokenizer.encode(prompt, true, false) : [...prompt];
+    if (tokens.length === 0) throw new FlashError("BAD_ARGUMENT", "the prompt has no tokens: give at least BOS");
+    const bad = tokens.find((t) => !(Number.isInteger(t) && t >= 0 && t < this.config.vocabSize));
+    if (bad !== undefined) throw new FlashError("BAD_ARGUMENT", `prompt token ${bad} is outside the vocabulary of ${this.config.vocabSize}`);
     const ctx = this.transformer.contextLength;
     if (tokens.length > ctx) {
       throw new FlashError("CONTEXT_OVERFLOW", `the prompt is ${tokens.length} tokens but the context holds ${ctx}`, { promptTokens: tokens.length, contextLength: ctx });

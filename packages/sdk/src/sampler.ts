@@ -6,16 +6,22 @@ export interface SamplingOptions {
   temperature?: number;
   /** Nucleus sampling: sample among the most likely tokens whose probabilities sum to `topP`. Values outside (0,1) disable it. Default 0.9. */
   topP?: number;
-  /** RNG seed (a positive integer). The same seed and prompt give the same text. Default: time-based. */
+  /** RNG seed (an integer ≥ 0; 0 is a seed like any other). The same seed and prompt give the same text. Default: time-based. */
   seed?: number;
 }
+
+/**
+ * xorshift64* stays at 0 forever from state 0, so seed 0 starts from this constant instead (the 64-bit
+ * golden ratio, a common non-zero stand-in). run.c itself never uses seed 0 (it replaces it with the time).
+ */
+const ZERO_SEED_STATE = 0x9e3779b97f4a7c15n;
 
 /** run.c's xorshift64* generator, so that a seed reproduces the reference implementation's samples. */
 export class XorShiftRng {
   private state: bigint;
   constructor(seed: number | bigint) {
     this.state = BigInt.asUintN(64, BigInt(seed));
-    if (this.state === 0n) throw new FlashError("BAD_ARGUMENT", "RNG seed must be non-zero");
+    if (this.state === 0n) this.state = ZERO_SEED_STATE;
   }
   nextU32(): number {
     let s = this.state;
@@ -52,7 +58,7 @@ export class Sampler {
     }
     if (!Number.isFinite(this.topP)) throw new FlashError("BAD_ARGUMENT", `topP must be a finite number, got ${opts.topP}`);
     const seed = opts.seed ?? Date.now();
-    if (!Number.isInteger(seed) || seed <= 0) throw new FlashError("BAD_ARGUMENT", `seed must be a positive integer, got ${opts.seed}`);
+    if (!Number.isSafeInteger(seed) || seed < 0) throw new FlashError("BAD_ARGUMENT", `seed must be an integer ≥ 0, got ${opts.seed}`);
     this.rng = new XorShiftRng(seed);
   }
 

@@ -11,7 +11,7 @@ export interface ReadRequest {
 }
 
 /**
- * The only thing a storage backend implements (DESIGN §3). The engine decides what to read; the backend
+ * The only thing a storage backend implements (ARCHITECTURE.md §3, step 5). The engine decides what to read; the backend
  * decides how to parallelise. `read` fills every target or throws a {@link SourceError}; a short read is
  * retried, then reported, never returned as zeros.
  */

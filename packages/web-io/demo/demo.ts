@@ -196,7 +196,7 @@ async function load(): Promise<ModelInfo> {
       if (!storage.last?.persisted) await storage.persist();
     } else activity(`Loading ${c.name}…`);
     meter.reset();
-    const info = await engine.load(from, { memoryBudget, contextLength, signal: busy.signal, onProgress });
+    const info = await engine.load(from, { memoryBudget, contextLength, verifyReads: true, signal: busy.signal, onProgress });
     loadedKey = settingsKey;
     describeModel(info);
     activity(copy ? "Ready: reading from this browser's storage." : "Ready.");

@@ -2,7 +2,7 @@ import { throwIfAborted } from "@flashllm/sdk";
 import { deserializeError } from "./errors.js";
 import type {
   EngineStats, GenerateSettings, GenerationResult, ImportResult, ImportSettings, LoadOptions, ModelInfo, ModelSourceSpec, Progress,
-  Request, Response, StorageInfo, StreamedToken,
+  WorkerRequest, WorkerResponse, StorageInfo, StreamedToken,
 } from "./protocol.js";
 
 /**
@@ -68,7 +68,7 @@ export class FlashWorkerClient extends EventTarget {
   /** Wraps a worker that runs `hostFlashWorker` (see `@flashllm/web-io/worker.js`). */
   constructor(readonly worker: Worker) {
     super();
-    worker.addEventListener("message", (e: MessageEvent<Response>) => this.onMessage(e.data));
+    worker.addEventListener("message", (e: MessageEvent<WorkerResponse>) => this.onMessage(e.data));
     worker.addEventListener("error", (e: ErrorEvent) => {
       e.preventDefault?.();
       this.fail(new Error(`the flashllm worker failed${e.message ? `: ${e.message}` : " to start (is worker.js served beside the page's script, as a JavaScript module?)"}`));
@@ -193,7 +193,7 @@ export class FlashWorkerClient extends EventTarget {
     this.fail(new Error("the flashllm worker was terminated"));
   }
 
-  private call(message: DistributiveOmit<Request, "id">, signal?: AbortSignal, onProgress?: (p: Progress) => void): Promise<unknown> {
+  private call(message: DistributiveOmit<WorkerRequest, "id">, signal?: AbortSignal, onProgress?: (p: Progress) => void): Promise<unknown> {
     throwIfAborted(signal);
     this.checkAlive();
     const id = this.nextId++;
@@ -209,11 +209,11 @@ export class FlashWorkerClient extends EventTarget {
         reject: (e) => (done(), reject(e)),
         onProgress,
       });
-      this.post({ ...message, id } as Request);
+      this.post({ ...message, id } as WorkerRequest);
     });
   }
 
-  private onMessage(m: Response): void {
+  private onMessage(m: WorkerResponse): void {
     if (m.type === "ready") return;
     const p = this.pending.get(m.id);
     if (!p) return; // an answer to a call the caller already left
@@ -234,7 +234,7 @@ export class FlashWorkerClient extends EventTarget {
     }
   }
 
-  private post(m: Request): void {
+  private post(m: WorkerRequest): void {
     this.worker.postMessage(m);
   }
 

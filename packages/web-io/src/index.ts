@@ -16,7 +16,6 @@ export type { ClientGenerateOptions, ClientImportOptions, ClientLoadOptions, Cre
 export { hostFlashWorker } from "./worker/host.js";
 export type { WorkerScope } from "./worker/host.js";
 export { QuotaError, serializeError, deserializeError } from "./errors.js";
-export { formatBytes } from "./util.js";
 export { ProgressMeter, formatDuration } from "./progress-meter.js";
 export type { ProgressReading } from "./progress-meter.js";
 export { diagnoseNetworkFailure, describeNetworkFailure } from "./network-error.js";

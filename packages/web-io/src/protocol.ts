@@ -29,6 +29,8 @@ export interface LoadOptions {
   maxGapBytes?: number;
   /** KV cache positions; fewer positions leave more of the budget to the neuron cache. */
   contextLength?: number;
+  /** Check each bundle read against the file's CRC-32: a corrupted file fails with CHECKSUM_MISMATCH instead of giving wrong text. */
+  verifyReads?: boolean;
 }
 
 /** Sampling options of one generation (the SDK's `GenerateOptions` minus the signal). */
@@ -130,7 +132,7 @@ export interface SerializedError {
 }
 
 /** Messages the client sends. Every request carries an `id`; the answer carries the same `id`. */
-export type Request =
+export type WorkerRequest =
   | { type: "load"; id: number; source: ModelSourceSpec; options: LoadOptions }
   | { type: "generate"; id: number; prompt: string; options: GenerateSettings }
   | { type: "import"; id: number; from: Blob | string; name: string; options: ImportSettings }
@@ -142,7 +144,7 @@ export type Request =
   | { type: "abort"; id: number; target: number };
 
 /** Messages the worker sends. */
-export type Response =
+export type WorkerResponse =
   | { type: "ready" }
   | { type: "progress"; id: number; progress: Progress }
   | { type: "token"; id: number; token: StreamedToken }

@@ -73,18 +73,7 @@ export function checkRequest(r: ReadRequest, size: number, what: string): void {
   }
 }
 
-/** "1.5 MB": sizes in messages people read. */
-export function formatBytes(n: number): string {
-  if (!Number.isFinite(n)) return String(n);
-  const units = ["bytes", "KB", "MB", "GB", "TB"];
-  let i = 0;
-  let v = n;
-  while (Math.abs(v) >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return i === 0 ? `${n} bytes` : `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
+export { formatBytes } from "@flashllm/sdk/internal";
 
 /**
  * Runs `work` for each item with at most `limiter.max` in flight; on the first failure, fires

@@ -3,10 +3,11 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { AbortedError, BudgetError, FormatError, MemorySink, MemorySource, convertLlama2c, openFlashModel } from "@flashllm/sdk";
+import { AbortedError, BudgetError, FormatError, MemorySink, MemorySource, convertLlama2c, openFlashModel, openFlm } from "@flashllm/sdk";
 import { FlashWorkerClient } from "../src/client.js";
 import { hostFlashWorker } from "../src/worker/host.js";
 import type { WorkerScope } from "../src/worker/host.js";
+import type { EngineStats } from "../src/protocol.js";
 import { ensureShippedModel, startDemoServer } from "../demo/server.mjs";
 import type { DemoServer } from "../demo/server.mjs";
 
@@ -56,7 +57,7 @@ describe("FlashWorkerClient ↔ host", () => {
     expect(info.config.vocabSize).toBe(512);
     expect(progress.length).toBeGreaterThan(0);
     const tokens: number[] = [];
-    let last;
+    let last: EngineStats | undefined;
     for await (const t of client.generate(prompt, { temperature: 0, maxTokens: 30 })) {
       tokens.push(t.token);
       last = t.stats;
@@ -82,6 +83,21 @@ describe("FlashWorkerClient ↔ host", () => {
       for await (const _ of client.generate(prompt)) void _;
     })().catch((e) => e);
     expect(none.message).toMatch(/no model is loaded/);
+  });
+
+  it("verifyReads crosses the worker boundary: a flipped bit in FFN data is CHECKSUM_MISMATCH, not text", async () => {
+    const client = connect();
+    const file = await openFlm(new MemorySource(flm));
+    const s = file.section("ffn.2");
+    const bad = flm.slice();
+    bad[s.offset + Math.floor(s.length / 2)] ^= 0x10;
+    await client.load(new Blob([bad]), { contextLength: 64, verifyReads: true });
+    const err = await (async () => {
+      for await (const _ of client.generate(prompt, { temperature: 0, maxTokens: 5 })) void _;
+    })().catch((e) => e);
+    expect(err).toBeInstanceOf(FormatError);
+    expect(err.code).toBe("CHECKSUM_MISMATCH");
+    expect(err.message).toMatch(/layer 2/);
   });
 
   it("abort mid-generation gives AbortedError; the next generation works and is serialised", async () => {

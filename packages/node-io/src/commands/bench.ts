@@ -7,7 +7,7 @@ import { performance } from "node:perf_hooks";
 import {
   TRACE_PRESETS, TraceSelector, XorShift32, measureTrace, openFlashModel, openFlm, synthShape,
   type FlashModel, type FlashStats, type FlashStrategy, type MemoryPlan, type NeuronSelector, type OpenFlashOptions, type TraceParams,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import { parseBudget } from "../budget.js";
 import { formatBytes } from "../format-stats.js";
 import { NodeFileSource, type NodeFileSourceStats } from "../source/index.js";
@@ -38,7 +38,7 @@ export interface BenchCommandOptions {
   queue?: number;
 }
 
-/** The variants of one run (DESIGN §6): the paper's baselines and the full method, in one process. */
+/** The variants of one run (docs/benchmarks.md): the paper's baselines and the full method, in one process. */
 const VARIANTS = {
   naive: { label: "naive (whole FFN read and computed)", strategy: "naive", bundling: true, prefetch: false, inMemory: false, naiveComputes: "all" },
   "naive-active": { label: "naive read, active computed", strategy: "naive", bundling: true, prefetch: false, inMemory: false, naiveComputes: "selected" },

@@ -1,7 +1,8 @@
 import { Presets, SingleBar } from "cli-progress";
-import { ActivationRecorder, corpusSequences, openFlashModel, recordCorpus, trainPredictors, writeWithPredictor } from "@flashllm/sdk";
+import { ActivationRecorder, corpusSequences, openFlashModel, recordCorpus, trainPredictors, writeWithPredictor, type FlashModel, type PredictorQuality } from "@flashllm/sdk/internal";
 import { basename } from "node:path";
 import { NodeFileSink } from "../file-sink.js";
+import { requireFile } from "../input-files.js";
 import { NodeFileSource } from "../source/index.js";
 import { pct, readText, ruleFor } from "./sparsity-common.js";
 
@@ -17,35 +18,44 @@ export interface CalibrateOptions {
   textBytes?: number;
 }
 
+/** What {@link calibrateFile} measured, for the command's report. */
+export interface CalibrationResult {
+  positions: number;
+  rule: string;
+  hiddenDim: number;
+  quality: PredictorQuality[];
+}
+
 /**
- * `flashllm calibrate model.flm --corpus text.txt`: records each layer's FFN input and active neurons
- * on the corpus (dense), trains the low-rank predictors on the WASM kernels, and writes a copy of the
- * container with them in its resident section.
+ * Records each layer's FFN input and active neurons on the corpus (dense), trains the low-rank
+ * predictors on the WASM kernels, and writes a copy of the container with them in its resident section
+ * (through a temp file renamed into place). `progress` shows the two phases (omit it for silence).
  */
-export async function calibrateCommand(model: string, o: CalibrateOptions): Promise<void> {
-  const out = o.out ?? model.replace(/\.flm$/, "") + "-pred.flm";
+export async function calibrateFile(model: string, out: string, o: CalibrateOptions, progress?: SingleBar): Promise<CalibrationResult> {
+  await requireFile(model, "model");
+  await requireFile(o.corpus, "--corpus");
   const source = await NodeFileSource.open(model);
-  const bar = new SingleBar({ format: "{task} [{bar}] {value}/{total}", hideCursor: true, stream: process.stderr }, Presets.shades_classic);
+  let flash: FlashModel | undefined;
   try {
     let recorder: ActivationRecorder | undefined;
-    const flash = await openFlashModel(source, { selector: "all", contextLength: 256, onActivations: (...a) => recorder!.record(...a) });
+    flash = await openFlashModel(source, { selector: "all", contextLength: 256, onActivations: (...a) => recorder!.record(...a) });
     const c = flash.config;
     const rule = ruleFor(c, o.keepNorm);
     recorder = new ActivationRecorder(c.dim, c.hiddenDim, c.nLayers, o.positions, rule);
     const text = await readText(o.corpus, o.textOffset, o.textBytes);
     const sequences = corpusSequences(text, flash.tokenizer, flash.transformer.contextLength);
-    bar.start(o.positions, 0, { task: "recording activations" });
-    await recordCorpus(flash, sequences, recorder, (n) => bar.update(n));
-    bar.update(recorder.positions);
-    bar.stop();
-    bar.start(c.nLayers * o.epochs, 0, { task: "training predictors" });
+    progress?.start(o.positions, 0, { task: "recording activations" });
+    await recordCorpus(flash, sequences, recorder, (n) => progress?.update(n));
+    progress?.update(recorder.positions);
+    progress?.stop();
+    progress?.start(c.nLayers * o.epochs, 0, { task: "training predictors" });
     const { predictor, quality } = trainPredictors(flash.kernels, recorder.layers.map((l) => ({ ...l, n: recorder!.positions })), c.dim, c.hiddenDim, {
       rank: o.rank,
       recallTarget: o.recall,
       epochs: o.epochs,
-      onProgress: (l, e) => bar.update(l * o.epochs + e + 1),
+      onProgress: (l, e) => progress?.update(l * o.epochs + e + 1),
     });
-    bar.stop();
+    progress?.stop();
     const sink = await NodeFileSink.create(out);
     try {
       await writeWithPredictor(flash.file, predictor, sink, {
@@ -62,13 +72,22 @@ export async function calibrateCommand(model: string, o: CalibrateOptions): Prom
       await sink.abort();
       throw e;
     }
-    process.stdout.write(`calibrated on ${recorder.positions} positions (rule: ${rule.kind}); predictors of rank ${o.rank}, recall target ${o.recall}; validation split:\n`);
-    process.stdout.write(`layer  recall  precision  predicted/token  truly active/token  of ${c.hiddenDim}\n`);
-    quality.forEach((q, l) => process.stdout.write(`${String(l).padStart(5)}  ${pct(q.recall).padStart(6)}  ${pct(q.precision).padStart(9)}  ${q.predicted.toFixed(1).padStart(15)}  ${q.truth.toFixed(1).padStart(18)}\n`));
-    process.stdout.write(`wrote ${out}\n`);
-    await flash.dispose();
+    return { positions: recorder.positions, rule: rule.kind, hiddenDim: c.hiddenDim, quality };
   } finally {
-    bar.stop();
+    progress?.stop();
+    await flash?.dispose();
     await source.close();
   }
+}
+
+/** `flashllm calibrate model.flm --corpus text.txt`: {@link calibrateFile} with progress bars and a per-layer report. */
+export async function calibrateCommand(model: string, o: CalibrateOptions): Promise<void> {
+  const out = o.out ?? model.replace(/\.flm$/, "") + "-pred.flm";
+  const bar = new SingleBar({ format: "{task} [{bar}] {value}/{total}", hideCursor: true, stream: process.stderr }, Presets.shades_classic);
+  const r = await calibrateFile(model, out, o, bar);
+  const w = (t: string) => process.stdout.write(t);
+  w(`calibrated on ${r.positions} positions (rule: ${r.rule}); predictors of rank ${o.rank}, recall target ${o.recall}; validation split:\n`);
+  w(`layer  recall  precision  predicted/token  truly active/token  of ${r.hiddenDim}\n`);
+  r.quality.forEach((q, l) => w(`${String(l).padStart(5)}  ${pct(q.recall).padStart(6)}  ${pct(q.precision).padStart(9)}  ${q.predicted.toFixed(1).padStart(15)}  ${q.truth.toFixed(1).padStart(18)}\n`));
+  w(`wrote ${out}\n`);
 }

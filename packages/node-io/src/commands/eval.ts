@@ -1,4 +1,5 @@
-import { GateExactSelector, HotNeuronSelector, TruthTap, corpusSequences, evaluateSparsity, openFlashModel, type FlashModel, type NeuronSelector } from "@flashllm/sdk";
+import { FlashError, GateExactSelector, HotNeuronSelector, TruthTap, corpusSequences, evaluateSparsity, openFlashModel, type FlashModel, type NeuronSelector } from "@flashllm/sdk/internal";
+import { requireFile } from "../input-files.js";
 import { NodeFileSource } from "../source/index.js";
 import { pct, readText, ruleFor } from "./sparsity-common.js";
 
@@ -22,6 +23,8 @@ const PROMPTS = ["Once upon a time", "Lily and Tom went to the park", "One day, 
  * agreement, neurons skipped, per-layer recall and precision, greedy agreement length.
  */
 export async function evalCommand(model: string, o: EvalOptions): Promise<void> {
+  await requireFile(model, "model");
+  await requireFile(o.text, "--text");
   const sourceD = await NodeFileSource.open(model);
   const sourceS = await NodeFileSource.open(model);
   try {
@@ -29,14 +32,19 @@ export async function evalCommand(model: string, o: EvalOptions): Promise<void> 
     const dense = await openFlashModel(sourceD, { selector: "all", contextLength: 256, onActivations: (...a) => tap!.hook(...a) });
     const c = dense.config;
     tap = new TruthTap(c.hiddenDim, ruleFor(c, o.keepNorm));
+    const text = await readText(o.text, o.textOffset, o.textBytes);
+    const sequences = corpusSequences(text, dense.tokenizer, 256);
+    // Nothing to score would print NaN losses and 100% agreement: say so instead.
+    if (sequences.length === 0) {
+      throw new FlashError("BAD_ARGUMENT", `--text ${o.text} has no text to score${o.textOffset || o.textBytes !== undefined ? ` in bytes ${o.textOffset}…${o.textOffset + (o.textBytes ?? 0)}` : ""}: give held-out text of at least two tokens`, { path: o.text });
+    }
     // The exact selector keeps every gate row in (the dense model's) memory; the predictor is the file's;
     // the hot set is counted on separate text with the dense model.
     const exact = o.selector === "exact" ? await GateExactSelector.fromFile(dense.kernels, dense.file) : undefined;
     const hot = o.selector === "hot" ? await hotSet(dense, tap, o) : undefined;
     const sparse = await openFlashModel(sourceS, { selector: exact ?? hot ?? "predictor", contextLength: 256 });
     const selector: NeuronSelector = exact ?? hot ?? sparse.predictor!;
-    const text = await readText(o.text, o.textOffset, o.textBytes);
-    const r = await evaluateSparsity(dense, sparse, selector, tap, corpusSequences(text, dense.tokenizer, 256), { maxPositions: o.positions, greedyPrompts: PROMPTS, greedyTokens: 100 });
+    const r = await evaluateSparsity(dense, sparse, selector, tap, sequences, { maxPositions: o.positions, greedyPrompts: PROMPTS, greedyTokens: 100 });
     if (o.json) {
       process.stdout.write(JSON.stringify(r, null, 2) + "\n");
     } else {

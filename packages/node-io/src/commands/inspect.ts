@@ -1,15 +1,27 @@
 import { openFlm } from "@flashllm/sdk";
 import { formatBytes } from "../format-stats.js";
+import { requireFile } from "../input-files.js";
+import { stdoutWatch } from "../output.js";
 import { NodeFileSource } from "../source/index.js";
 
-/** `flashllm inspect <file.flm>`: the manifest, the resident vs flash sizes, and every checksum. */
+/**
+ * `flashllm inspect <file.flm>`: the manifest, the resident vs flash sizes, and every checksum. With
+ * `--json`, stdout is one JSON document (the manifest, and the checksum report under `verification`);
+ * a failed check also gives exit code 2.
+ */
 export async function inspectCommand(path: string, o: { json: boolean; verify: boolean }): Promise<void> {
+  await requireFile(path, "model");
   const source = await NodeFileSource.open(path);
+  const out = stdoutWatch();
   try {
     const file = await openFlm(source);
     const m = file.manifest;
     if (o.json) {
-      process.stdout.write(JSON.stringify(m, null, 2) + "\n");
+      const report = o.verify ? await file.verifyAll() : undefined;
+      const verification = report && { ok: report.ok, sections: report.sections, bundlesChecked: report.bundlesChecked, badBundles: report.badBundles };
+      out.write(JSON.stringify({ ...m, ...(verification ? { verification } : {}) }, null, 2) + "\n");
+      if (report && !report.ok) process.exitCode = 2;
+      return;
     } else {
       const c = m.config;
       const size = (name: string) => file.section(name).length;
@@ -26,7 +38,7 @@ export async function inspectCommand(path: string, o: { json: boolean; verify: b
         ...m.sections.map((s) => `  ${s.name.padEnd(10)} offset ${String(s.offset).padStart(12)}  length ${String(s.length).padStart(12)}  crc32 ${s.crc32}`),
       ];
       if (m.provenance) lines.push(`provenance: ${JSON.stringify(m.provenance)}`);
-      process.stdout.write(lines.join("\n") + "\n");
+      out.write(lines.join("\n") + "\n");
     }
     if (o.verify) {
       const report = await file.verifyAll();
@@ -34,11 +46,11 @@ export async function inspectCommand(path: string, o: { json: boolean; verify: b
       const badBundles = report.badBundles;
       const hex = (n: number) => (n >>> 0).toString(16).padStart(8, "0");
       if (!report.ok) {
-        for (const s of bad) process.stdout.write(`checksum MISMATCH in section ${s.name}: expected ${hex(s.expected)}, got ${hex(s.actual)}\n`);
-        if (badBundles.length) process.stdout.write(`${badBundles.length} bundle(s) fail their CRC, first: ${JSON.stringify(badBundles.slice(0, 5))}\n`);
+        for (const s of bad) out.write(`checksum MISMATCH in section ${s.name}: expected ${hex(s.expected)}, got ${hex(s.actual)}\n`);
+        if (badBundles.length) out.write(`${badBundles.length} bundle(s) fail their CRC, first: ${JSON.stringify(badBundles.slice(0, 5))}\n`);
         process.exitCode = 2;
       } else {
-        process.stdout.write(`checksums: all ${report.sections.length} sections and ${report.bundlesChecked} bundles verified\n`);
+        out.write(`checksums: all ${report.sections.length} sections and ${report.bundlesChecked} bundles verified\n`);
       }
     }
   } finally {

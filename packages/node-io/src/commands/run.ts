@@ -1,15 +1,18 @@
-import { readFile, stat } from "node:fs/promises";
-import { loadLlama2c, parseTokenizer, openFlashModel, openFlm, ShardedFlashModel, type FlashModel, type FlashSource, type FlashStrategy, type LanguageModel } from "@flashllm/sdk";
-import { NodeShardHost } from "../shards/node-shard-host.js";
-import { parseWorkers, shardMemoryLines, sumShardStats } from "../workers.js";
+import { AbortedError, FlashError, ShardedFlashModel, loadLlama2c, openFlashModel, openFlm, parseTokenizer, type FlashModel, type FlashStrategy, type LanguageModel } from "@flashllm/sdk/internal";
 import { parseBudget } from "../budget.js";
 import { formatBytes, peakRssBytes } from "../format-stats.js";
+import { readInputFile, requireFile, sniffModel } from "../input-files.js";
 import { flmFor } from "../model-files.js";
-import { DEFAULT_MODEL, DEFAULT_TOKENIZER } from "../paths.js";
+import { stdoutWatch } from "../output.js";
+import { DEFAULT_SHIPPED, shippedFiles, shippedFlm, type ShippedName } from "../shipped.js";
+import { NodeShardHost } from "../shards/node-shard-host.js";
 import { NodeFileSource } from "../source/index.js";
+import { parseWorkers, shardMemoryLines, sumShardStats } from "../workers.js";
 
 export interface RunOptions {
   model?: string;
+  /** A model shipped with the package (default stories260K-relu, with predictors). */
+  shipped?: ShippedName;
   tokenizer?: string;
   prompt: string;
   maxTokens: number;
@@ -27,65 +30,87 @@ export interface RunOptions {
   dense: boolean;
   selector?: "all" | "predictor";
   maxGap: number;
+  verify: boolean;
   /** Shard workers: an integer, or "auto" (default: every core for a model of 256 MiB or more, else 1). */
   workers?: string;
 }
 
+/** Exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it. */
+const EXIT_INTERRUPTED = 130;
+
 /**
  * `flashllm run`: streams generated text to stdout, then one line of figures to stderr. A llama2.c
  * checkpoint is converted to `.flm` on first use (kept in the cache folder) and run from flash, unless
- * `--dense` asks for the whole model in memory.
+ * `--dense` asks for the whole model in memory. The file's kind is read from its first bytes.
  */
 export async function runCommand(o: RunOptions): Promise<void> {
-  const modelPath = o.model ?? DEFAULT_MODEL;
-  const isFlm = modelPath.endsWith(".flm");
-  const tokPath = o.tokenizer ?? (o.model ? undefined : DEFAULT_TOKENIZER);
-  if (!isFlm && !tokPath) throw new Error("a llama2.c checkpoint needs --tokenizer <tok.bin>");
-  // KV cache for what this run can reach (prompt + new tokens); a rough bound until the tokenizer is known.
-  let contextLength = o.context ?? new TextEncoder().encode(o.prompt).length + 2 + o.maxTokens;
+  if (o.model && o.shipped) throw new FlashError("BAD_ARGUMENT", "--model and --shipped both name the model: give one");
+  const shipped = o.model ? undefined : shippedFiles(o.shipped ?? DEFAULT_SHIPPED);
+  const modelPath = o.model ?? shipped!.checkpoint;
+  const activation = shipped?.activation ?? o.activation;
+  const kind = await sniffModel(modelPath);
+  const tokPath = o.tokenizer ?? shipped?.tokenizer;
+  if (kind === "llama2c" && !tokPath) throw new FlashError("BAD_ARGUMENT", `${modelPath} is not a .flm container, so it is read as a llama2.c checkpoint, which needs --tokenizer <tok.bin>`);
+  if (o.dense && o.memoryBudget !== undefined) throw new FlashError("BAD_ARGUMENT", "--dense loads the whole model into memory, so --memory-budget cannot apply: drop one of them");
+  if (!(o.maxTokens >= 0)) throw new FlashError("BAD_ARGUMENT", `--max-tokens must be ≥ 0, got ${o.maxTokens}`);
+  const log = (m: string) => process.stderr.write(`[flashllm] ${m}\n`);
 
   let model: LanguageModel;
   let source: NodeFileSource | undefined;
-  let flashFile = "";
+  let promptTokens: number[];
   if (o.dense) {
-    if (isFlm) throw new Error("--dense runs a llama2.c checkpoint in memory; a .flm always runs from flash");
-    model = await loadLlama2c(await readFile(modelPath), await readFile(tokPath!), { activation: o.activation, contextLength });
+    if (kind === "flm") throw new FlashError("BAD_ARGUMENT", "--dense runs a llama2.c checkpoint in memory; a .flm always runs from flash");
+    model = await loadLlama2c(await readInputFile(modelPath, "model"), await readInputFile(tokPath!, "tokenizer"), { activation, contextLength: o.context });
+    promptTokens = promptFits(model.tokenizer.encode(o.prompt, true, false), model.transformer.contextLength, o);
+    log(`${modelPath}: dense, the whole model in memory (the reference path): WASM memory ${formatBytes(model.wasmMemoryBytes)}, ${model.transformer.contextLength} positions`);
   } else {
-    flashFile = isFlm ? modelPath : await flmFor(modelPath, tokPath!, { dtype: o.dtype, activation: o.activation }, (m) => process.stderr.write(`[flashllm] ${m}\n`));
-    const fileBytes = (await stat(flashFile)).size;
-    const memoryBudget = o.memoryBudget ? parseBudget(o.memoryBudget, fileBytes) : undefined;
+    if (kind === "llama2c") await requireFile(tokPath!, "tokenizer");
+    const flashFile = shipped && !o.tokenizer && o.dtype === "f32" ? await shippedFlm(o.shipped ?? DEFAULT_SHIPPED, log) : kind === "flm" ? modelPath : await flmFor(modelPath, tokPath!, { dtype: o.dtype, activation }, log);
     source = await NodeFileSource.open(flashFile, { direct: o.direct, maxInFlight: o.inFlight });
-    if (o.context === undefined) contextLength = (await promptTokenCount(source, o.prompt)) + o.maxTokens;
-    const workers = parseWorkers(o.workers, fileBytes);
-    const common = { memoryBudget, strategy: o.strategy, window: o.window, contextLength, selector: o.selector, maxGapBytes: o.maxGap };
-    if (workers > 1) {
-      model = await openFlashModel(source, { ...common, workers, shardHost: new NodeShardHost(flashFile, { direct: o.direct, maxInFlight: o.inFlight }) });
-      const sm = model as ShardedFlashModel;
-      process.stderr.write(
-        `[flashllm] ${flashFile}: ${formatBytes(fileBytes)}; budget ${memoryBudget ? `${formatBytes(memoryBudget)} (${((100 * memoryBudget) / fileBytes).toFixed(0)}% of the file)` : "unlimited"}, ` +
-          `${contextLength} positions, strategy ${o.strategy}, selector ${sm.file.manifest.predictor && o.selector !== "all" ? "predictor" : "all"}\n` +
-          shardMemoryLines(sm).map((l) => `[flashllm]   ${l}\n`).join(""),
-      );
-    } else {
-    model = await openFlashModel(source, common);
-    const p = (model as FlashModel).memoryPlan;
-    process.stderr.write(
-      `[flashllm] ${flashFile}: ${formatBytes(fileBytes)}; budget ${memoryBudget ? `${formatBytes(memoryBudget)} (${((100 * memoryBudget) / fileBytes).toFixed(0)}% of the file)` : "unlimited"}: ` +
-        `resident ${formatBytes(p.residentBytes)}, KV+activations ${formatBytes(p.stateBytes)} (${contextLength} positions), ` +
-        `neuron cache ${formatBytes(p.cacheBytes)} (${p.capacity} of ${model.config.hiddenDim * model.config.nLayers} bundles), strategy ${o.strategy}, selector ${(model as FlashModel).predictor ? "predictor" : "all"}\n`,
-    );    }
+    try {
+      const memoryBudget = o.memoryBudget === undefined ? undefined : parseBudget(o.memoryBudget, source.byteLength);
+      // Encode the prompt once, with the file's tokenizer, before anything large is allocated: an
+      // over-long prompt is refused here, and the KV cache is sized for what this run can reach.
+      const file = await openFlm(source);
+      const seqLen = file.manifest.config.seqLen;
+      const tokenizer = parseTokenizer(file.manifest.tokenizer.kind, await file.readTokenizer(), file.manifest.config.vocabSize);
+      promptTokens = promptFits(tokenizer.encode(o.prompt, true, false), Math.min(o.context ?? seqLen, seqLen), o);
+      const contextLength = Math.min(o.context ?? promptTokens.length + o.maxTokens, seqLen);
+      const common = { memoryBudget, strategy: o.strategy, window: o.window, contextLength, selector: o.selector, maxGapBytes: o.maxGap, verifyReads: o.verify };
+      const workers = parseWorkers(o.workers, source.byteLength);
+      if (workers > 1) {
+        model = await openFlashModel(source, { ...common, workers, shardHost: new NodeShardHost(flashFile, { direct: o.direct, maxInFlight: o.inFlight }) });
+        process.stderr.write(shardedBanner(flashFile, source.byteLength, memoryBudget, model as ShardedFlashModel, o) + "\n");
+      } else {
+        model = await openFlashModel(source, common);
+        process.stderr.write(banner(flashFile, source.byteLength, memoryBudget, model as FlashModel, o) + "\n");
+      }
+    } catch (e) {
+      await source.close();
+      throw e;
+    }
   }
 
-  const ac = new AbortController();
-  const onInt = () => ac.abort("interrupted");
+  const out = stdoutWatch();
+  const interrupt = new AbortController();
+  const onInt = () => interrupt.abort("interrupted");
   process.once("SIGINT", onInt);
   try {
-    if (o.prompt) process.stdout.write(o.prompt);
-    for await (const t of model.generate(o.prompt, { maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, seed: o.seed, signal: ac.signal })) {
-      process.stdout.write(t.text);
+    if (o.prompt) out.write(o.prompt);
+    const signal = AbortSignal.any([interrupt.signal, out.signal]);
+    for await (const t of model.generate(promptTokens, { maxTokens: o.maxTokens, temperature: o.temperature, topP: o.topP, seed: o.seed, signal })) {
+      out.write(t.text);
     }
-    process.stdout.write("\n");
-    process.stderr.write((model instanceof ShardedFlashModel ? await shardedStatsLine(model) : statsLine(model)) + "\n");
+    out.write("\n");
+    process.stderr.write((await anyStatsLine(model)) + "\n");
+  } catch (e) {
+    if (!(e instanceof AbortedError)) throw e;
+    if (interrupt.signal.aborted) {
+      out.write("\n");
+      process.stderr.write(`[flashllm] interrupted\n${await anyStatsLine(model)}\n`);
+      process.exitCode = EXIT_INTERRUPTED;
+    }
+    // Stdout closed: EPIPE ends quietly; other write errors were reported by the watch with exit code 1.
   } finally {
     process.off("SIGINT", onInt);
     await model.dispose();
@@ -93,22 +118,41 @@ export async function runCommand(o: RunOptions): Promise<void> {
   }
 }
 
-/** One line of figures: speed, then (flash) I/O per token, hit rate and the time split, then memory. */
-export function statsLine(model: LanguageModel): string {
-  const s = model.lastStats!;
-  const parts = [`${s.generatedTokens} tokens`, `${s.tokensPerSecond.toFixed(1)} tok/s`];
-  const flash = (model as FlashModel).flash;
-  if (flash) {
-    const f = flash.stats;
-    const t = Math.max(f.tokens, 1);
-    parts.push(
-      `read ${formatBytes(f.bytesRead / t)}/token in ${(f.readRequests / t).toFixed(1)} reads (mean ${formatBytes(f.bytesRead / Math.max(f.readRequests, 1))})`,
-      `cache hit ${((100 * f.cacheHits) / Math.max(f.activeNeurons, 1)).toFixed(1)}%`,
-      `per token: I/O ${(f.ioMs / t).toFixed(2)} ms, memory ${(f.memoryMs / t).toFixed(2)} ms, FFN compute ${(f.computeMs / t).toFixed(2)} ms`,
-    );
+/** The prompt's tokens, or CONTEXT_OVERFLOW before any generation when they cannot fit. */
+function promptFits(tokens: number[], context: number, o: RunOptions): number[] {
+  if (tokens.length > context) {
+    const hint = o.context !== undefined ? "a larger --context or " : "";
+    throw new FlashError("CONTEXT_OVERFLOW", `the prompt is ${tokens.length} tokens but the context holds ${context}: use ${hint}a shorter prompt`, { promptTokens: tokens.length, contextLength: context });
   }
-  parts.push(`peak RSS ${formatBytes(peakRssBytes())}`, `WASM memory ${formatBytes(model.wasmMemoryBytes)}`);
-  return `[stats] ${parts.join(", ")}`;
+  return tokens;
+}
+
+/** What is being run and how the budget was split (the positions are those allocated). */
+function banner(path: string, fileBytes: number, budget: number | undefined, model: FlashModel, o: RunOptions): string {
+  const p = model.memoryPlan;
+  const c = model.config;
+  const selector = model.predictor ? `predictor (reads only the neurons it predicts active)` : "all (every neuron, every token)";
+  return (
+    `[flashllm] ${path}: ${formatBytes(fileBytes)}, ${c.activation} FFN; budget ${budget !== undefined ? `${formatBytes(budget)} (${((100 * budget) / fileBytes).toFixed(0)}% of the file)` : "unlimited"}: ` +
+    `resident ${formatBytes(p.residentBytes)}, KV+activations ${formatBytes(p.stateBytes)} (${model.transformer.contextLength} positions), ` +
+    `neuron cache ${formatBytes(p.cacheBytes)} (${p.capacity} of ${c.hiddenDim * c.nLayers} bundles); runtime overhead ${formatBytes(p.overheadBytes)} outside the budget; ` +
+    `strategy ${o.strategy}, selector ${selector}, reads ${o.verify ? "CRC-verified" : "not verified (--no-verify)"}`
+  );
+}
+
+/** The banner of a sharded model: the budget, then one line per shard (what it owns, its memory). */
+function shardedBanner(path: string, fileBytes: number, budget: number | undefined, model: ShardedFlashModel, o: RunOptions): string {
+  const c = model.config;
+  const selector = model.file.manifest.predictor && o.selector !== "all" ? "predictor (reads only the neurons it predicts active)" : "all (every neuron, every token)";
+  return (
+    `[flashllm] ${path}: ${formatBytes(fileBytes)}, ${c.activation} FFN; budget ${budget !== undefined ? `${formatBytes(budget)} (${((100 * budget) / fileBytes).toFixed(0)}% of the file)` : "unlimited"}, ` +
+    `${model.transformer.contextLength} positions, strategy ${o.strategy}, selector ${selector}, reads ${o.verify ? "CRC-verified" : "not verified (--no-verify)"}\n` +
+    shardMemoryLines(model).map((l) => `[flashllm]   ${l}`).join("\n")
+  );
+}
+
+async function anyStatsLine(model: LanguageModel): Promise<string> {
+  return model instanceof ShardedFlashModel ? shardedStatsLine(model) : statsLine(model);
 }
 
 /** The stats line of a sharded model: the shards' reads summed, each shard's time split, every WASM memory. */
@@ -117,22 +161,40 @@ export async function shardedStatsLine(model: ShardedFlashModel): Promise<string
   const figures = await model.shardFigures();
   const f = sumShardStats(figures);
   const t = Math.max(f.tokens, 1);
+  const c = model.config;
+  const ffnBytes = model.file.manifest.ffn.bundleStride * c.hiddenDim * c.nLayers;
+  const what = f.activeNeurons < t * c.hiddenDim * c.nLayers ? "sparse: predicted neurons from flash" : "every neuron from flash";
   const parts = [
     `${s.generatedTokens} tokens`,
-    `${s.tokensPerSecond.toFixed(1)} tok/s`,
-    `read ${formatBytes(f.bytesRead / t)}/token in ${(f.readRequests / t).toFixed(1)} reads (mean ${formatBytes(f.bytesRead / Math.max(f.readRequests, 1))})`,
-    `cache hit ${((100 * f.cacheHits) / Math.max(f.activeNeurons, 1)).toFixed(1)}%`,
+    `${s.tokensPerSecond.toFixed(1)} tok/s on ${model.workers} workers`,
+    `read ${formatBytes(f.bytesRead / t)}/token (${((100 * f.bytesRead) / t / ffnBytes).toFixed(1)}% of the FFN) in ${(f.readRequests / t).toFixed(1)} reads (mean ${formatBytes(f.bytesRead / Math.max(f.readRequests, 1))})`,
+    `neurons used ${((100 * f.activeNeurons) / t / (c.hiddenDim * c.nLayers)).toFixed(1)}%, cache hit ${((100 * f.cacheHits) / Math.max(f.activeNeurons, 1)).toFixed(1)}%`,
     ...figures.map((g) => `shard ${g.index} per token: I/O ${(g.stats.ioMs / t).toFixed(2)} ms, memory ${(g.stats.memoryMs / t).toFixed(2)} ms, FFN compute ${(g.stats.computeMs / t).toFixed(2)} ms`),
     `peak RSS ${formatBytes(peakRssBytes())}`,
     `WASM memory ${formatBytes(model.wasmMemoryBytes)} + ${figures.map((g) => formatBytes(g.memoryBytes)).join(" + ")}`,
   ];
-  return `[stats] ${parts.join(", ")}`;
+  return `[stats] ${what}: ${parts.join(", ")}`;
 }
 
-/** Tokens the prompt takes, with the file's own tokenizer (so the KV cache is sized exactly). */
-async function promptTokenCount(source: FlashSource, prompt: string): Promise<number> {
-  const file = await openFlm(source);
-  const bytes = await file.readTokenizer();
-  const vocab = file.manifest.config.vocabSize;
-  return parseTokenizer(file.manifest.tokenizer.kind, bytes, vocab).encode(prompt, true, false).length;
+/** One line of figures: speed, then (flash) I/O per token, hit rate and the time split, then memory. */
+export function statsLine(model: LanguageModel): string {
+  const s = model.lastStats!;
+  const flash = (model as FlashModel).flash;
+  // What the figures describe: the sparse method, every neuron from flash, or the in-memory reference.
+  const what = !flash ? "dense in memory" : (model as FlashModel).predictor ? "sparse: predicted neurons from flash" : "every neuron from flash";
+  const parts = [what, `${s.generatedTokens} tokens`, `${s.tokensPerSecond.toFixed(1)} tok/s`];
+  if (flash) {
+    const f = flash.stats;
+    const t = Math.max(f.tokens, 1);
+    const c = model.config;
+    const ffnBytes = (model as FlashModel).file.manifest.ffn.bundleStride * c.hiddenDim * c.nLayers;
+    parts.push(
+      `read ${formatBytes(f.bytesRead / t)}/token (${((100 * f.bytesRead) / t / ffnBytes).toFixed(1)}% of the FFN) in ${(f.readRequests / t).toFixed(1)} reads (mean ${formatBytes(f.bytesRead / Math.max(f.readRequests, 1))})`,
+      `neurons used ${((100 * f.activeNeurons) / t / (c.hiddenDim * c.nLayers)).toFixed(1)}%, cache hit ${((100 * f.cacheHits) / Math.max(f.activeNeurons, 1)).toFixed(1)}%`,
+      `per token: I/O ${(f.ioMs / t).toFixed(2)} ms, memory ${(f.memoryMs / t).toFixed(2)} ms, FFN compute ${(f.computeMs / t).toFixed(2)} ms`,
+    );
+  }
+  const overhead = (model as FlashModel).memoryPlan?.overheadBytes;
+  parts.push(`peak RSS ${formatBytes(peakRssBytes())}`, `WASM memory ${formatBytes(model.wasmMemoryBytes)}${overhead !== undefined ? ` (runtime overhead ${formatBytes(overhead)} of it)` : ""}`);
+  return `[stats] ${parts[0]}: ${parts.slice(1).join(", ")}`;
 }

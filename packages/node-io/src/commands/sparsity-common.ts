@@ -1,5 +1,5 @@
 import { readFile } from "node:fs/promises";
-import type { ActivityRule, ModelConfig } from "@flashllm/sdk";
+import type { ActivityRule, ModelConfig } from "@flashllm/sdk/internal";
 
 /** Reads `bytes` bytes of a text file from `offset` (a byte range keeps calibration and evaluation text apart). */
 export async function readText(path: string, offset = 0, bytes = Infinity): Promise<string> {

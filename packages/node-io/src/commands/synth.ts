@@ -1,7 +1,7 @@
 import { mkdir, stat } from "node:fs/promises";
 import { dirname } from "node:path";
 import { performance } from "node:perf_hooks";
-import { synthShape, synthesizeFlm, type Manifest, type SynthShape } from "@flashllm/sdk";
+import { synthShape, synthesizeFlm, type Manifest, type SynthShape } from "@flashllm/sdk/internal";
 import { NodeFileSink } from "../file-sink.js";
 import { formatBytes } from "../format-stats.js";
 

@@ -3,7 +3,7 @@ import { open, type FileHandle } from "node:fs/promises";
 import { performance } from "node:perf_hooks";
 import { BLOCK, PieceCursor, alignDown, alignUp, emptyPiece, type Piece, type PieceKind, type PlanLimits } from "./read-plan.js";
 import { SlotPool, alignedBuffer, type Slot } from "./slot-pool.js";
-import { AbortedError, SourceError, throwIfAborted, type FlashSource, type ReadRequest } from "./sdk.js";
+import { SourceError, throwIfAborted, type FlashSource, type ReadRequest } from "./sdk.js";
 
 /** Options of {@link NodeFileSource.open}. */
 export interface NodeFileSourceOptions {
@@ -109,7 +109,9 @@ export class NodeFileSource implements FlashSource {
     const direct = options.direct ?? false;
     if (!Number.isInteger(maxInFlight) || maxInFlight < 1) throw new RangeError(`maxInFlight must be an integer ≥ 1, got ${maxInFlight}`);
     if (!Number.isInteger(retries) || retries < 0) throw new RangeError(`retries must be an integer ≥ 0, got ${retries}`);
-    let flags = constants.O_RDONLY;
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever; the fstat
+    // below then refuses it. It changes nothing for regular files.
+    let flags = constants.O_RDONLY | constants.O_NONBLOCK;
     if (direct) {
       if (constants.O_DIRECT === undefined) throw new SourceError(`O_DIRECT is not available on ${process.platform}; open ${path} without { direct: true }`, 0, 0);
       flags |= constants.O_DIRECT;

@@ -1,5 +1,6 @@
 import { BudgetError } from "../errors.js";
 import type { Manifest } from "../format/types.js";
+import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
 import { Transformer } from "../model/transformer.js";
 import type { FfnStorageLayout, FlashStrategy } from "./flash-ffn.js";
 import { flashScratchBytes, maxUsefulSlots } from "./flash-ffn.js";
@@ -36,7 +37,7 @@ export interface MemoryPlan {
   crcTableBytes: number;
 }
 
-const BLOCK_OVERHEAD = 48; // allocator header + alignment, per block
+const BLOCK_OVERHEAD = ALLOC_BLOCK_OVERHEAD;
 const SLACK = 64 * 1024; // memory grows in 64 KiB pages
 const MAX_STAGING = 256 * 1024;
 
@@ -52,7 +53,7 @@ export function residentBytes(m: Manifest): number {
 }
 
 /**
- * Splits a budget between what a model must keep and its neuron caches (DESIGN §5). The cache gets
+ * Splits a budget between what a model must keep and its neuron caches (ARCHITECTURE.md §0). The cache gets
  * what is left, up to every neuron; when not even one slot per cache fits, throws {@link BudgetError}
  * with every figure, so the user sees what to change.
  */

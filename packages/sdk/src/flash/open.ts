@@ -1,6 +1,7 @@
 import { FlashError, throwIfAborted } from "../errors.js";
 import { openFlm } from "../format/reader.js";
 import type { FlmFile } from "../format/reader.js";
+import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
 import { Kernels } from "../kernels/loader.js";
 import { LanguageModel } from "../language-model.js";
 import { Transformer } from "../model/transformer.js";
@@ -137,7 +138,7 @@ async function openSingle(source: FlashSource, opts: OpenFlashOptions): Promise<
   const kernels = opts.kernels ?? (await Kernels.load());
   // Plan before allocating anything: a budget that cannot work fails before memory grows.
   const maxRank = Math.max(1, ...(m.predictor?.layers.map((l) => l.rank) ?? [1]));
-  const predictorScratch = wantPredictor ? (c.dim + maxRank + c.hiddenDim) * 4 + 3 * 48 : 0;
+  const predictorScratch = wantPredictor ? (c.dim + maxRank + c.hiddenDim) * 4 + 3 * ALLOC_BLOCK_OVERHEAD : 0;
   const plan = planMemory(m, layout, strategy, contextLength, kernels.memoryBytes, opts.memoryBudget, predictorScratch);
   const predictorData = wantPredictor ? await readPredictor(file, opts.signal) : undefined;
   if (opts.verifyReads) plan.crcTableBytes = (await file.loadBundleCrcs({ signal: opts.signal })).byteLength;

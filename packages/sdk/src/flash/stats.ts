@@ -1,4 +1,4 @@
-/** Cumulative figures of the flash FFN path (DESIGN §6). Divide by `tokens` for per-token values. */
+/** Cumulative figures of the flash FFN path (ARCHITECTURE.md §3, step 7). Divide by `tokens` for per-token values. */
 export interface FlashStats {
   /** Tokens processed (forward passes). */
   tokens: number;

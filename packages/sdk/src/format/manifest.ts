@@ -309,7 +309,7 @@ function validatePredictor(v: unknown, config: ModelConfig, tensors: TensorEntry
     const want: [string, number[]][] = [[`predictor.${l}.a`, [rank, config.dim]], [`predictor.${l}.b`, [config.hiddenDim, rank]], [`predictor.${l}.c`, [config.hiddenDim]]];
     for (const [name, shape] of want) {
       const t = byName.get(name);
-      if (!t || t.dtype !== "f32" || t.shape.join(",") !== shape.join(",")) fail("WRONG_DIMS", `tensors.${name}`, `f32 [${shape.join(", ")}]`, t ? `${t.dtype} [${t.shape.join(", ")}]` : "missing");
+      if (t?.dtype !== "f32" || t.shape.join(",") !== shape.join(",")) fail("WRONG_DIMS", `tensors.${name}`, `f32 [${shape.join(", ")}]`, t ? `${t.dtype} [${t.shape.join(", ")}]` : "missing");
     }
     return { rank, threshold };
   });

@@ -16,7 +16,7 @@ export type HfFamily = "llama" | "opt" | "gpt";
 export interface HfModelSpec {
   /** The architecture as the file names it (`architectures[0]`, or `architecture` for the GPT export). */
   architecture: string;
-  /** Tensor naming family: HF Llama, HF OPT, or the `gpt-char-relu` export of shared/models. */
+  /** Tensor naming family: HF Llama, HF OPT, or a character-level GPT export (`gpt-char-relu`). */
   family: HfFamily;
   /** The `.flm` manifest's `architecture`: GPT has OPT's structure (LayerNorm, learned positions, biases). */
   flmArchitecture: "llama" | "opt";
@@ -155,7 +155,7 @@ function mapOpt(c: Json, architecture: string): HfModelSpec {
 }
 
 /**
- * The `gpt-char-relu` export in shared/models (Karpathy-lecture GPT): fields `vocab_size`, `dim`,
+ * The `gpt-char-relu` export (a Karpathy-lecture character-level GPT, its own config.json): fields `vocab_size`, `dim`,
  * `n_layers`, `n_heads`, `head_size`, `ffn_hidden`, `max_seq_len`, plus prose fields (`norm`,
  * `embeddings`, `attention`, `ffn`, `lm_head`) of which only the LayerNorm `eps=` is read.
  */

@@ -1,5 +1,4 @@
 import type { Kernels, WasmBlock } from "../kernels/loader.js";
-import { Act } from "../kernels/loader.js";
 import type { ModelConfig } from "./config.js";
 import type { TensorData } from "./weights.js";
 import { WeightStore, matvec, transpose } from "./weights.js";
@@ -76,5 +75,3 @@ export class DenseFfn implements FfnBackend {
     this.k.free(this.xq);
   }
 }
-
-export const activationCode = (a: ModelConfig["activation"]): number => Act[a];

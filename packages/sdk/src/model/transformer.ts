@@ -1,4 +1,5 @@
 import { FlashError, throwIfAborted } from "../errors.js";
+import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
 import type { Kernels, WasmBlock } from "../kernels/loader.js";
 import type { ModelConfig } from "./config.js";
 import { headSize, kvDim } from "./config.js";
@@ -142,7 +143,7 @@ export class Transformer implements ForwardPass {
   static stateBytes(c: ModelConfig, contextLength: number): number {
     const kv = kvDim(c);
     const floats = 4 * c.dim + c.nHeads * contextLength + c.vocabSize + Math.ceil((Math.max(c.dim, c.hiddenDim) + 8) / 2) + headSize(c) + 2 * c.nLayers * contextLength * kv;
-    return floats * 4 + 11 * 32; // + allocator headers and alignment
+    return floats * 4 + 11 * ALLOC_BLOCK_OVERHEAD; // 11 blocks
   }
 
   /** Runs token `token` at position `pos`; returns a view of the logits valid until the next call. */
@@ -207,11 +208,6 @@ export class Transformer implements ForwardPass {
   private linear(out: number, p: Linear, x: number): void {
     matvec(this.k, out, p.m, x, this.xq);
     if (p.bias) this.k.k.add(out, out, p.bias, p.m.rows);
-  }
-
-  /** The final hidden state of the last forward call (after the final norm). */
-  hiddenState(): Float32Array {
-    return this.k.f32(this.x, this.config.dim);
   }
 
   private ropeFactors(pos: number): void {

@@ -108,7 +108,7 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
   const maxRank = Math.max(1, ...(m.predictor?.layers.map((l) => l.rank) ?? [1]));
   const plans = slices.map((slice) => {
     const parts = shardParts(m, slices, slice, wantPredictor);
-    const predictorScratch = wantPredictor ? (c.dim + maxRank + slice.neurons.count) * 4 + 3 * 48 : 0;
+    const predictorScratch = wantPredictor ? (c.dim + maxRank + slice.neurons.count) * 4 + 3 * ALLOC_BLOCK_OVERHEAD : 0;
     try {
       return planFromParts({ resident: partBytes(m, parts), state: ShardEngine.stateBytes(c, slice, contextLength), extra: predictorScratch }, ShardEngine.layout(file, slice), strategy, contextLength, moduleBytes, share);
     } catch (e) {

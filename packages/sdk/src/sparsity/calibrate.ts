@@ -9,7 +9,7 @@ import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Predictor } from "./predictor.js";
 import type { LayerActivations } from "./train.js";
 
-/** Which neurons count as truly active when recording (DESIGN §1). */
+/** Which neurons count as truly active when recording (ARCHITECTURE.md §4). */
 export type ActivityRule =
   /** ReLU models: the neuron's activation is not exactly zero. */
   | { kind: "nonzero" }
@@ -166,7 +166,7 @@ export async function readPredictor(file: FlmFile, signal?: AbortSignal): Promis
   const resident = await file.readResident({ signal });
   const f32 = (name: string) => {
     const t = resident.get(name);
-    if (!t || t.dtype !== "f32") throw new FlashError("BAD_MANIFEST", `predictor tensor ${name} is missing`);
+    if (t?.dtype !== "f32") throw new FlashError("BAD_MANIFEST", `predictor tensor ${name} is missing`);
     return t.data.slice();
   };
   return {

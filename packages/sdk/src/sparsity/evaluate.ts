@@ -13,7 +13,7 @@ export interface LayerSelectionQuality {
   truth: number;
 }
 
-/** What `flashllm eval` prints (DESIGN §6, quality). */
+/** What `flashllm eval` prints (docs/sparsity.md). */
 export interface EvalReport {
   selector: string;
   /** Positions scored (teacher-forced next-token predictions). */

@@ -1,4 +1,5 @@
 import { FlashError } from "../errors.js";
+import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
 import type { Kernels, WasmBlock } from "../kernels/loader.js";
 import type { NeuronSelector } from "./selector.js";
 
@@ -63,10 +64,10 @@ export class LowRankPredictor implements NeuronSelector {
     let maxRank = 1;
     let total = 0;
     for (const l of p.layers) {
-      total += (l.a.length + l.b.length + l.c.length) * 4 + 3 * 48;
+      total += (l.a.length + l.b.length + l.c.length) * 4 + 3 * ALLOC_BLOCK_OVERHEAD;
       maxRank = Math.max(maxRank, l.rank);
     }
-    return total + (p.dim + maxRank + p.hiddenDim) * 4 + 3 * 48;
+    return total + (p.dim + maxRank + p.hiddenDim) * 4 + 3 * ALLOC_BLOCK_OVERHEAD;
   }
 
   /** Raw scores of every neuron of `layer` for input `x` (a view valid until the next call). */

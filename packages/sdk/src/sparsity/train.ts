@@ -40,7 +40,7 @@ export interface PredictorQuality {
 }
 
 /**
- * Trains the low-rank predictors (DESIGN §1): per layer `score = B·relu(A·x) + c`, with a balanced
+ * Trains the low-rank predictors (ARCHITECTURE.md §4): per layer `score = B·relu(A·x) + c`, with a balanced
  * binary cross-entropy (positives weighted by negatives/positives: active neurons are rare and a miss
  * costs quality while a false alarm only costs I/O), Adam, and a threshold per layer chosen on held-out
  * positions to reach the target recall. The matrix-vector products run on the WASM kernels.

@@ -124,25 +124,51 @@ export class Llama2cTokenizer implements Tokenizer {
       else tokens.push(0);
       i = end;
     }
-    // Merge the adjacent pair whose merged piece scores highest, until no pair merges.
-    const keys = this.keys;
-    for (;;) {
-      let bestScore = -1e10;
-      let bestId = -1;
-      let bestIdx = -1;
-      for (let i = 0; i + 1 < tokens.length; i++) {
-        const id = this.lookup(keys[tokens[i]] + keys[tokens[i + 1]]);
-        if (id >= 0 && this.scores[id] > bestScore) {
-          bestScore = this.scores[id];
-          bestId = id;
-          bestIdx = i;
-        }
-      }
-      if (bestIdx < 0) break;
-      tokens.splice(bestIdx, 2, bestId);
+    const merged = this.mergePairs(tokens);
+    if (eos) merged.push(EOS);
+    return merged;
+  }
+
+  /**
+   * run.c's merge loop: repeatedly merge the adjacent pair whose merged piece scores highest (the
+   * leftmost of equal scores), until no pair merges. run.c rescans the whole list per merge, O(n²);
+   * here candidate pairs wait in a max-heap ordered by (score, position) over a linked list of
+   * tokens, and an entry whose tokens have since merged is skipped when it surfaces: O(n log n), the
+   * same merges in the same order.
+   */
+  private mergePairs(tokens: number[]): number[] {
+    const n = tokens.length;
+    const id = Int32Array.from(tokens);
+    const prev = new Int32Array(n);
+    const next = new Int32Array(n);
+    for (let i = 0; i < n; i++) {
+      prev[i] = i - 1;
+      next[i] = i + 1 < n ? i + 1 : -1;
     }
-    if (eos) tokens.push(EOS);
-    return tokens;
+    // A node's version changes whenever its token changes or it merges away, invalidating heap entries.
+    const version = new Int32Array(n);
+    const heap = new PairHeap();
+    const push = (left: number) => {
+      const right = next[left];
+      if (right < 0) return;
+      const m = this.lookup(this.keys[id[left]] + this.keys[id[right]]);
+      if (m >= 0) heap.push({ score: this.scores[m], left, right, merged: m, leftVersion: version[left], rightVersion: version[right] });
+    };
+    for (let i = 0; i + 1 < n; i++) push(i);
+    for (let e = heap.pop(); e; e = heap.pop()) {
+      if (version[e.left] !== e.leftVersion || version[e.right] !== e.rightVersion || next[e.left] !== e.right) continue;
+      id[e.left] = e.merged;
+      version[e.left]++;
+      version[e.right] = -1; // gone
+      const after = next[e.right];
+      next[e.left] = after;
+      if (after >= 0) prev[after] = e.left;
+      if (prev[e.left] >= 0) push(prev[e.left]);
+      push(e.left);
+    }
+    const out: number[] = [];
+    for (let i = n > 0 ? 0 : -1; i >= 0; i = next[i]) out.push(id[i]);
+    return out;
   }
 
   /**
@@ -196,6 +222,57 @@ export function runcPrintable(piece: Uint8Array): Uint8Array {
     if (!isPrint && !isSpace) return piece.subarray(0, 0);
   }
   return piece;
+}
+
+interface PairEntry {
+  score: number;
+  /** Node indices; `left` is also the pair's position, since nodes keep their text order. */
+  left: number;
+  right: number;
+  merged: number;
+  leftVersion: number;
+  rightVersion: number;
+}
+
+/** Binary max-heap of merge candidates: highest score first, then the leftmost (run.c's strict `>` scan). */
+class PairHeap {
+  private readonly items: PairEntry[] = [];
+
+  private static before(a: PairEntry, b: PairEntry): boolean {
+    return a.score > b.score || (a.score === b.score && a.left < b.left);
+  }
+
+  push(e: PairEntry): void {
+    const h = this.items;
+    h.push(e);
+    for (let i = h.length - 1; i > 0; ) {
+      const parent = (i - 1) >> 1;
+      if (!PairHeap.before(h[i], h[parent])) break;
+      [h[i], h[parent]] = [h[parent], h[i]];
+      i = parent;
+    }
+  }
+
+  pop(): PairEntry | undefined {
+    const h = this.items;
+    if (h.length === 0) return undefined;
+    const top = h[0];
+    const last = h.pop()!;
+    if (h.length > 0) {
+      h[0] = last;
+      for (let i = 0; ; ) {
+        const l = 2 * i + 1;
+        const r = l + 1;
+        let best = i;
+        if (l < h.length && PairHeap.before(h[l], h[best])) best = l;
+        if (r < h.length && PairHeap.before(h[r], h[best])) best = r;
+        if (best === i) break;
+        [h[i], h[best]] = [h[best], h[i]];
+        i = best;
+      }
+    }
+    return top;
+  }
 }
 
 function binaryString(bytes: Uint8Array): string {

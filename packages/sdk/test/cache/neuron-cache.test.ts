@@ -48,7 +48,7 @@ describe("NeuronCache", () => {
         if (r() < 0.1) {
           const evicted = cache.evictOutsideWindow(token);
           let expected = 0;
-          for (const [n, used] of [...model]) if (token - (lastUsed.get(n) ?? -1e9) >= window) { model.delete(n); expected++; }
+          for (const [n, _used] of [...model]) if (token - (lastUsed.get(n) ?? -1e9) >= window) { model.delete(n); expected++; }
           expect(evicted).toBe(expected);
           checkAgainstModel(cache, mem, model);
         }

@@ -1,5 +1,5 @@
 /**
- * The engine's side of the worker: receives {@link Request}s, runs the SDK (`openFlashModel`,
+ * The engine's side of the worker: receives {@link WorkerRequest}s, runs the SDK (`openFlashModel`,
  * `generate`), streams tokens and progress back. It runs in a dedicated worker because OPFS's
  * synchronous access handles exist only there, and because a forward pass must not block the page.
  */
@@ -10,12 +10,12 @@ import { serializeError } from "../errors.js";
 import { HttpRangeSource } from "../http-range-source.js";
 import { importToOpfs, removeFromOpfs, storageInfo } from "../opfs-import.js";
 import { OpfsSource } from "../opfs-source.js";
-import type { EngineStats, GenerationResult, LoadOptions, ModelInfo, ModelSourceSpec, Request, Response } from "../protocol.js";
+import type { EngineStats, GenerationResult, LoadOptions, ModelInfo, ModelSourceSpec, WorkerRequest, WorkerResponse } from "../protocol.js";
 
 /** The part of `DedicatedWorkerGlobalScope` the host uses (the DOM library types `self` as a Window). */
 export interface WorkerScope {
-  postMessage(message: Response): void;
-  addEventListener(type: "message", listener: (e: MessageEvent<Request>) => void): void;
+  postMessage(message: WorkerResponse): void;
+  addEventListener(type: "message", listener: (e: MessageEvent<WorkerRequest>) => void): void;
 }
 
 interface Loaded {
@@ -35,7 +35,7 @@ export function hostFlashWorker(scope: WorkerScope = globalThis as unknown as Wo
   const running = new Map<number, AbortController>();
   // Loads, generations and imports run one after another: they share one model and one WASM memory.
   let queue: Promise<unknown> = Promise.resolve();
-  const post = (m: Response) => scope.postMessage(m);
+  const post = (m: WorkerResponse) => scope.postMessage(m);
 
   const serial = (id: number, op: (signal: AbortSignal) => Promise<unknown>) => {
     const controller = new AbortController();
