@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import {
   BOS, EOS, FlashError, MemorySink, MemorySource, convertLlama2c, openFlashModel, openFlm, stopAtText, validateManifest,
   type FlashModel, type GeneratedToken, type GenerationStats,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import { STORIES_BIN, STORIES_TOK, readBytes, rng } from "./helpers.js";
 import { CHATML_TEMPLATE, LLAMA2_TEMPLATE } from "./chat-templates.js";
 

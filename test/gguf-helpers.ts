@@ -2,7 +2,7 @@
 // (NOTES.md, "The peer"): `llama.*` keys, SentencePiece tokenizer keys with ▁ pieces and BYTE-typed
 // <0xXX> tokens, tensor dims fastest-first. llama2.c's q/k rows are already in the interleaved order
 // llama.cpp's LLM_ARCH_LLAMA expects, so they are written as they are.
-import { GgmlType, GgufWriter, MemorySink, kv, readLlama2cCheckpoint, type GgufKv, type GgufTensorDecl } from "@flashllm/sdk";
+import { GgmlType, GgufWriter, MemorySink, kv, readLlama2cCheckpoint, type GgufKv, type GgufTensorDecl } from "@flashllm/sdk/internal";
 import { STORIES_BIN, STORIES_TOK, readBytes } from "./helpers.js";
 
 /** Reads a llama2.c tokenizer.bin into pieces and scores. */

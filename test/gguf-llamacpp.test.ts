@@ -4,7 +4,7 @@
 // must agree with llama.cpp except where llama.cpp's top-2 logits are a near-tie; the test prints the
 // leading agreement and the gap where they part.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { GgmlType, MemorySink, MemorySource, convertGguf, openFlashModel } from "@flashllm/sdk";
+import { GgmlType, MemorySink, MemorySource, convertGguf, openFlashModel } from "@flashllm/sdk/internal";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";

@@ -11,7 +11,7 @@ import { request } from "node:http";
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import OpenAI from "openai";
-import { FaultInjectingSource, MemorySink, MemorySource, convertLlama2c, loadLlama2c, openFlashModel, type FlashModel, type LanguageModel } from "@flashllm/sdk";
+import { FaultInjectingSource, MemorySink, MemorySource, convertLlama2c, loadLlama2c, openFlashModel, type FlashModel, type LanguageModel } from "@flashllm/sdk/internal";
 import { NodeFileSource, startServer, type FlashServer, type ServeEvent } from "@flashllm/node-io";
 import { ROOT, STORIES_BIN, STORIES_TOK, readBytes } from "./helpers.js";
 import { CHATML_TEMPLATE } from "./chat-templates.js";

@@ -9,7 +9,7 @@ import { crc32 as zlibCrc32 } from "node:zlib";
 import {
   FlashModel, ShardedFlashModel, crc32, crc32Combine, evenSplit, openFlm, planShards, writeWithPredictor,
   type LanguageModel, type ModelConfig,
-} from "@flashllm/sdk";
+} from "@flashllm/sdk/internal";
 import { NodeFileSource, NodeShardHost, convertFile, openModelFile } from "@flashllm/node-io";
 import { NodeFileSink } from "../packages/node-io/src/file-sink.js";
 import { ROOT, SHARED_MODELS, STORIES_BIN, STORIES_REF, STORIES_TOK, readJson, rng } from "./helpers.js";
@@ -306,7 +306,7 @@ describe("failures", () => {
   it("bad worker counts and selectors are refused before any worker starts", async () => {
     await expect(openModelFile(F32, { workers: 0 })).rejects.toThrow(/workers must be an integer ≥ 1, got 0/);
     await expect(openModelFile(F32, { workers: 600 })).rejects.toThrow(/workers must be an integer in \[1, 64\]/);
-    const { openFlashModel, AllNeurons } = await import("@flashllm/sdk");
+    const { openFlashModel, AllNeurons } = await import("@flashllm/sdk/internal");
     const source = await NodeFileSource.open(F32);
     await expect(openFlashModel(source, { workers: 2 })).rejects.toThrow(/needs a shardHost/);
     await expect(openFlashModel(source, { workers: 2, shardHost: new NodeShardHost(F32), selector: new AllNeurons(172) })).rejects.toThrow(/selector object cannot cross/);

@@ -1,5 +1,5 @@
 import { availableParallelism } from "node:os";
-import type { FlashStats, ShardedFlashModel, ShardFigures } from "@flashllm/sdk";
+import type { FlashStats, ShardedFlashModel, ShardFigures } from "@flashllm/sdk/internal";
 import { formatBytes } from "./format-stats.js";
 
 /**

@@ -1,7 +1,7 @@
 // BlobSource and OpfsSource in Node: Blob exists here; OPFS's sync access handle is faked (the real one
 // is exercised by the browser tests).
 import { describe, expect, it } from "vitest";
-import { AbortedError, SourceError, mulberry32 } from "@flashllm/sdk";
+import { AbortedError, SourceError, mulberry32 } from "@flashllm/sdk/internal";
 import { BlobSource } from "../src/blob-source.js";
 import { OpfsSource } from "../src/opfs-source.js";
 import type { SyncAccessHandle } from "../src/opfs-source.js";

@@ -5,7 +5,7 @@ import { availableParallelism, cpus, loadavg, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
-import { synthShape, synthesizeGguf } from "@flashllm/sdk";
+import { synthShape, synthesizeGguf } from "@flashllm/sdk/internal";
 import { NodeFileSink } from "../file-sink.js";
 import { formatBytes } from "../format-stats.js";
 import { measureLlamaCpp, type LlamaCppResult } from "../peer/llama-cpp.js";

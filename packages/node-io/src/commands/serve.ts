@@ -1,6 +1,6 @@
 import { readFile, stat } from "node:fs/promises";
 import { basename } from "node:path";
-import { ChatTemplate, type FlashModel, type ShardedFlashModel } from "@flashllm/sdk";
+import { ChatTemplate, type FlashModel, type ShardedFlashModel } from "@flashllm/sdk/internal";
 import { parseBudget } from "../budget.js";
 import { formatBytes } from "../format-stats.js";
 import { flmFor } from "../model-files.js";

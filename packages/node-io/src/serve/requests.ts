@@ -1,4 +1,4 @@
-import { MAX_STOP_LENGTH, MAX_STOP_STRINGS, type ChatMessage } from "@flashllm/sdk";
+import { MAX_STOP_LENGTH, MAX_STOP_STRINGS, type ChatMessage } from "@flashllm/sdk/internal";
 import { ApiError, badParam } from "./errors.js";
 
 /**

@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { stopAtText, type GenerateOptions } from "@flashllm/sdk";
+import { stopAtText, type GenerateOptions } from "@flashllm/sdk/internal";
 import { checkApiKey } from "./auth.js";
 import { readJsonBody } from "./body.js";
 import { ApiError, badParam, toApiError } from "./errors.js";

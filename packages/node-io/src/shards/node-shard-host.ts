@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { Worker, type ResourceLimits } from "node:worker_threads";
-import type { FromShard, ShardHost, ShardPort, ToShard } from "@flashllm/sdk";
+import type { FromShard, ShardHost, ShardPort, ToShard } from "@flashllm/sdk/internal";
 
 /** How each shard worker opens the model file, and limits on its thread. */
 export interface NodeShardHostOptions {

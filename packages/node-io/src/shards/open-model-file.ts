@@ -1,4 +1,4 @@
-import { openFlashModel, type FlashModel, type OpenFlashOptions, type ShardedFlashModel, type ShardTransport } from "@flashllm/sdk";
+import { openFlashModel, type FlashModel, type OpenFlashOptions, type ShardedFlashModel, type ShardTransport } from "@flashllm/sdk/internal";
 import { NodeFileSource } from "../source/index.js";
 import { NodeShardHost, type NodeShardHostOptions } from "./node-shard-host.js";
 

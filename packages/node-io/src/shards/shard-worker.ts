@@ -1,7 +1,7 @@
 // The entry of one shard worker (worker_threads): opens its own handle on the model file and runs the
 // SDK's shard runtime, which talks to the coordinator through parentPort.
 import { parentPort, workerData } from "node:worker_threads";
-import { runShard, type ToShard } from "@flashllm/sdk";
+import { runShard, type ToShard } from "@flashllm/sdk/internal";
 import { NodeFileSource } from "../source/index.js";
 import type { ShardWorkerData } from "./node-shard-host.js";
 

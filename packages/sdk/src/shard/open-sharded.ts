@@ -1,4 +1,5 @@
 import { FlashError } from "../errors.js";
+import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
 import { openFlm } from "../format/reader.js";
 import type { FlmFile } from "../format/reader.js";
 import type { MemoryPlan } from "../flash/memory-plan.js";
