@@ -287,6 +287,25 @@ describe("failures", () => {
     await model.dispose();
   });
 
+  it("abort at random moments (mid-step too): AbortedError or a finished run, and the shards stay in step", async () => {
+    const ref = readJson(`${STORIES_REF}/greedy.json`).cases[2] as RefCase;
+    for (const transport of ["shared", "message"] as const) {
+      const model = await openModelFile(F32, { workers: 2, transport, contextLength: 256 });
+      const r = rng(transport === "shared" ? 21 : 22);
+      for (let trial = 0; trial < 6; trial++) {
+        const ac = new AbortController();
+        const timer = setTimeout(() => ac.abort("stop"), r() * 40);
+        const err = await (async () => {
+          for await (const _ of model.generate("Once upon a time", { temperature: 0, maxTokens: 150, signal: ac.signal })) void _;
+        })().catch((e) => e);
+        clearTimeout(timer);
+        if (err !== undefined) expect(err).toMatchObject({ code: "ABORTED" });
+      }
+      expect(await greedy(model, ref.prompt, ref.steps), transport).toEqual(ref.tokens);
+      await model.dispose();
+    }
+  });
+
   it("a corrupt resident byte owned by a shard fails the combined checksum: CHECKSUM_MISMATCH, no worker left", async () => {
     const path = join(dir, "corrupt.flm");
     const bytes = readFileSync(F32);
