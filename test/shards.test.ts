@@ -210,6 +210,16 @@ describe("stories260K-relu with a predictor across shards", () => {
     expect(f2[0].stats.activeNeurons + f2[1].stats.activeNeurons).toBe(f1.activeNeurons);
     await two.dispose();
     await one.dispose();
+    // flashllm eval --workers 2 (the sparse model in shards): the same report as one instance.
+    const { spawnSync } = await import("node:child_process");
+    const evalWith = (w: number) =>
+      spawnSync(process.execPath, [join(ROOT, "packages/node-io/dist/cli.js"), "eval", withPred, "--text", join(ROOT, "test/data/tinystories_tail60k.txt"), "--positions", "200", "--workers", String(w)], { encoding: "utf8" });
+    const e1 = evalWith(1);
+    const e2 = evalWith(2);
+    expect(e1.status, e1.stderr).toBe(0);
+    expect(e2.status, e2.stderr).toBe(0);
+    expect(e1.stdout).toMatch(/selector predictor on 200 held-out positions/);
+    expect(e2.stdout).toBe(e1.stdout);
   });
 });
 

@@ -95,6 +95,7 @@ program
   .option("--text-offset <bytes>", "start reading the text here", int("--text-offset"), 0)
   .option("--text-bytes <bytes>", "read at most this many bytes", int("--text-bytes"))
   .option("--json", "print the report as JSON", false)
+  .option("-w, --workers <k>", "shard workers for the sparse model (predictor only; the dense reference stays one instance)", int("--workers"), 1)
   .action((model, opts) => evalCommand(model, opts));
 
 program
