@@ -210,6 +210,16 @@ describe("stories260K-relu with a predictor across shards", () => {
     expect(f2[0].stats.activeNeurons + f2[1].stats.activeNeurons).toBe(f1.activeNeurons);
     await two.dispose();
     await one.dispose();
+    // flashllm eval --workers 2 (the sparse model in shards): the same report as one instance.
+    const { spawnSync } = await import("node:child_process");
+    const evalWith = (w: number) =>
+      spawnSync(process.execPath, [join(ROOT, "packages/node-io/dist/cli.js"), "eval", withPred, "--text", join(ROOT, "test/data/tinystories_tail60k.txt"), "--positions", "200", "--workers", String(w)], { encoding: "utf8" });
+    const e1 = evalWith(1);
+    const e2 = evalWith(2);
+    expect(e1.status, e1.stderr).toBe(0);
+    expect(e2.status, e2.stderr).toBe(0);
+    expect(e1.stdout).toMatch(/selector predictor on 200 held-out positions/);
+    expect(e2.stdout).toBe(e1.stdout);
   });
 });
 
@@ -285,6 +295,25 @@ describe("failures", () => {
     const ref = readJson(`${STORIES_REF}/greedy.json`).cases[1] as RefCase;
     expect(await greedy(model, ref.prompt, ref.steps)).toEqual(ref.tokens);
     await model.dispose();
+  });
+
+  it("abort at random moments (mid-step too): AbortedError or a finished run, and the shards stay in step", async () => {
+    const ref = readJson(`${STORIES_REF}/greedy.json`).cases[2] as RefCase;
+    for (const transport of ["shared", "message"] as const) {
+      const model = await openModelFile(F32, { workers: 2, transport, contextLength: 256 });
+      const r = rng(transport === "shared" ? 21 : 22);
+      for (let trial = 0; trial < 6; trial++) {
+        const ac = new AbortController();
+        const timer = setTimeout(() => ac.abort("stop"), r() * 40);
+        const err = await (async () => {
+          for await (const _ of model.generate("Once upon a time", { temperature: 0, maxTokens: 150, signal: ac.signal })) void _;
+        })().catch((e) => e);
+        clearTimeout(timer);
+        if (err !== undefined) expect(err).toMatchObject({ code: "ABORTED" });
+      }
+      expect(await greedy(model, ref.prompt, ref.steps), transport).toEqual(ref.tokens);
+      await model.dispose();
+    }
   });
 
   it("a corrupt resident byte owned by a shard fails the combined checksum: CHECKSUM_MISMATCH, no worker left", async () => {

@@ -121,12 +121,13 @@ program
   .option("--text-offset <bytes>", "start reading the text here", int("--text-offset"), 0)
   .option("--text-bytes <bytes>", "read at most this many bytes", int("--text-bytes"))
   .option("--json", "print the report as JSON", false)
+  .option("-w, --workers <k>", "shard workers for the sparse model (predictor only; the dense reference stays one instance)", int("--workers"), 1)
   .action((model, opts) => evalCommand(model, opts));
 
 program
   .command("synth")
   .description("write a .flm with the exact shape of a published model and random q8 weights (for benchmarks at scale)")
-  .addOption(new Option("--shape <s>", "model shape").choices(["llama-2-7b", "opt-6.7b"]).default("llama-2-7b"))
+  .addOption(new Option("--shape <s>", "model shape").choices(["llama-2-7b", "llama-2-13b", "llama-33b", "opt-6.7b"]).default("llama-2-7b"))
   .requiredOption("-o, --out <file>", "output .flm")
   .option("--layers <n>", "fewer layers (same per-layer shapes)", int("--layers"))
   .option("--vocab <n>", "another vocabulary size", int("--vocab"))
@@ -138,7 +139,7 @@ program
   .command("bench")
   .description("naive vs bundled vs windowed vs windowed+bundled (+lookahead) on one model, cold storage, with fio as the yardstick")
   .option("-m, --model <path>", "an existing .flm (default: synthesize one of --shape)")
-  .addOption(new Option("--shape <s>", "model shape to synthesize").choices(["llama-2-7b", "opt-6.7b"]).default("llama-2-7b"))
+  .addOption(new Option("--shape <s>", "model shape to synthesize").choices(["llama-2-7b", "llama-2-13b", "llama-33b", "opt-6.7b"]).default("llama-2-7b"))
   .option("--full", "the full shape (default: 4 layers and a 4000-token vocabulary, same per-layer shapes)", false)
   .option("--layers <n>", "layers of the synthesized model", int("--layers"))
   .option("--vocab <n>", "vocabulary of the synthesized model", int("--vocab"))
@@ -159,6 +160,7 @@ program
   .option("--seed <n>", "seed of weights and trace", int("--seed"), 1)
   .option("--queue <n>", "reads the file source submits at once (default: --in-flight); libuv runs --in-flight of them", int("--queue"))
   .option("--max-gap <bytes>", "merge two runs of missing neurons across a gap of up to this many bytes", int("--max-gap"), 32 * 1024)
+  .option("-w, --workers <k>", "shard workers (1: one instance; K > 1: the sharded engine, variants windowed+bundled, lookahead, bundled, naive)", int("--workers"), 1)
   .action((opts) => benchCommand(opts));
 
 program

@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, stat, writeFile } from "node:fs/promises";
-import { cpus, release, totalmem } from "node:os";
+import { cpus, loadavg, release, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import {
@@ -36,6 +36,8 @@ export interface BenchCommandOptions {
   seed: number;
   maxGap: number;
   queue?: number;
+  /** Shard workers (1: the single-instance variants above). */
+  workers?: number;
 }
 
 /** The variants of one run (docs/benchmarks.md): the paper's baselines and the full method, in one process. */
@@ -147,6 +149,20 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
   ];
   for (const h of header) say(`[bench] ${h}`);
   if (uv < o.inFlight) say(`[bench] note: UV_THREADPOOL_SIZE=${uv} < ${o.inFlight} reads in flight: libuv runs only ${uv} at once (npm run bench sets it)`);
+
+  // 2'. With shard workers: the sharded engine's variants, per-shard figures, and the round-trip cost.
+  const tokenIdsShards = Array.from({ length: o.warmup + o.tokens + 1 }, ((r) => () => r.int(c.vocabSize))(new XorShift32(o.seed + 17)));
+  if ((o.workers ?? 1) > 1) {
+    const { benchShards } = await import("./bench-shards.js");
+    const names = o.variants?.split(",").map((s) => s.trim()) ?? ["windowed+bundled"];
+    say(`[bench] ${o.workers} shard workers (load average ${loadavg().map((x) => x.toFixed(1)).join(" ")})`);
+    const shardResults = await benchShards(path, names, { workers: o.workers!, budget, params, tokenIds: tokenIdsShards, window: o.window, warmup: o.warmup, tokens: o.tokens, direct: o.direct, inFlight: o.queue ?? o.inFlight, maxGap: o.maxGap }, say);
+    const stamp = new Date().toISOString().replace(/[:.]/g, "-");
+    const base = join(outDir, `bench-${c.nLayers}L-${o.workers}w-${stamp}`);
+    await writeFile(`${base}.json`, JSON.stringify({ header, machine, loadavg: loadavg(), model: { path, shape: shapeName, bytes: fileBytes, config: c }, budget, params, options: o, results: shardResults }, null, 2));
+    say(`[bench] wrote ${base}.json`);
+    return;
+  }
 
   // 2. The variants, one after another, each from cold storage with a fresh WASM memory.
   const names = (o.variants?.split(",").map((s) => s.trim()) ?? Object.keys(VARIANTS)) as VariantName[];
@@ -292,7 +308,7 @@ function openModel(source: NodeFileSource, opts: OpenFlashOptions): Promise<Flas
 }
 
 /** Full GCs with pauses between, so V8's array-buffer sweeper has returned freed memory to the OS. */
-async function settle(): Promise<void> {
+export async function settle(): Promise<void> {
   for (let i = 0; i < 3; i++) {
     gc();
     await new Promise((r) => setTimeout(r, 50));
@@ -338,7 +354,7 @@ function hasTool(name: string): boolean {
 }
 
 /** Drops the file from the page cache and says how much of it fincore still finds there. */
-function evict(path: string): string {
+export function evict(path: string): string {
   if (hasTool("vmtouch")) spawnSync("vmtouch", ["-q", "-e", path], { stdio: "ignore" });
   else spawnSync("dd", [`if=${path}`, "iflag=nocache", "count=0", "status=none"], { stdio: "ignore" });
   if (!hasTool("fincore")) return "evicted (fincore missing: not checked)";

@@ -1,5 +1,6 @@
-import { FlashError, GateExactSelector, HotNeuronSelector, TruthTap, corpusSequences, evaluateSparsity, openFlashModel, type FlashModel, type NeuronSelector } from "@flashllm/sdk/internal";
+import { FlashError, GateExactSelector, HotNeuronSelector, LowRankPredictor, TruthTap, corpusSequences, evaluateSparsity, openFlashModel, readPredictor, type FlashModel, type NeuronSelector, type ShardedFlashModel } from "@flashllm/sdk/internal";
 import { requireFile } from "../input-files.js";
+import { NodeShardHost } from "../shards/node-shard-host.js";
 import { NodeFileSource } from "../source/index.js";
 import { pct, readText, ruleFor } from "./sparsity-common.js";
 
@@ -14,6 +15,8 @@ export interface EvalOptions {
   textBytes?: number;
   keepNorm: number;
   json: boolean;
+  /** Shard workers for the sparse model (predictor selector only; the dense reference stays one instance). */
+  workers?: number;
 }
 
 const PROMPTS = ["Once upon a time", "Lily and Tom went to the park", "One day, a big bear"];
@@ -42,8 +45,20 @@ export async function evalCommand(model: string, o: EvalOptions): Promise<void> 
     // the hot set is counted on separate text with the dense model.
     const exact = o.selector === "exact" ? await GateExactSelector.fromFile(dense.kernels, dense.file) : undefined;
     const hot = o.selector === "hot" ? await hotSet(dense, tap, o) : undefined;
-    const sparse = await openFlashModel(sourceS, { selector: exact ?? hot ?? "predictor", contextLength: 256 });
-    const selector: NeuronSelector = exact ?? hot ?? sparse.predictor!;
+    const workers = o.workers ?? 1;
+    if (workers > 1 && o.selector !== "predictor") throw new FlashError("BAD_ARGUMENT", `--workers ${workers} runs the file's predictors in the shards; --selector ${o.selector} needs one instance`);
+    let sparse: FlashModel | ShardedFlashModel;
+    let selector: NeuronSelector;
+    let shardSelector: LowRankPredictor | undefined;
+    if (workers > 1) {
+      sparse = (await openFlashModel(sourceS, { selector: "predictor", contextLength: 256, workers, shardHost: new NodeShardHost(model) })) as ShardedFlashModel;
+      // Recall and precision are measured on the dense model's FFN inputs with the same predictor, here.
+      selector = shardSelector = new LowRankPredictor(dense.kernels, (await readPredictor(dense.file))!);
+    } else {
+      const one = await openFlashModel(sourceS, { selector: exact ?? hot ?? "predictor", contextLength: 256 });
+      sparse = one;
+      selector = exact ?? hot ?? one.predictor!;
+    }
     const r = await evaluateSparsity(dense, sparse, selector, tap, sequences, { maxPositions: o.positions, greedyPrompts: PROMPTS, greedyTokens: 100 });
     if (o.json) {
       process.stdout.write(JSON.stringify(r, null, 2) + "\n");
@@ -67,6 +82,7 @@ export async function evalCommand(model: string, o: EvalOptions): Promise<void> 
       process.stdout.write(lines.join("\n") + "\n");
     }
     await sparse.dispose();
+    shardSelector?.dispose();
     exact?.dispose();
     await dense.dispose();
   } finally {

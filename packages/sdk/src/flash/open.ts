@@ -17,6 +17,8 @@ import { FlashFfn } from "./flash-ffn.js";
 import type { MemoryPlan } from "./memory-plan.js";
 import { planMemory } from "./memory-plan.js";
 import { checkModelTensors } from "./check-model.js";
+import { matrixShape } from "../shard/parts.js";
+import { loadParts, verifyResident } from "../shard/resident.js";
 import type { ShardedFlashModel, ShardedOpenOptions } from "../shard/open-sharded.js";
 import { openShardedModel } from "../shard/open-sharded.js";
 
@@ -145,19 +147,20 @@ async function openSingle(source: FlashSource, opts: OpenFlashOptions): Promise<
 
   const tokBytes = await file.readTokenizer({ signal: opts.signal });
   const tokenizer = parseTokenizer(m.tokenizer.kind, tokBytes, c.vocabSize);
-  const resident = await file.readResident({ signal: opts.signal });
   throwIfAborted(opts.signal);
   const store = new WeightStore(kernels);
   let ffn: FlashFfn | undefined;
   let transformer: Transformer | undefined;
   let predictor: LowRankPredictor | undefined;
   try {
-    for (const [name, t] of resident) {
-      if (name.startsWith("predictor.")) continue; // uploaded by the predictor itself, when used
-      const cols = t.shape[t.shape.length - 1];
-      const rows = t.shape.length > 1 ? t.shape.slice(0, -1).reduce((a, b) => a * b, 1) : 1;
-      store.upload(name, t.dtype === "f32" ? t.data : { q: t.q, scales: t.scales }, rows, cols);
-    }
+    // Every tensor straight into WASM memory (no whole-section buffer), each checksummed as it lands;
+    // the pieces are combined into the section's CRC (predictors are uploaded by the predictor itself).
+    const parts = m.tensors.filter((t) => !t.name.startsWith("predictor.")).map((t) => {
+      const all = { first: 0, count: matrixShape(t).rows };
+      return { tensor: t.name, as: t.name, rows: all, crcRows: all };
+    });
+    const { pieces } = await loadParts(file, kernels, store, parts, { signal: opts.signal });
+    await verifyResident(file, pieces, opts.signal);
     if (c.sharedClassifier) store.alias("output", "tok_embeddings");
     if (predictorData) predictor = new LowRankPredictor(kernels, predictorData);
     const selector = opts.selector === undefined || typeof opts.selector === "string" ? (predictor ?? new AllNeurons(c.hiddenDim)) : opts.selector;

@@ -110,7 +110,7 @@ export class ShardGroup implements FfnBackend {
         const p = this.pending;
         if (!p || p.seq !== m.seq) break;
         if (m.output.length === this.dim) this.partials[s].set(m.output);
-        else this.logitsOut.set(m.output, this.slices[s].vocab.first);
+        else if (m.output.length > 0) this.logitsOut.set(m.output, this.slices[s].vocab.first);
         p.statuses[s] = m.status;
         if (--p.left === 0) p.resolve();
         break;
@@ -205,6 +205,16 @@ export class ShardGroup implements FfnBackend {
     this.input.set(this.k.f32(x, this.dim));
     await this.step(Op.feedForward, layer, 0, signal);
     this.sumPartials(out);
+  }
+
+  /**
+   * Mean wall time of a step in which the shards do nothing, microseconds: the cost of one broadcast
+   * and one gather (two per layer per token), whatever the model.
+   */
+  async roundTripMicros(steps = 200): Promise<number> {
+    const t0 = performance.now();
+    for (let i = 0; i < steps; i++) await this.step(Op.noop, 0, 0);
+    return ((performance.now() - t0) * 1000) / steps;
   }
 
   /** Each shard's figures (FFN statistics, WASM memory). */

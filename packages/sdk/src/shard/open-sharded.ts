@@ -11,6 +11,7 @@ import { LanguageModel } from "../language-model.js";
 import { WeightStore } from "../model/weights.js";
 import type { FlashSource } from "../source.js";
 import { parseTokenizer } from "../tokenizer/parse.js";
+import type { TraceParams } from "../sparsity/trace-selector.js";
 import { ShardGroup } from "./group.js";
 import type { ShardTransport } from "./group.js";
 import type { ShardHost } from "./host.js";
@@ -33,6 +34,10 @@ export interface ShardedOpenOptions extends OpenFlashOptions {
   transport?: ShardTransport;
   /** Read the next layer's neurons during this layer, per shard (needs a predicting selector). */
   prefetch?: boolean;
+  /** Benchmarks: active sets from an activation trace (every shard draws the same and keeps its range). */
+  traceSelector?: TraceParams;
+  /** Benchmarks: false reads each row of a neuron separately (the "windowing only" baseline). */
+  bundling?: boolean;
 }
 
 /** How a sharded model's budget was split: the coordinator's part, then each shard's own plan. */
@@ -95,7 +100,7 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
   if (opts.selector !== undefined && typeof opts.selector !== "string") throw new FlashError("BAD_ARGUMENT", "a sharded model takes selector \"all\" or \"predictor\": a selector object cannot cross into the shard workers");
   if (opts.onActivations) throw new FlashError("BAD_ARGUMENT", "onActivations needs the single-instance path (workers: 1)");
   const slices = planShards(c, opts.workers);
-  const wantPredictor = opts.selector === "predictor" || (opts.selector === undefined && m.predictor !== undefined);
+  const wantPredictor = !opts.traceSelector && (opts.selector === "predictor" || (opts.selector === undefined && m.predictor !== undefined));
   if (wantPredictor && !m.predictor) throw new FlashError("BAD_ARGUMENT", "this file has no predictors: run `flashllm calibrate` on it first, or choose another selector");
   const strategy = opts.strategy ?? "windowed";
   const kernels = opts.kernels ?? (await Kernels.load());
@@ -128,8 +133,9 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
     maxGapBytes: opts.maxGapBytes,
     capacity: plans[s].capacity,
     stagingBytes: plans[s].stagingBytes,
-    selector: wantPredictor ? "predictor" : "all",
+    selector: opts.traceSelector ? { trace: opts.traceSelector } : wantPredictor ? "predictor" : "all",
     prefetch: opts.prefetch,
+    bundling: opts.bundling,
     verifyReads: opts.verifyReads,
   }));
   const transport = opts.transport ?? (typeof SharedArrayBuffer === "undefined" ? "message" : "shared");

@@ -11,7 +11,7 @@ import type { CrcPiece } from "./resident.js";
  */
 
 /** The step a shard runs. */
-export const Op = { attention: 1, feedForward: 2, logits: 3 } as const;
+export const Op = { attention: 1, feedForward: 2, logits: 3, /** nothing: measures a round trip */ noop: 4 } as const;
 export type OpCode = (typeof Op)[keyof typeof Op];
 
 /** How a shard finished a step. */
@@ -39,6 +39,8 @@ export interface ShardFigures {
   prefetch: PrefetchStats;
   memoryBytes: number;
   capacity: number;
+  /** Wall time in each kind of step, ms. */
+  busy: { attentionMs: number; feedForwardMs: number; logitsMs: number };
 }
 
 export type FromShard =

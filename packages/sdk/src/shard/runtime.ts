@@ -45,7 +45,7 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
     try {
       if (op === Op.attention) engine!.attention(layer, pos, input, out);
       else if (op === Op.feedForward) await engine!.feedForward(layer, input, out, ac.signal);
-      else engine!.logits(input, logitsOut);
+      else if (op === Op.logits) engine!.logits(input, logitsOut);
       return Status.ok;
     } catch (e) {
       if (e instanceof AbortedError || (e as { code?: string })?.code === "ABORTED") return Status.aborted;
@@ -113,7 +113,7 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
         queue = queue.then(async () => {
           try {
             const status = await step(seq, op, layer, pos, input, partial, logits);
-            endpoint.postMessage({ t: "done", seq, status, output: op === Op.logits ? logits.slice() : partial.slice() });
+            endpoint.postMessage({ t: "done", seq, status, output: op === Op.logits ? logits.slice() : op === Op.noop ? new Float32Array(0) : partial.slice() });
           } catch (e) {
             fail(e);
           }
@@ -127,7 +127,7 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
       case "stats":
         if (engine) {
           const f = engine.ffn;
-          endpoint.postMessage({ t: "stats", id: msg.id, figures: { index, stats: { ...f.stats }, prefetch: { ...f.prefetchStats }, memoryBytes: engine.memoryBytes, capacity: f.capacity } });
+          endpoint.postMessage({ t: "stats", id: msg.id, figures: { index, stats: { ...f.stats }, prefetch: { ...f.prefetchStats }, memoryBytes: engine.memoryBytes, capacity: f.capacity, busy: { ...engine.busy } } });
         }
         break;
       case "exit":

@@ -12,6 +12,9 @@ import type { Matrix } from "../model/weights.js";
 import { WeightStore, matvec } from "../model/weights.js";
 import { LowRankPredictor } from "../sparsity/predictor.js";
 import type { NeuronSelector } from "../sparsity/selector.js";
+import { TraceSelector } from "../sparsity/trace-selector.js";
+import type { TraceParams } from "../sparsity/trace-selector.js";
+import { RangeSelector } from "./range-selector.js";
 import { AllNeurons } from "../sparsity/selector.js";
 import type { FlashSource } from "../source.js";
 import type { ShardSlice } from "./plan.js";
@@ -32,8 +35,13 @@ export interface ShardConfig {
   /** Neuron cache slots, and staging bytes, from the coordinator's memory plan for this shard. */
   capacity: number;
   stagingBytes: number;
-  /** Which neurons: every one, or the file's predictors (their rows of this shard's neurons). */
-  selector: "all" | "predictor";
+  /**
+   * Which neurons: every one, the file's predictors (their rows of this shard's neurons), or (for
+   * benchmarks) an activation trace every shard draws identically and keeps its range of.
+   */
+  selector: "all" | "predictor" | { trace: TraceParams };
+  /** Read each neuron as one bundle (default true; false is the bench's "windowing only" baseline). */
+  bundling?: boolean;
   prefetch?: boolean;
   verifyReads?: boolean;
 }
@@ -72,6 +80,8 @@ export class ShardEngine {
   private readonly keyCache: number;
   private readonly valueCache: number;
   private disposed = false;
+  /** Wall time in each kind of step, ms (the FFN's includes its I/O wait; see `ffn.stats` for the split). */
+  readonly busy = { attentionMs: 0, feedForwardMs: 0, logitsMs: 0 };
 
   private constructor(
     readonly k: Kernels,
@@ -170,7 +180,9 @@ export class ShardEngine {
             recallTarget: m.predictor!.recallTarget,
             layers: m.predictor!.layers.map((p, l) => ({ rank: p.rank, threshold: p.threshold, a: host.get(`predictor.${l}.a`)!, b: host.get(`predictor.${l}.b`)!, c: host.get(`predictor.${l}.c`)! })),
           }))
-        : new AllNeurons(slice.neurons.count);
+        : typeof cfg.selector === "object"
+          ? new RangeSelector(new TraceSelector(m.config.hiddenDim, m.config.nLayers, cfg.selector.trace, "trace"), slice.neurons, m.config.hiddenDim)
+          : new AllNeurons(slice.neurons.count);
       if (cfg.verifyReads) await file.loadBundleCrcs({ signal });
       const first = slice.neurons.first;
       ffn = new FlashFfn(k, source, ShardEngine.layout(file, slice), {
@@ -181,6 +193,7 @@ export class ShardEngine {
         strictWindow: cfg.strictWindow,
         maxGapBytes: cfg.maxGapBytes,
         prefetch: cfg.prefetch,
+        bundling: cfg.bundling,
         selector,
         verifyBundle: cfg.verifyReads ? (l, i, bytes) => file.verifyBundle(l, first + i, bytes) : undefined,
       });
@@ -205,6 +218,7 @@ export class ShardEngine {
    */
   attention(layer: number, pos: number, input: Float32Array, output: Float32Array): void {
     const { k, config: c, slice } = this;
+    const t0 = performance.now();
     if (slice.heads.count === 0) {
       output.fill(0);
       return;
@@ -231,6 +245,7 @@ export class ShardEngine {
     k.k.attention(this.attOut, this.q, layerK, layerV, this.att, pos, nh, nkv, hs, kv);
     matvec(k, this.out, L.wo, this.attOut, this.xq);
     output.set(k.f32(this.out, c.dim));
+    this.busy.attentionMs += performance.now() - t0;
   }
 
   /** This shard's neurons of the FFN for the normalised input: a partial sum written to `output`. */
@@ -238,17 +253,24 @@ export class ShardEngine {
     const { k, config: c } = this;
     k.f32(this.x, c.dim).set(input);
     if (layer === 0) this.ffn.beginToken(); // counts tokens in the FFN statistics
-    await this.ffn.run(layer, this.x, this.out, signal);
+    const t0 = performance.now();
+    try {
+      await this.ffn.run(layer, this.x, this.out, signal);
+    } finally {
+      this.busy.feedForwardMs += performance.now() - t0;
+    }
     output.set(k.f32(this.out, c.dim));
   }
 
   /** Logits of this shard's vocabulary rows for the final hidden state. */
   logits(input: Float32Array, output: Float32Array): void {
     const { k, config: c } = this;
+    const t0 = performance.now();
     k.f32(this.x, c.dim).set(input);
     matvec(k, this.logitsPtr, this.classifier, this.x, this.xq);
     if (this.classifierBias) k.k.add(this.logitsPtr, this.logitsPtr, this.classifierBias, this.slice.vocab.count);
     output.set(k.f32(this.logitsPtr, this.slice.vocab.count));
+    this.busy.logitsMs += performance.now() - t0;
   }
 
   private linear(out: number, m: Matrix, bias: number): void {

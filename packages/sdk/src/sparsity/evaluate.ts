@@ -1,5 +1,6 @@
 import type { FlashModel } from "../flash/open.js";
 import type { PredictingSelector } from "../flash/flash-ffn.js";
+import type { ShardedFlashModel } from "../shard/open-sharded.js";
 import type { NeuronSelector } from "./selector.js";
 import type { ActivityRule } from "./calibrate.js";
 import { markActive } from "./calibrate.js";
@@ -43,7 +44,8 @@ export interface EvalReport {
  */
 export async function evaluateSparsity(
   dense: FlashModel,
-  sparse: FlashModel,
+  /** One instance, or shard workers (their neuron counts are summed). */
+  sparse: FlashModel | ShardedFlashModel,
   selector: NeuronSelector,
   tap: TruthTap,
   sequences: number[][],
@@ -64,8 +66,7 @@ export async function evaluateSparsity(
     nNamed = layer + 1 < c.nLayers ? predictNext(layer, x, named) : -1;
   };
   let positions = 0, dLoss = 0, sLoss = 0, agree = 0;
-  const skippedBefore = sparse.flash.stats.activeNeurons;
-  const layerRunsBefore = sparse.flash.stats.layerRuns;
+  const before = await selectionCounts(sparse);
   outer: for (const seq of sequences) {
     for (let pos = 0; pos + 1 < seq.length && pos < dense.transformer.contextLength; pos++) {
       if (positions >= maxPositions) break outer;
@@ -78,8 +79,8 @@ export async function evaluateSparsity(
     }
   }
   tap.onLayer = undefined;
-  const s = sparse.flash.stats;
-  const neuronsSkipped = 1 - (s.activeNeurons - skippedBefore) / Math.max(1, (s.layerRuns - layerRunsBefore) * c.hiddenDim);
+  const after = await selectionCounts(sparse);
+  const neuronsSkipped = 1 - (after.active - before.active) / Math.max(1, (after.layerRuns - before.layerRuns) * c.hiddenDim);
   const greedy: EvalReport["greedy"] = [];
   for (const prompt of opts.greedyPrompts ?? []) {
     const a: number[] = [], b: number[] = [];
@@ -165,4 +166,11 @@ function argmax(x: Float32Array): number {
   let b = 0;
   for (let i = 1; i < x.length; i++) if (x[i] > x[b]) b = i;
   return b;
+}
+
+/** Neurons selected and layer evaluations so far: one instance's, or every shard's neurons summed. */
+async function selectionCounts(m: FlashModel | ShardedFlashModel): Promise<{ active: number; layerRuns: number }> {
+  if ("flash" in m) return { active: m.flash.stats.activeNeurons, layerRuns: m.flash.stats.layerRuns };
+  const figures = await m.shardFigures();
+  return { active: figures.reduce((a, f) => a + f.stats.activeNeurons, 0), layerRuns: figures[0].stats.layerRuns };
 }

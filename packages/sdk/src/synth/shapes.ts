@@ -24,6 +24,19 @@ const LLAMA2_7B: SynthShape = {
   },
 };
 
+const LLAMA2_13B: SynthShape = {
+  name: "llama-2-13b",
+  architecture: "llama",
+  config: { ...LLAMA2_7B.config, dim: 5120, hiddenDim: 13824, nLayers: 40, nHeads: 40, nKvHeads: 40 },
+};
+
+/** Llama-1-33B ("30B"): its q8 file (~33 GB) is larger than this machine's RAM. */
+const LLAMA_33B: SynthShape = {
+  name: "llama-33b",
+  architecture: "llama",
+  config: { ...LLAMA2_7B.config, dim: 6656, hiddenDim: 17920, nLayers: 60, nHeads: 52, nKvHeads: 52, seqLen: 2048 },
+};
+
 const OPT_6_7B: SynthShape = {
   name: "opt-6.7b",
   architecture: "opt",
@@ -34,8 +47,8 @@ const OPT_6_7B: SynthShape = {
   },
 };
 
-/** The shapes `flashllm synth` knows: Llama-2-7B (SwiGLU) and OPT-6.7B (ReLU, not gated). */
-export const SYNTH_SHAPES: Readonly<Record<string, SynthShape>> = { "llama-2-7b": LLAMA2_7B, "opt-6.7b": OPT_6_7B };
+/** The shapes `flashllm synth` knows: Llama-2-7B/13B, Llama-1-33B (SwiGLU) and OPT-6.7B (ReLU, not gated). */
+export const SYNTH_SHAPES: Readonly<Record<string, SynthShape>> = { "llama-2-7b": LLAMA2_7B, "llama-2-13b": LLAMA2_13B, "llama-33b": LLAMA_33B, "opt-6.7b": OPT_6_7B };
 
 /** Overrides for a scaled-down copy of a shape (same per-layer shapes, fewer layers / a smaller vocabulary). */
 export interface ShapeOverrides {
