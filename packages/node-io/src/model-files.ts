@@ -2,7 +2,8 @@ import { existsSync, statSync } from "node:fs";
 import { mkdir, readFile } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, dirname, join } from "node:path";
-import { convertLlama2c, convertTensors, hfTensors, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader, type TokenizerFile } from "@flashllm/sdk";
+import { convertGguf, convertTensors, hfTensors, isGguf, llama2cTensorSource, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader, type TokenizerFile } from "@flashllm/sdk";
+import { FlashError } from "@flashllm/sdk";
 import { NodeFileSource } from "./source/index.js";
 import { NodeFileSink } from "./file-sink.js";
 
@@ -12,13 +13,18 @@ export function cacheDir(): string {
 }
 
 /**
- * Converts a model into a `.flm` file (atomically): a llama2.c checkpoint, or a Hugging Face folder
+ * Converts a model into a `.flm` file (atomically): a GGUF file (recognised by its magic, not its
+ * name; its tokenizer comes from its metadata), a llama2.c checkpoint, or a Hugging Face folder
  * (`config.json` + `model.safetensors` or a sharded `model.safetensors.index.json`), read tensor by
  * tensor so a large checkpoint never sits in memory whole.
  */
-export async function convertFile(checkpoint: string, tokenizer: string, out: string, opts: ConvertOptions = {}): Promise<void> {
+export async function convertFile(checkpoint: string, tokenizer: string | undefined, out: string, opts: ConvertOptions = {}): Promise<void> {
   const sink = await NodeFileSink.create(out);
-  const provenance = { source: basename(checkpoint), tokenizer: basename(tokenizer), convertedAt: new Date().toISOString(), ...opts.provenance };
+  const provenance = { source: basename(checkpoint), ...(tokenizer ? { tokenizer: basename(tokenizer) } : {}), convertedAt: new Date().toISOString(), ...opts.provenance };
+  const needTokenizer = (): string => {
+    if (!tokenizer) throw new FlashError("BAD_ARGUMENT", `${basename(checkpoint)} is not a GGUF file, so it needs a tokenizer (-z/--tokenizer)`);
+    return tokenizer;
+  };
   const sources: NodeFileSource[] = [];
   try {
     if (statSync(checkpoint).isDirectory()) {
@@ -33,10 +39,17 @@ export async function convertFile(checkpoint: string, tokenizer: string, out: st
         ? await openShardedSafetensors(await readFile(index, "utf8"), openShard)
         : await openSafetensors(await openShard("model.safetensors"), { name: "model.safetensors" });
       const tensors = hfTensors(reader, spec);
-      const tok = await tokenizerFile(tokenizer);
+      const tok = await tokenizerFile(needTokenizer());
       await convertTensors({ config: spec.config, has: (n) => tensors.has(n), getTensor: (n) => tensors.getTensor(n) }, tok, sink, { ...opts, provenance: { sourceFormat: `huggingface ${spec.architecture}`, ...provenance } });
     } else {
-      await convertLlama2c(await readFile(checkpoint), await readFile(tokenizer), sink, { ...opts, provenance });
+      const source = await NodeFileSource.open(checkpoint);
+      sources.push(source);
+      if (await isGguf(source)) {
+        await convertGguf(source, sink, { ...opts, activation: opts.activation, provenance });
+      } else {
+        const tensors = await llama2cTensorSource(source, opts);
+        await convertTensors(tensors, { kind: "llama2c", bytes: await readFile(needTokenizer()) }, sink, { ...opts, provenance: { sourceFormat: "llama2.c", ...provenance } });
+      }
     }
     await sink.commit();
   } catch (e) {

@@ -3,13 +3,23 @@ import { convertTensors } from "../convert/from-llama2c.js";
 import type { FlmSink } from "../format/sink.js";
 import type { Manifest } from "../format/types.js";
 import type { FlashSource } from "../source.js";
-import { ggmlTypeName } from "./constants.js";
-import type { GgufModelOptions } from "./model.js";
+import { GgmlType, ggmlTypeName } from "./constants.js";
+import type { Dtype } from "../format/types.js";
+import type { GgufModel, GgufModelOptions } from "./model.js";
 import { ggufModel } from "./model.js";
 import { openGguf } from "./reader.js";
 
 /** Options of {@link convertGguf}. */
 export interface ConvertGgufOptions extends Omit<ConvertOptions, "activation">, GgufModelOptions {}
+
+/**
+ * The container type closest to the file's FFN weights ("keep"): f32 for F32/F16/BF16 files, q8 for
+ * block-quantized ones (until the container stores f16/q8_0/q4_0 as they are, see docs/FORMAT.md).
+ */
+export function keepDtype(model: GgufModel): Dtype {
+  const t = model.names.get("layers.0.w1")?.type ?? GgmlType.F32;
+  return t === GgmlType.F32 || t === GgmlType.F16 || t === GgmlType.BF16 ? "f32" : "q8";
+}
 
 /**
  * Converts a GGUF file, streamed from `source`, into a `.flm` container: the header is parsed, then
@@ -22,6 +32,7 @@ export async function convertGguf(source: FlashSource, sink: FlmSink, opts: Conv
   const types = [...new Set(file.tensors.map((t) => ggmlTypeName(t.type)))];
   return convertTensors(model.tensors, model.tokenizer.file, sink, {
     ...opts,
+    dtype: opts.dtype ?? keepDtype(model),
     ...(model.chatTemplate !== undefined && opts.chatTemplate === undefined ? { chatTemplate: model.chatTemplate } : {}),
     provenance: {
       sourceFormat: "gguf",
