@@ -15,7 +15,7 @@ const f = Math.fround;
 let failures = 0;
 const check = (ok, what) => { if (!ok) { failures++; console.log('FAIL', what); } };
 
-const EXPECTED = ['fl_alloc', 'fl_free', 'fl_heap_used', 'matvec_f32', 'matvec_t_f32', 'matvec_q8',
+const EXPECTED = ['fl_alloc', 'fl_free', 'fl_heap_used', 'matvec_f32', 'matvec_t_f32', 'matvec_q8', 'matvec_f16', 'matvec_q8_0', 'matvec_q4_0',
   'rmsnorm', 'layernorm', 'softmax', 'silu', 'relu', 'gelu', 'mul', 'add', 'argmax', 'rope',
   'attention', 'ffn_bundled', 'matvec_f32_scalar'];
 const names = WebAssembly.Module.exports(module).map((e) => e.name);

@@ -7,6 +7,7 @@
 use crate::alloc::{Heap, WasmMemory};
 use crate::attention::AttnShape;
 use crate::ffn::{Act, BundleFormat, Dtype};
+use crate::qblock::{row_bytes, scratch_bytes, Block, Q4_0, Q8_0, QK};
 use crate::quant::padded_len;
 use core::ptr::{addr_of, addr_of_mut};
 use core::slice;
@@ -106,6 +107,38 @@ pub extern "C" fn matvec_q8(out: u32, wq: u32, scales: u32, x: u32, xq_scratch: 
             w(xq_scratch, padded_len(cols)),
         )
     }
+}
+
+#[no_mangle]
+pub extern "C" fn matvec_f16(out: u32, wt: u32, x: u32, rows: u32, cols: u32) {
+    let (rows, cols) = (n(rows), n(cols));
+    unsafe { crate::half::matvec_f16(w(out, rows), r(wt, 2 * rows * cols), r(x, cols)) }
+}
+
+/// Shared by the Q8_0 and Q4_0 matvecs: `cols` must be a multiple of 32 (else trap).
+fn matvec_block<B: Block>(out: u32, wt: u32, x: u32, xq_scratch: u32, rows: u32, cols: u32) {
+    let (rows, cols) = (n(rows), n(cols));
+    if cols % QK != 0 {
+        trap();
+    }
+    unsafe {
+        crate::qblock::matvec_block::<B>(
+            w(out, rows),
+            r(wt, rows * row_bytes::<B>(cols)),
+            r(x, cols),
+            w(xq_scratch, scratch_bytes(cols)),
+        )
+    }
+}
+
+#[no_mangle]
+pub extern "C" fn matvec_q8_0(out: u32, wt: u32, x: u32, xq_scratch: u32, rows: u32, cols: u32) {
+    matvec_block::<Q8_0>(out, wt, x, xq_scratch, rows, cols)
+}
+
+#[no_mangle]
+pub extern "C" fn matvec_q4_0(out: u32, wt: u32, x: u32, xq_scratch: u32, rows: u32, cols: u32) {
+    matvec_block::<Q4_0>(out, wt, x, xq_scratch, rows, cols)
 }
 
 #[no_mangle]
@@ -220,6 +253,9 @@ pub extern "C" fn ffn_bundled(
         None => trap(),
     };
     let fmt = BundleFormat { dim: n(dim), dtype, gated: gated != 0, act };
+    if !dtype.fits(fmt.dim) {
+        trap();
+    }
     let stride = n(slot_stride);
     unsafe {
         let ids: &[u32] = r(slot_ids, n(count));
@@ -229,11 +265,25 @@ pub extern "C" fn ffn_bundled(
             Some(&top) => n(top) * stride + fmt.bundle_bytes(),
             None => 0,
         };
+        // i8 bundles: padded_len(dim) i16; block types: 2·dim bytes = dim i16; f32/f16: none.
         let xq: &mut [i16] = match dtype {
             Dtype::I8 => w(xq_scratch, padded_len(fmt.dim)),
-            Dtype::F32 => &mut [],
+            Dtype::Q8_0 | Dtype::Q4_0 => w(xq_scratch, fmt.dim),
+            Dtype::F32 | Dtype::F16 => &mut [],
         };
         let h = if h_out != 0 { Some(w(h_out, n(count))) } else { None };
         crate::ffn::ffn_bundled(w(out, fmt.dim), r(x, fmt.dim), r(slots, slots_len), stride, ids, fmt, xq, h, accumulate != 0);
     }
 }
+
+#[no_mangle]
+pub extern "C" fn crc32(ptr: u32, len: u32, crc_in: u32) -> u32 {
+    unsafe { crate::crc32::crc32(r(ptr, n(len)), crc_in) }
+}
+
+/// For the benchmark: the wrapping sum of the u32 words of `len` bytes (a plain memory-read floor).
+#[no_mangle]
+pub extern "C" fn read_floor(ptr: u32, len: u32) -> u32 {
+    unsafe { crate::memread::sum_words(r(ptr, n(len))) }
+}
+

@@ -1,11 +1,14 @@
 //! Sparse FFN over neuron bundles (ABI.md, "Sparse FFN over neuron bundles").
 //!
 //! Bundle of neuron i: `[scale_gate f32][scale_up f32][scale_down f32][bias_up f32]`, then the gate
-//! row (if gated), the up row and the down column, `dim` values each, f32 or i8 (value = scale·q).
+//! row (if gated), the up row and the down column, `dim` values each, in the bundle's dtype: f32, i8
+//! (value = scale·q), f16, or ggml's Q8_0 / Q4_0 blocks (the scale fields unused).
 
-use crate::axpy::{add_scaled, add_scaled_i8};
+use crate::axpy::{add_scaled, add_scaled_4, add_scaled_i8};
 use crate::dot::dot;
+use crate::half::{add_scaled_f16, dot_f16};
 use crate::math::{gelu_f32, relu_f32, silu_f32};
+use crate::qblock::{self, add_scaled_q4_0, add_scaled_q8_0, dot_block, quantize_x, Block, Q4_0, Q8_0};
 use crate::quant::{dot_q8, padded_len, quantize_i16};
 use core::slice;
 
@@ -15,21 +18,36 @@ pub const HEADER_BYTES: usize = 16;
 pub enum Dtype {
     F32,
     I8,
+    F16,
+    Q8_0,
+    Q4_0,
 }
 
 impl Dtype {
+    /// ABI codes: 0 f32, 1 q8 (i8 + per-vector scale), 2 f16, 3 q8_0, 4 q4_0.
     pub fn from_code(code: u32) -> Option<Dtype> {
         match code {
             0 => Some(Dtype::F32),
             1 => Some(Dtype::I8),
+            2 => Some(Dtype::F16),
+            3 => Some(Dtype::Q8_0),
+            4 => Some(Dtype::Q4_0),
             _ => None,
         }
     }
-    fn bytes(self) -> usize {
+    /// Bytes of one row of `dim` values.
+    pub fn row_bytes(self, dim: usize) -> usize {
         match self {
-            Dtype::F32 => 4,
-            Dtype::I8 => 1,
+            Dtype::F32 => 4 * dim,
+            Dtype::I8 => dim,
+            Dtype::F16 => 2 * dim,
+            Dtype::Q8_0 => qblock::row_bytes::<Q8_0>(dim),
+            Dtype::Q4_0 => qblock::row_bytes::<Q4_0>(dim),
         }
+    }
+    /// Whether rows of `dim` values can be stored: the block types need a multiple of 32.
+    pub fn fits(self, dim: usize) -> bool {
+        !matches!(self, Dtype::Q8_0 | Dtype::Q4_0) || dim % qblock::QK == 0
     }
 }
 
@@ -72,14 +90,18 @@ impl BundleFormat {
     /// Bytes of one bundle (header and rows); a slot stride must be at least this.
     pub fn bundle_bytes(&self) -> usize {
         let rows = if self.gated { 3 } else { 2 };
-        HEADER_BYTES + rows * self.dim * self.dtype.bytes()
+        HEADER_BYTES + rows * self.dtype.row_bytes(self.dim)
     }
 }
 
 /// `out = Σ_k h_k·down_{s_k}` over `s_k = slot_ids[k]` in order (each `out[c]` from 0.0, one multiply
 /// and one add per neuron, as `matvec_t_f32`), with `u = dot(up, x) + bias_up`,
 /// `h = act(dot(gate, x))·u` (gated) or `act(u)`. For i8 bundles `x` is quantized once into
-/// `xq_scratch` (`padded_len(dim)` values) and the dots are `scale·xs·dot_q8` as in `matvec_q8`.
+/// `xq_scratch` (`padded_len(dim)` values) and the dots are `scale·xs·dot_q8` as in `matvec_q8`;
+/// for Q8_0/Q4_0 bundles (`dim` a multiple of 32) it is quantized once by `qblock::quantize_x` into
+/// the same scratch (`2·dim` bytes) and the dots are `dot_block`, as in `matvec_q8_0`/`matvec_q4_0`;
+/// f16 dots are `dot_f16` (= `dot` over the decoded row). The down column is always accumulated as
+/// `add_scaled` over its exactly dequantized values.
 /// `slots` starts at slot 0; slot `s` is `slots[s*slot_stride..][..bundle_bytes]` and must be
 /// 4-byte aligned for f32 bundles. `h_out[k] = h_k` when given. With `accumulate`, `out` is not
 /// cleared first: the sums continue from its contents.
@@ -104,40 +126,92 @@ pub fn ffn_bundled(
             *o = 0.0;
         }
     }
+    assert!(fmt.dtype.fits(dim), "Q8_0/Q4_0 bundles need dim to be a multiple of 32");
     let xs = match fmt.dtype {
         Dtype::I8 => quantize_i16(x, xq_scratch),
-        Dtype::F32 => 0.0,
+        _ => 0.0,
     };
+    // Block types quantize x into the scratch as bytes (2·dim of them; the scratch holds at least dim i16).
+    // SAFETY: the same memory, u8 has no alignment or validity requirements.
+    let xb = unsafe { slice::from_raw_parts_mut(xq_scratch.as_mut_ptr() as *mut u8, 2 * xq_scratch.len()) };
+    match fmt.dtype {
+        Dtype::Q8_0 => quantize_x::<Q8_0>(x, xb),
+        Dtype::Q4_0 => quantize_x::<Q4_0>(x, xb),
+        _ => {}
+    }
+    let xb: &[u8] = xb;
     let xq = &xq_scratch[..if fmt.dtype == Dtype::I8 { padded_len(dim) } else { 0 }];
     let len = fmt.bundle_bytes();
+    let rb = fmt.dtype.row_bytes(dim);
 
-    for (k, &s) in slot_ids.iter().enumerate() {
-        let bundle = &slots[s as usize * slot_stride..][..len];
-        let (header, rows) = bundle.split_at(HEADER_BYTES);
-        let field =
-            |i: usize| f32::from_le_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
-        let (scale_gate, scale_up, scale_down, bias_up) = (field(0), field(1), field(2), field(3));
-
-        let h = match fmt.dtype {
-            Dtype::F32 => {
-                let (gate, up, down) = split_rows(as_f32s(rows), dim, fmt.gated);
-                let u = dot(up, x) + bias_up;
-                let h = if fmt.gated { fmt.act.apply(dot(gate, x)) * u } else { fmt.act.apply(u) };
-                add_scaled(out, h, down);
-                h
-            }
-            Dtype::I8 => {
-                let (gate, up, down) = split_rows(as_i8s(rows), dim, fmt.gated);
-                let u = scale_up * xs * dot_q8(up, xq) + bias_up;
-                let h =
-                    if fmt.gated { fmt.act.apply(scale_gate * xs * dot_q8(gate, xq)) * u } else { fmt.act.apply(u) };
-                add_scaled_i8(out, h, scale_down, down);
-                h
-            }
-        };
-        if let Some(h_out) = h_out.as_deref_mut() {
-            h_out[k] = h;
+    // Neurons go in groups of up to 4: their h first, then their down columns in neuron order. For
+    // f32, one pass over `out` adds all four (`out[c] + h0·d0[c]`, then `+ h1·d1[c]`, ...: the same
+    // operations in the same order as one neuron at a time, with `out` loaded and stored once). For
+    // int8 the widening work dominates and one row at a time measured as fast.
+    let mut k0 = 0;
+    while k0 < slot_ids.len() {
+        let group = (slot_ids.len() - k0).min(4);
+        let mut hs = [0.0f32; 4];
+        let mut scales = [0.0f32; 4];
+        let mut downs: [&[u8]; 4] = [&[]; 4];
+        for g in 0..group {
+            let bundle = &slots[slot_ids[k0 + g] as usize * slot_stride..][..len];
+            let (header, rows) = bundle.split_at(HEADER_BYTES);
+            let field =
+                |i: usize| f32::from_le_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
+            let (scale_gate, scale_up, scale_down, bias_up) = (field(0), field(1), field(2), field(3));
+            let (gate, up, down) = split_rows(rows, rb, fmt.gated);
+            hs[g] = match fmt.dtype {
+                Dtype::F32 => {
+                    let (gate, up) = (as_f32s(gate), as_f32s(up));
+                    let u = dot(up, x) + bias_up;
+                    if fmt.gated { fmt.act.apply(dot(gate, x)) * u } else { fmt.act.apply(u) }
+                }
+                Dtype::I8 => {
+                    let (gate, up) = (as_i8s(gate), as_i8s(up));
+                    let u = scale_up * xs * dot_q8(up, xq) + bias_up;
+                    if fmt.gated { fmt.act.apply(scale_gate * xs * dot_q8(gate, xq)) * u } else { fmt.act.apply(u) }
+                }
+                Dtype::F16 => {
+                    let u = dot_f16(up, x) + bias_up;
+                    if fmt.gated { fmt.act.apply(dot_f16(gate, x)) * u } else { fmt.act.apply(u) }
+                }
+                Dtype::Q8_0 => block_h::<Q8_0>(fmt, gate, up, xb, bias_up),
+                Dtype::Q4_0 => block_h::<Q4_0>(fmt, gate, up, xb, bias_up),
+            };
+            scales[g] = scale_down;
+            downs[g] = down;
         }
+        match (fmt.dtype, group) {
+            (Dtype::F32, 4) => add_scaled_4(out, hs, [0, 1, 2, 3].map(|g| as_f32s(downs[g]))),
+            _ => {
+                for g in 0..group {
+                    let (h, down) = (hs[g], downs[g]);
+                    match fmt.dtype {
+                        Dtype::F32 => add_scaled(out, h, as_f32s(down)),
+                        Dtype::I8 => add_scaled_i8(out, h, scales[g], as_i8s(down)),
+                        Dtype::F16 => add_scaled_f16(out, h, down),
+                        Dtype::Q8_0 => add_scaled_q8_0(out, h, down),
+                        Dtype::Q4_0 => add_scaled_q4_0(out, h, down),
+                    }
+                }
+            }
+        }
+        if let Some(h_out) = h_out.as_deref_mut() {
+            h_out[k0..k0 + group].copy_from_slice(&hs[..group]);
+        }
+        k0 += group;
+    }
+}
+
+/// `h` of a block-quantized bundle: its gate and up rows dotted with the quantized x.
+#[inline]
+fn block_h<B: Block>(fmt: BundleFormat, gate: &[u8], up: &[u8], xb: &[u8], bias_up: f32) -> f32 {
+    let u = dot_block::<B>(up, xb, fmt.dim) + bias_up;
+    if fmt.gated {
+        fmt.act.apply(dot_block::<B>(gate, xb, fmt.dim)) * u
+    } else {
+        fmt.act.apply(u)
     }
 }
 
@@ -467,6 +541,146 @@ mod tests {
                     }
                     assert_bits_eq(out.inner(), &want, "ffn_bundled q8");
                     assert_close(out.inner(), &wide, |c| abs[c] * 1.01 + 1e-6, "ffn_bundled q8 vs float");
+                }
+            }
+        }
+    }
+
+    /// Random raw rows of `dtype` (f16 / Q8_0 / Q4_0) and their exactly dequantized values.
+    fn random_raw_row(rng: &mut Rng, dtype: Dtype, dim: usize) -> (Vec<u8>, Vec<f32>) {
+        use crate::half::{f16_to_f32, f32_to_f16};
+        let mut raw = Vec::new();
+        let mut val = Vec::new();
+        match dtype {
+            Dtype::F16 => {
+                for _ in 0..dim {
+                    let h = f32_to_f16(rng.range(-0.5, 0.5));
+                    raw.extend(h.to_le_bytes());
+                    val.push(f16_to_f32(h));
+                }
+            }
+            Dtype::Q8_0 | Dtype::Q4_0 => {
+                for _ in 0..dim / 32 {
+                    let d = f32_to_f16(rng.range(0.001, 0.03));
+                    raw.extend(d.to_le_bytes());
+                    let df = f16_to_f32(d);
+                    let qs: Vec<u8> = (0..if dtype == Dtype::Q8_0 { 32 } else { 16 }).map(|_| rng.next_u64() as u8).collect();
+                    for j in 0..32 {
+                        let q = if dtype == Dtype::Q8_0 { Q8_0::weight(&qs, j) } else { Q4_0::weight(&qs, j) };
+                        val.push(df * q as f32);
+                    }
+                    raw.extend(qs);
+                }
+            }
+            _ => unreachable!(),
+        }
+        (raw, val)
+    }
+
+    #[test]
+    fn f16_and_block_bundles_match_their_matvecs_and_the_float_reference() {
+        use crate::half::matvec_f16;
+        use crate::qblock::{matvec_block, scratch_bytes};
+        let mut rng = Rng::new(108);
+        for dtype in [Dtype::F16, Dtype::Q8_0, Dtype::Q4_0] {
+            for &(dim, hidden) in &[(32, 1), (32, 9), (64, 17), (96, 5), (288, 40), (1024, 6)] {
+                for gated in [true, false] {
+                    let act = ALL_ACTS[rng.below(3)];
+                    // per neuron: raw rows (gate, up, down) and their values
+                    let neurons: Vec<Vec<(Vec<u8>, Vec<f32>)>> =
+                        (0..hidden).map(|_| (0..3).map(|_| random_raw_row(&mut rng, dtype, dim)).collect()).collect();
+                    let bias: Vec<f32> = (0..hidden).map(|_| rng.range(-0.5, 0.5)).collect();
+                    let fmt = BundleFormat { dim, dtype, gated, act };
+                    // an odd stride pad keeps rows off any alignment
+                    let stride = fmt.bundle_bytes() + 16 * rng.below(3);
+                    let mut slots = Slots { store: vec![0; (stride * hidden + 15) / 16], stride };
+                    let f32_fmt = BundleFormat { dim, dtype: Dtype::F32, gated, act };
+                    let f32_stride = (f32_fmt.bundle_bytes() + 15) / 16 * 16;
+                    let mut f32_slots = Slots { store: vec![0; f32_stride * hidden / 16], stride: f32_stride };
+                    for (i, nr) in neurons.iter().enumerate() {
+                        let b = &mut slots.bytes_mut()[i * stride..];
+                        b[12..16].copy_from_slice(&bias[i].to_le_bytes());
+                        let mut at = HEADER_BYTES;
+                        let fb = &mut f32_slots.bytes_mut()[i * f32_stride..];
+                        fb[..16].copy_from_slice(&[1f32.to_le_bytes(), 1f32.to_le_bytes(), 1f32.to_le_bytes(), bias[i].to_le_bytes()].concat());
+                        let mut fat = HEADER_BYTES;
+                        for (raw, val) in nr.iter().skip(if gated { 0 } else { 1 }) {
+                            b[at..at + raw.len()].copy_from_slice(raw);
+                            at += raw.len();
+                            for v in val {
+                                fb[fat..fat + 4].copy_from_slice(&v.to_le_bytes());
+                                fat += 4;
+                            }
+                        }
+                    }
+                    let n = 1 + rng.below(hidden);
+                    let ids: Vec<u32> = (0..n).map(|_| rng.below(hidden) as u32).collect();
+                    let x = rng.vec(dim, -1.0, 1.0);
+                    let mut out = guarded_f32(dim);
+                    let mut h_out = guarded_f32(n);
+                    let mut xq = Guarded::new(padded_len(dim), 0i16, 31111i16);
+                    ffn_bundled(out.inner_mut(), &x, slots.bytes(), stride, &ids, fmt, xq.inner_mut(), Some(h_out.inner_mut()), false);
+                    out.check();
+                    h_out.check();
+                    xq.check();
+                    let what = format!("{dtype:?} dim {dim} gated {gated}");
+
+                    if dtype == Dtype::F16 {
+                        // f16 bundles are f32 bundles of the decoded values, bit for bit
+                        let mut want = vec![0.0; dim];
+                        ffn_bundled(&mut want, &x, f32_slots.bytes(), f32_stride, &ids, f32_fmt, &mut [], None, false);
+                        assert_bits_eq(out.inner(), &want, &what);
+                    }
+
+                    // h from the dtype's matvec on the same rows, the down sum over the values
+                    let mut want = vec![0.0f32; dim];
+                    let mut wide = vec![0.0f64; dim];
+                    let mut abs = vec![0.0f64; dim];
+                    for (k, &s) in ids.iter().enumerate() {
+                        let nr = &neurons[s as usize];
+                        let mv = |row: &[u8]| -> f32 {
+                            let mut o = [0.0f32];
+                            let mut scratch = vec![0u8; 2 * dim];
+                            match dtype {
+                                Dtype::F16 => matvec_f16(&mut o, row, &x),
+                                Dtype::Q8_0 => matvec_block::<Q8_0>(&mut o, row, &x, &mut scratch[..scratch_bytes(dim)]),
+                                _ => matvec_block::<Q4_0>(&mut o, row, &x, &mut scratch[..scratch_bytes(dim)]),
+                            }
+                            o[0]
+                        };
+                        let u = mv(&nr[1].0) + bias[s as usize];
+                        let h = if gated { act.apply(mv(&nr[0].0)) * u } else { act.apply(u) };
+                        assert_eq!(h_out.inner()[k].to_bits(), h.to_bits(), "{what}: h[{k}]");
+                        add_scaled(&mut want, h, &nr[2].1);
+
+                        // float64: values, unquantized x (block types: x off by ≤ 0.57·amax/127 per block)
+                        let u64_ = dot_f64(&nr[1].1, &x) + bias[s as usize] as f64;
+                        let h64 = if gated { act_f64(act, dot_f64(&nr[0].1, &x)) * u64_ } else { act_f64(act, u64_) };
+                        let qerr = |w: &[f32]| -> f64 {
+                            if dtype == Dtype::F16 {
+                                return 1e-6 * w.iter().map(|v| v.abs() as f64).sum::<f64>();
+                            }
+                            w.chunks(32).zip(x.chunks(32)).map(|(wb, xb)| {
+                                let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+                                wb.iter().map(|v| v.abs() as f64).sum::<f64>() * amax / 127.0 * 0.57
+                            }).sum()
+                        };
+                        let herr = (qerr(&nr[1].1) + qerr(&nr[0].1)) * 2.0 + 1e-5 * (1.0 + h64.abs());
+                        assert!((h as f64 - h64).abs() <= herr, "{what}: h[{k}] {h} vs {h64}");
+                        for c in 0..dim {
+                            wide[c] += h64 * nr[2].1[c] as f64;
+                            abs[c] += nr[2].1[c].abs() as f64 * (herr + h64.abs());
+                        }
+                    }
+                    assert_bits_eq(out.inner(), &want, &what);
+                    assert_close(out.inner(), &wide, |c| abs[c] * 1.01 + 1e-6, &what);
+
+                    // in two chunks with `accumulate`: the same bits
+                    let cut = n / 2;
+                    let mut chunked = vec![f32::NAN; dim];
+                    ffn_bundled(&mut chunked, &x, slots.bytes(), stride, &ids[..cut], fmt, xq.inner_mut(), None, false);
+                    ffn_bundled(&mut chunked, &x, slots.bytes(), stride, &ids[cut..], fmt, xq.inner_mut(), None, true);
+                    assert_bits_eq(&chunked, out.inner(), &what);
                 }
             }
         }

@@ -7,7 +7,7 @@
 //! columns and never overflow, whatever `cols` is.
 
 use crate::math::{abs_f32, round_half_away};
-use crate::simd::{F32x4, I32x4};
+use crate::simd::{F32x4, I16x8, I32x4};
 
 /// Columns per i32 accumulation before flushing to f32 (a multiple of 8).
 pub const FLUSH_COLS: usize = 1024;
@@ -50,40 +50,91 @@ pub fn quantize_i16(x: &[f32], xq: &mut [i16]) -> f32 {
 /// `Σ w[j]·xq[j]` for `j < w.len()`, as f32. `xq` must hold `padded_len(w.len())` values.
 /// Order: within each 1024-column chunk, lane `l` of an i32x4 sums columns `8k+2l` and `8k+2l+1`
 /// exactly; at the end of the chunk the lanes are converted to f32 and added to an f32x4; the f32
-/// lanes are finally reduced as `(l0 + l1) + (l2 + l3)`.
+/// lanes are finally reduced as `(l0 + l1) + (l2 + l3)`. (Integer sums are exact, so how many i32
+/// accumulators the loop uses does not change the result.)
 #[inline]
 pub fn dot_q8(w: &[i8], xq: &[i16]) -> f32 {
-    let xq = &xq[..padded_len(w.len())];
-    let mut total = F32x4::zero();
-    for (wc, xc) in w.chunks(FLUSH_COLS).zip(xq.chunks(FLUSH_COLS)) {
-        let mut acc = I32x4::zero();
-        let mut w8 = wc.chunks_exact(8);
-        let mut x8 = xc.chunks_exact(8);
-        for (a, b) in (&mut w8).zip(&mut x8) {
-            acc = acc.add_dot_i8_i16(a, b);
+    let n = w.len();
+    let xq = &xq[..padded_len(n)];
+    // SAFETY: one row of n values and padded_len(n) values of xq.
+    unsafe { dot_q8_rows::<1>([w.as_ptr()], xq.as_ptr(), n)[0] }
+}
+
+/// `dot_q8` of `R` rows of `n` values at once: each 8-column load of `xq` serves all rows, and each
+/// row keeps two i32 accumulators (columns 16k..16k+8 and 16k+8..16k+16) so that loads and
+/// multiply-adds of consecutive steps overlap. Per row, the result is exactly `dot_q8`'s.
+/// # Safety
+/// Each row must hold `n` values, `xq` `padded_len(n)`.
+#[inline(always)]
+unsafe fn dot_q8_rows<const R: usize>(rows: [*const i8; R], xq: *const i16, n: usize) -> [f32; R] {
+    let mut total = [F32x4::zero(); R];
+    let mut start = 0;
+    while start < n {
+        let end = if n - start > FLUSH_COLS { start + FLUSH_COLS } else { n };
+        let mut a = [I32x4::zero(); R];
+        let mut b = [I32x4::zero(); R];
+        let mut j = start;
+        while j + 16 <= end {
+            let (x0, x1) = (I16x8::load(xq.add(j)), I16x8::load(xq.add(j + 8)));
+            for r in 0..R {
+                a[r] = a[r].add_dot(I16x8::load_i8(rows[r].add(j)), x0);
+                b[r] = b[r].add_dot(I16x8::load_i8(rows[r].add(j + 8)), x1);
+            }
+            j += 16;
         }
-        let tail = w8.remainder();
-        if !tail.is_empty() {
+        if j + 8 <= end {
+            let x0 = I16x8::load(xq.add(j));
+            for r in 0..R {
+                a[r] = a[r].add_dot(I16x8::load_i8(rows[r].add(j)), x0);
+            }
+            j += 8;
+        }
+        if j < end {
             // The row may end anywhere (even at the end of memory): zero-pad it locally rather than
             // read past it. The matching xq values exist since xq is padded to 8.
-            let mut pad = [0i8; 8];
-            pad[..tail.len()].copy_from_slice(tail);
-            acc = acc.add_dot_i8_i16(&pad, &xc[wc.len() - tail.len()..]);
+            let x0 = I16x8::load(xq.add(j));
+            for r in 0..R {
+                let mut pad = [0i8; 8];
+                for (i, p) in pad.iter_mut().enumerate().take(end - j) {
+                    *p = *rows[r].add(j + i);
+                }
+                a[r] = a[r].add_dot(I16x8::load_i8(pad.as_ptr()), x0);
+            }
         }
-        total = total + acc.to_f32();
+        for r in 0..R {
+            total[r] = total[r] + a[r].add(b[r]).to_f32();
+        }
+        start = end;
     }
-    total.sum_lanes()
+    let mut out = [0.0f32; R];
+    for r in 0..R {
+        out[r] = total[r].sum_lanes();
+    }
+    out
 }
 
 /// `out[i] = scales[i]·xs·Σ_j w[i*cols + j]·xq[j]` with `rows = out.len()`, `cols = x.len()`;
-/// `xq_scratch` must hold `padded_len(cols)` values.
+/// `xq_scratch` must hold `padded_len(cols)` values. Rows go four at a time (same per-row result).
 pub fn matvec_q8(out: &mut [f32], w: &[i8], scales: &[f32], x: &[f32], xq_scratch: &mut [i16]) {
     let cols = x.len();
     let xs = quantize_i16(x, xq_scratch);
     let xq = &xq_scratch[..padded_len(cols)];
-    let w = &w[..out.len() * cols];
-    for (i, (o, &scale)) in out.iter_mut().zip(scales).enumerate() {
-        *o = scale * xs * dot_q8(&w[i * cols..(i + 1) * cols], xq);
+    let (w, scales) = (&w[..out.len() * cols], &scales[..out.len()]);
+    let (wp, xp) = (w.as_ptr(), xq.as_ptr());
+    let mut i = 0;
+    // SAFETY: w holds out.len() rows of cols values (sliced above), xq padded_len(cols).
+    unsafe {
+        while i + 4 <= out.len() {
+            let r = dot_q8_rows::<4>([wp.add(i * cols), wp.add((i + 1) * cols), wp.add((i + 2) * cols), wp.add((i + 3) * cols)], xp, cols);
+            for k in 0..4 {
+                out[i + k] = scales[i + k] * xs * r[k];
+            }
+            i += 4;
+        }
+        while i < out.len() {
+            out[i] = scales[i] * xs * dot_q8_rows::<1>([wp.add(i * cols)], xp, cols)[0];
+            i += 1;
+        }
     }
 }
 

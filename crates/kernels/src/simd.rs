@@ -4,9 +4,12 @@
 //! operation as the wasm instruction (no FMA, no reassociation), so a kernel gives bit-identical
 //! results natively (where it is tested) and in the browser. Only operations whose wasm semantics
 //! are exactly reproducible lane by lane are offered here (add/sub/mul/div, pseudo-max, integer
-//! dot, int→float conversion).
+//! dot, int→float conversion, bit operations, exact f16 → f32 decoding).
 
-pub use imp::{F32x4, I32x4};
+pub use imp::{F32x4, I16x8, I32x4};
+
+/// 2^112: rebiases an f16 exponent into an f32 one (see `crate::half::f16_to_f32`).
+pub const TWO_POW_112: f32 = 5.192_296_858_534_828e33;
 
 #[cfg(target_arch = "wasm32")]
 mod imp {
@@ -67,13 +70,6 @@ mod imp {
         pub unsafe fn store_ptr(self, p: *mut f32) {
             ptr::write_unaligned(p as *mut v128, self.0)
         }
-        /// The first 4 values of `s`, converted exactly to f32.
-        #[inline(always)]
-        pub fn from_i8(s: &[i8]) -> Self {
-            let b = [s[0] as u8, s[1] as u8, s[2] as u8, s[3] as u8];
-            let v = i32x4_splat(u32::from_le_bytes(b) as i32);
-            F32x4(f32x4_convert_i32x4(i32x4_extend_low_i16x8(i16x8_extend_low_i8x16(v))))
-        }
         /// Per lane `if 0 < v { v } else { 0 }` (wasm `pmax(0, v)`; NaN and -0 give +0).
         #[inline(always)]
         pub fn relu(self) -> Self {
@@ -85,6 +81,47 @@ mod imp {
             let l = self.to_array();
             (l[0] + l[1]) + (l[2] + l[3])
         }
+        /// 8 IEEE halves at `p` (16 bytes, any alignment), decoded exactly: values 0-3 and 4-7.
+        /// # Safety
+        /// `p..p+16` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_f16x8(p: *const u8) -> (F32x4, F32x4) {
+            let v = ptr::read_unaligned(p as *const v128);
+            (decode_f16(i32x4_extend_low_i16x8(v)), decode_f16(i32x4_extend_high_i16x8(v)))
+        }
+        /// 16 i8 at `p`, converted exactly: values 0-3, 4-7, 8-11, 12-15.
+        /// # Safety
+        /// `p..p+16` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_i8x16(p: *const i8) -> [F32x4; 4] {
+            // i8 + 128 as u8, then minus 128 in the conversion
+            let v = v128_xor(ptr::read_unaligned(p as *const v128), u8x16_splat(0x80));
+            u8_minus(v, 128.0)
+        }
+    }
+
+    /// `f32(b − bias)` of the 16 u8 lanes `b`, exactly. Integer-only widening, then the 2^23 trick:
+    /// `0x4B000000 | b` read as f32 is 2^23 + b, and subtracting 2^23 + bias is exact. (LLVM 14
+    /// turns the obvious `sext` + `f32x4.convert_i32x4_s` into four scalar conversions per vector,
+    /// ~4x slower; nothing here can be folded into a conversion.)
+    #[inline(always)]
+    fn u8_minus(v: v128, bias: f32) -> [F32x4; 4] {
+        let (lo, hi) = (u16x8_extend_low_u8x16(v), u16x8_extend_high_u8x16(v));
+        let (m, off) = (u32x4_splat(0x4B00_0000), f32x4_splat(8_388_608.0 + bias));
+        let f = |u: v128| F32x4(f32x4_sub(v128_or(u, m), off));
+        [f(u32x4_extend_low_u16x8(lo)), f(u32x4_extend_high_u16x8(lo)), f(u32x4_extend_low_u16x8(hi)), f(u32x4_extend_high_u16x8(hi))]
+    }
+
+    /// Exact f16 → f32 of 4 sign-extended halves (the lane-wise form of `half::f16_to_f32`): the
+    /// sign stays in bit 31, exponent and mantissa move to bits 27..13, so the bits read as an f32
+    /// are the value·2^-112 (also for subnormals), and one exact multiply by 2^112 rebiases them.
+    /// Infinities and NaNs (exponent 31) take exponent 255 with their mantissa instead.
+    #[inline(always)]
+    fn decode_f16(h: v128) -> F32x4 {
+        let bits = v128_and(i32x4_shl(h, 13), u32x4_splat(0x8FFF_E000));
+        let finite = f32x4_mul(bits, f32x4_splat(super::TWO_POW_112));
+        let special = i32x4_eq(v128_and(h, u32x4_splat(0x7C00)), u32x4_splat(0x7C00));
+        F32x4(v128_bitselect(v128_or(bits, u32x4_splat(0x7F80_0000)), finite, special))
     }
 
     macro_rules! lane_op {
@@ -103,10 +140,84 @@ mod imp {
     lane_op!(Mul, mul, f32x4_mul);
     lane_op!(Div, div, f32x4_div);
 
+    /// 8 x i16 (also used for 8 raw little-endian u16 lanes).
+    #[derive(Clone, Copy)]
+    pub struct I16x8(v128);
+
+    impl I16x8 {
+        /// 8 i8 at `p`, sign-extended to i16.
+        /// # Safety
+        /// `p..p+8` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_i8(p: *const i8) -> Self {
+            I16x8(i16x8_load_extend_i8x8(p))
+        }
+        /// 16 bytes at `p` as 8 little-endian u16 lanes.
+        /// # Safety
+        /// `p..p+16` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_u16(p: *const u8) -> Self {
+            I16x8(ptr::read_unaligned(p as *const v128))
+        }
+        /// 8 i16 at `p` (any alignment).
+        /// # Safety
+        /// `p..p+8` must be readable.
+        #[inline(always)]
+        pub unsafe fn load(p: *const i16) -> Self {
+            I16x8(ptr::read_unaligned(p as *const v128))
+        }
+        /// Lane-wise `self & m`.
+        #[inline(always)]
+        pub fn and(self, m: u16) -> Self {
+            I16x8(v128_and(self.0, u16x8_splat(m)))
+        }
+        /// Lane-wise logical shift right of the u16 lanes.
+        #[inline(always)]
+        pub fn shr(self, n: u32) -> Self {
+            I16x8(u16x8_shr(self.0, n))
+        }
+        /// The 16 bytes of the vector read as u8, minus `bias` (an integer in 0..=255), converted
+        /// exactly: bytes 0-3, 4-7, 8-11, 12-15.
+        #[inline(always)]
+        pub fn u8_minus_to_f32(self, bias: f32) -> [F32x4; 4] {
+            u8_minus(self.0, bias)
+        }
+    }
+
     impl I32x4 {
         #[inline(always)]
         pub fn zero() -> Self {
             I32x4(i32x4_splat(0))
+        }
+        /// `self[l] + (a[2l]·b[2l] + a[2l+1]·b[2l+1])` (wrapping, as `i32x4.dot_i16x8_s`).
+        #[inline(always)]
+        pub fn add_dot(self, a: I16x8, b: I16x8) -> Self {
+            I32x4(i32x4_add(self.0, i32x4_dot_i16x8(a.0, b.0)))
+        }
+        /// 4 i32 at `p` (any alignment).
+        /// # Safety
+        /// `p..p+16` must be readable.
+        #[inline(always)]
+        pub unsafe fn load(p: *const u8) -> Self {
+            I32x4(ptr::read_unaligned(p as *const v128))
+        }
+        /// # Safety
+        /// `p..p+16` must be writable.
+        #[inline(always)]
+        pub unsafe fn store(self, p: *mut u8) {
+            ptr::write_unaligned(p as *mut v128, self.0)
+        }
+        #[inline(always)]
+        pub fn from_array(a: [i32; 4]) -> Self {
+            I32x4(i32x4(a[0], a[1], a[2], a[3]))
+        }
+        #[inline(always)]
+        pub fn sub(self, o: I32x4) -> Self {
+            I32x4(i32x4_sub(self.0, o.0))
+        }
+        #[inline(always)]
+        pub fn add(self, o: I32x4) -> Self {
+            I32x4(i32x4_add(self.0, o.0))
         }
         /// `self[l] + (w[2l]·x[2l] + w[2l+1]·x[2l+1])` for the first 8 values of `w` and `x`
         /// (wrapping i32 arithmetic, as `i32x4.dot_i16x8_s`).
@@ -179,10 +290,6 @@ mod imp {
             }
         }
         #[inline(always)]
-        pub fn from_i8(s: &[i8]) -> Self {
-            F32x4([s[0] as f32, s[1] as f32, s[2] as f32, s[3] as f32])
-        }
-        #[inline(always)]
         pub fn relu(self) -> Self {
             lanes(self.0, self.0, |v, _| if 0.0 < v { v } else { 0.0 })
         }
@@ -190,6 +297,20 @@ mod imp {
         pub fn sum_lanes(self) -> f32 {
             let l = self.0;
             (l[0] + l[1]) + (l[2] + l[3])
+        }
+        /// # Safety
+        /// `p..p+16` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_f16x8(p: *const u8) -> (F32x4, F32x4) {
+            let h = |i: usize| crate::half::f16_to_f32(u16::from_le_bytes([*p.add(2 * i), *p.add(2 * i + 1)]));
+            (F32x4([h(0), h(1), h(2), h(3)]), F32x4([h(4), h(5), h(6), h(7)]))
+        }
+        /// # Safety
+        /// `p..p+16` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_i8x16(p: *const i8) -> [F32x4; 4] {
+            let v = |i: usize| *p.add(i) as f32;
+            [0, 4, 8, 12].map(|b| F32x4([v(b), v(b + 1), v(b + 2), v(b + 3)]))
         }
     }
 
@@ -209,10 +330,101 @@ mod imp {
     lane_op!(Mul, mul, *);
     lane_op!(Div, div, /);
 
+    #[derive(Clone, Copy, Debug)]
+    pub struct I16x8([i16; 8]);
+
+    impl I16x8 {
+        /// # Safety
+        /// `p..p+8` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_i8(p: *const i8) -> Self {
+            let mut r = [0i16; 8];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = *p.add(i) as i16;
+            }
+            I16x8(r)
+        }
+        /// # Safety
+        /// `p..p+16` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_u16(p: *const u8) -> Self {
+            let mut r = [0i16; 8];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = u16::from_le_bytes([*p.add(2 * i), *p.add(2 * i + 1)]) as i16;
+            }
+            I16x8(r)
+        }
+        /// # Safety
+        /// `p..p+8` must be readable.
+        #[inline(always)]
+        pub unsafe fn load(p: *const i16) -> Self {
+            let mut r = [0i16; 8];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = *p.add(i);
+            }
+            I16x8(r)
+        }
+        #[inline(always)]
+        pub fn and(self, m: u16) -> Self {
+            I16x8(self.0.map(|v| ((v as u16) & m) as i16))
+        }
+        #[inline(always)]
+        pub fn shr(self, n: u32) -> Self {
+            I16x8(self.0.map(|v| ((v as u16) >> n) as i16))
+        }
+        #[inline(always)]
+        pub fn u8_minus_to_f32(self, bias: f32) -> [F32x4; 4] {
+            let byte = |i: usize| (self.0[i / 2] as u16).to_le_bytes()[i % 2] as f32 - bias;
+            [0, 4, 8, 12].map(|b| F32x4::from_array([byte(b), byte(b + 1), byte(b + 2), byte(b + 3)]))
+        }
+    }
+
     impl I32x4 {
         #[inline(always)]
         pub fn zero() -> Self {
             I32x4([0; 4])
+        }
+        #[inline(always)]
+        pub fn add_dot(self, a: I16x8, b: I16x8) -> Self {
+            let mut r = self.0;
+            for (l, acc) in r.iter_mut().enumerate() {
+                let p0 = a.0[2 * l] as i32 * b.0[2 * l] as i32;
+                let p1 = a.0[2 * l + 1] as i32 * b.0[2 * l + 1] as i32;
+                *acc = acc.wrapping_add(p0.wrapping_add(p1));
+            }
+            I32x4(r)
+        }
+        /// # Safety
+        /// `p..p+16` must be readable.
+        #[inline(always)]
+        pub unsafe fn load(p: *const u8) -> Self {
+            let mut r = [0i32; 4];
+            for (i, v) in r.iter_mut().enumerate() {
+                *v = i32::from_le_bytes([*p.add(4 * i), *p.add(4 * i + 1), *p.add(4 * i + 2), *p.add(4 * i + 3)]);
+            }
+            I32x4(r)
+        }
+        /// # Safety
+        /// `p..p+16` must be writable.
+        #[inline(always)]
+        pub unsafe fn store(self, p: *mut u8) {
+            for (i, v) in self.0.iter().enumerate() {
+                for (b, byte) in v.to_le_bytes().iter().enumerate() {
+                    *p.add(4 * i + b) = *byte;
+                }
+            }
+        }
+        #[inline(always)]
+        pub fn from_array(a: [i32; 4]) -> Self {
+            I32x4(a)
+        }
+        #[inline(always)]
+        pub fn sub(self, o: I32x4) -> Self {
+            I32x4([0, 1, 2, 3].map(|l| self.0[l].wrapping_sub(o.0[l])))
+        }
+        #[inline(always)]
+        pub fn add(self, o: I32x4) -> Self {
+            I32x4([0, 1, 2, 3].map(|l| self.0[l].wrapping_add(o.0[l])))
         }
         #[inline(always)]
         pub fn add_dot_i8_i16(self, w: &[i8], x: &[i16]) -> Self {

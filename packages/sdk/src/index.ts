@@ -4,8 +4,8 @@
  */
 export * from "./errors.js";
 export * from "./source.js";
-export { Kernels, Act } from "./kernels/loader.js";
-export type { KernelExports, WasmBlock, ActivationName } from "./kernels/loader.js";
+export { Kernels, Act, KernelDtype, kernelRowBytes, xqScratchBytes } from "./kernels/loader.js";
+export type { KernelExports, WasmBlock, ActivationName, KernelDtypeName } from "./kernels/loader.js";
 export type { ModelConfig } from "./model/config.js";
 export { headSize, kvDim } from "./model/config.js";
 export { readLlama2cCheckpoint, readLlama2cHeader, llama2cTensorSource } from "./model/llama2c.js";

@@ -267,3 +267,28 @@ describe("WASM kernels vs scalar TypeScript references", () => {
     expect(K.heapUsed).toBe(start);
   });
 });
+
+describe("crc32", () => {
+  it("equals the JS CRC-32 on random buffers of many lengths and offsets, and chains", async () => {
+    const { crc32 } = await import("../src/format/crc32.js");
+    const r = rng(400);
+    const data = Uint8Array.from({ length: 70000 }, () => Math.floor(r() * 256));
+    const b = K.alloc(data.length + 16);
+    K.u8(b.ptr, data.length).set(data);
+    expect(K.k.crc32(b.ptr, 0, 0) >>> 0).toBe(0);
+    K.u8(b.ptr, 9).set(new TextEncoder().encode("123456789"));
+    expect(K.k.crc32(b.ptr, 9, 0) >>> 0).toBe(0xcbf43926);
+    K.u8(b.ptr, 9).set(data.subarray(0, 9));
+    for (const len of [1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 100, 1000, 4096, 4097, 65536, 69990]) {
+      const off = Math.floor(r() * 8);
+      const bytes = data.subarray(off, off + len);
+      const want = crc32(bytes);
+      expect(K.k.crc32(b.ptr + off, len, 0) >>> 0, `len ${len}`).toBe(want);
+      const cut = Math.floor(r() * len);
+      const first = K.k.crc32(b.ptr + off, cut, 0) >>> 0;
+      expect(K.k.crc32(b.ptr + off + cut, len - cut, first) >>> 0, `len ${len} cut ${cut}`).toBe(want);
+      expect(crc32(bytes.subarray(cut), first)).toBe(want);
+    }
+    K.free(b);
+  });
+});

@@ -11,6 +11,12 @@ export interface KernelExports {
   matvec_f32_scalar(out: number, w: number, x: number, rows: number, cols: number): void;
   matvec_t_f32(out: number, w: number, x: number, rows: number, cols: number): void;
   matvec_q8(out: number, w: number, scales: number, x: number, xq: number, rows: number, cols: number): void;
+  /** IEEE half weights, `2·cols` bytes per row (any alignment). */
+  matvec_f16(out: number, w: number, x: number, rows: number, cols: number): void;
+  /** ggml Q8_0 rows (`cols` a multiple of 32, 34 bytes per 32 values); `xq`: {@link xqScratchBytes} bytes. */
+  matvec_q8_0(out: number, w: number, x: number, xq: number, rows: number, cols: number): void;
+  /** ggml Q4_0 rows (`cols` a multiple of 32, 18 bytes per 32 values); `xq`: {@link xqScratchBytes} bytes. */
+  matvec_q4_0(out: number, w: number, x: number, xq: number, rows: number, cols: number): void;
   rmsnorm(out: number, x: number, w: number, n: number, eps: number): void;
   layernorm(out: number, x: number, w: number, b: number, n: number, eps: number): void;
   softmax(x: number, n: number): void;
@@ -29,6 +35,37 @@ export interface KernelExports {
     out: number, x: number, dim: number, slots: number, slotStride: number, slotIds: number, n: number,
     dtype: number, gated: number, act: number, xq: number, hOut: number, accumulate: number,
   ): void;
+  /**
+   * CRC-32 of `len` bytes at `ptr`, continuing from `crcIn` (0 for a fresh start); the same result as
+   * `format/crc32.ts` `crc32`. Returned as i32: read it with `>>> 0`.
+   */
+  crc32(ptr: number, len: number, crcIn: number): number;
+  /** For benchmarks: wrapping sum of the u32 words of `len` bytes (a plain memory-read floor). */
+  read_floor(ptr: number, len: number): number;
+}
+
+/** Weight type codes of `ffn_bundled`'s `dtype` argument (crates/kernels/ABI.md). */
+export const KernelDtype = { f32: 0, q8: 1, f16: 2, q8_0: 3, q4_0: 4 } as const;
+export type KernelDtypeName = keyof typeof KernelDtype;
+
+/** Bytes of one row of `cols` values of a weight type (q8: the int8 values; its scale is stored apart). */
+export function kernelRowBytes(dtype: KernelDtypeName, cols: number): number {
+  switch (dtype) {
+    case "f32": return 4 * cols;
+    case "q8": return cols;
+    case "f16": return 2 * cols;
+    case "q8_0": return (cols / 32) * 34;
+    case "q4_0": return (cols / 32) * 18;
+  }
+}
+
+/**
+ * Bytes of the `xq` scratch that `matvec_q8`, `matvec_q8_0`, `matvec_q4_0` and `ffn_bundled` need
+ * for vectors of up to `cols` values: `(cols + 8)·2` covers every weight type (q8: i16 per value
+ * padded to 8; q8_0/q4_0: one 64-byte record per 32 values).
+ */
+export function xqScratchBytes(cols: number): number {
+  return (cols + 8) * 2;
 }
 
 /** Activation codes of the kernels' ABI. */
