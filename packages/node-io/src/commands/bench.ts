@@ -5,6 +5,7 @@ import { cpus, release, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import {
+  residentData,
   FlashFfn, Kernels, TRACE_PRESETS, TraceSelector, Transformer, WeightStore, XorShift32, matvec, measureTrace, openFlm, planMemory, synthShape,
   type FfnStorageLayout, type FlashStats, type FlashStrategy, type FlmFile, type MemoryPlan, type NeuronSelector, type TraceParams,
 } from "@flashllm/sdk";
@@ -281,7 +282,7 @@ async function uploadResident(file: FlmFile, store: WeightStore): Promise<void> 
   for (const [n, t] of resident) {
     const cols = t.shape[t.shape.length - 1];
     const rows = t.shape.length > 1 ? t.shape.slice(0, -1).reduce((a, b) => a * b, 1) : 1;
-    store.upload(n, t.dtype === "f32" ? t.data : { q: t.q, scales: t.scales }, rows, cols);
+    store.upload(n, residentData(t), rows, cols);
   }
   if (file.manifest.config.sharedClassifier) store.alias("output", "tok_embeddings");
 }

@@ -10,7 +10,7 @@ import type { NodeFileSource } from "../source/index.js";
 export interface InspectGgufOptions {
   json: boolean;
   memoryBudget?: string;
-  dtype: "keep" | "f32" | "q8";
+  dtype: "keep" | "f32" | "q8" | "q8_0" | "q4" | "f16";
 }
 
 /** A sink that keeps nothing: planning a file's layout writes no bytes. */
@@ -44,7 +44,7 @@ export async function inspectGguf(path: string, source: NodeFileSource, o: Inspe
   try {
     const model = ggufModel(file);
     const c = model.config;
-    const dtype = o.dtype === "keep" ? keepDtype(model) : o.dtype;
+    const dtype = o.dtype === "keep" ? keepDtype(model) : o.dtype === "q4" ? "q4_0" : o.dtype;
     const decl = convertDeclaration(model.tensors, model.tokenizer.file, { dtype });
     const manifest = new FlmWriter(nowhere, decl).plan.manifest;
     const plan = planFor(manifest, o.memoryBudget, new FlmWriter(nowhere, decl).fileSize, (await Kernels.load()).memoryBytes);

@@ -4,7 +4,7 @@ import { formatBytes } from "../format-stats.js";
 import { NodeFileSource } from "../source/index.js";
 
 /** `flashllm inspect <file.flm>`: the manifest, the resident vs flash sizes, and every checksum. */
-export async function inspectCommand(path: string, o: { json: boolean; verify: boolean; memoryBudget?: string; dtype?: "keep" | "f32" | "q8" }): Promise<void> {
+export async function inspectCommand(path: string, o: { json: boolean; verify: boolean; memoryBudget?: string; dtype?: "keep" | "f32" | "q8" | "q8_0" | "q4" | "f16" }): Promise<void> {
   const source = await NodeFileSource.open(path);
   try {
     if (await isGguf(source)) return await inspectGguf(path, source, { json: o.json, memoryBudget: o.memoryBudget, dtype: o.dtype ?? "keep" });

@@ -2,6 +2,8 @@ import type { FlmSink } from "../format/sink.js";
 import type { FlmDeclaration, TensorDeclaration } from "../format/layout.js";
 import type { Dtype, Manifest } from "../format/types.js";
 import { FlmWriter } from "../format/writer.js";
+import { isRowDtype } from "../format/rows.js";
+import type { RowDtype } from "../format/rows.js";
 import { FlashError } from "../errors.js";
 import { kvDim } from "../model/config.js";
 import type { ModelConfig } from "../model/config.js";
@@ -29,6 +31,11 @@ export interface TensorSource {
   /** Whether the model has this tensor (optional biases). Default: every name asked for exists. */
   has?(name: string): boolean;
   getTensor(name: string): Promise<Float32Array> | Float32Array;
+  /**
+   * The tensor's rows already encoded as `dtype` (f16/q8_0/q4_0), when the source stores it that way
+   * (a GGUF's own blocks): written verbatim instead of dequantized and quantized again.
+   */
+  getEncoded?(name: string, dtype: RowDtype): Promise<Uint8Array | undefined>;
 }
 
 /** The tokenizer to store: a llama2.c `tokenizer.bin`, or a character vocabulary as a JSON array of strings. */
@@ -114,7 +121,10 @@ export async function convertTensors(src: TensorSource, tokenizer: TokenizerFile
   // Every tensor is checked for NaN/Inf on the way in: a broken checkpoint is named here, not as
   // garbage text later.
   const get = async (name: string) => assertFinite(name, await src.getTensor(name));
-  for (const t of decl.tensors) await writer.writeTensor(t.name, await get(t.name));
+  for (const t of writer.plan.manifest.tensors) {
+    const raw = isRowDtype(t.dtype) ? await src.getEncoded?.(t.name, t.dtype) : undefined;
+    await writer.writeTensor(t.name, raw && isRowDtype(t.dtype) ? { dtype: t.dtype, raw } : await get(t.name));
+  }
   await writer.writeTokenizer(tokenizer.bytes);
   opts.onProgress?.(1, total);
   const gate = new Float32Array(dim);

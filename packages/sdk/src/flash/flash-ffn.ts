@@ -1,7 +1,9 @@
 import { FlashError, throwIfAborted } from "../errors.js";
 import { NeuronCache } from "../cache/neuron-cache.js";
 import { ReadPlanner } from "../cache/read-planner.js";
-import { Act } from "../kernels/loader.js";
+import { Act, KernelDtype } from "../kernels/loader.js";
+import { rowBytes } from "../format/rows.js";
+import type { Dtype } from "../format/types.js";
 import type { Kernels, WasmBlock } from "../kernels/loader.js";
 import type { FfnBackend } from "../model/ffn.js";
 import type { NeuronSelector } from "../sparsity/selector.js";
@@ -19,7 +21,7 @@ export interface FfnStorageLayout {
   /** Bytes of one bundle and the distance between consecutive bundles in the file. */
   bundleBytes: number;
   bundleStride: number;
-  dtype: "f32" | "q8";
+  dtype: Dtype;
   gated: boolean;
   activation: "silu" | "relu" | "gelu";
   /** Absolute offset of layer `l`'s first bundle. */
@@ -340,7 +342,7 @@ export class FlashFfn implements FfnBackend {
     const { k, layout, stats, cache, matrix } = this;
     const t0 = performance.now();
     const stride = layout.bundleStride;
-    const row = layout.dim * (layout.dtype === "q8" ? 1 : 4);
+    const row = rowBytes(layout.dtype, layout.dim);
     const cuts = layout.gated ? [0, BUNDLE_HEADER_BYTES + row, BUNDLE_HEADER_BYTES + 2 * row, layout.bundleBytes] : [0, BUNDLE_HEADER_BYTES + row, layout.bundleBytes];
     const base = layout.layerOffsets[layer];
     const requests: ReadRequest[] = [];
@@ -488,7 +490,7 @@ export class FlashFfn implements FfnBackend {
     stats.memoryMs += t1 - t0;
     k.k.ffn_bundled(
       out, x, layout.dim, matrix.ptr, layout.bundleStride, this.slotIds.ptr, nActive,
-      layout.dtype === "q8" ? 1 : 0, layout.gated ? 1 : 0, Act[layout.activation], this.xq.ptr, this.hOut?.ptr ?? 0, accumulate ? 1 : 0,
+      KernelDtype[layout.dtype], layout.gated ? 1 : 0, Act[layout.activation], this.xq.ptr, this.hOut?.ptr ?? 0, accumulate ? 1 : 0,
     );
     stats.computeMs += performance.now() - t1;
   }

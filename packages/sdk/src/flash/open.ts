@@ -1,5 +1,5 @@
 import { FlashError, FormatError, throwIfAborted } from "../errors.js";
-import { openFlm } from "../format/reader.js";
+import { openFlm, residentData } from "../format/reader.js";
 import type { FlmFile } from "../format/reader.js";
 import type { Manifest } from "../format/types.js";
 import { Kernels } from "../kernels/loader.js";
@@ -128,7 +128,7 @@ export async function openFlashModel(source: FlashSource, opts: OpenFlashOptions
       if (name.startsWith("predictor.")) continue; // uploaded by the predictor itself, when used
       const cols = t.shape[t.shape.length - 1];
       const rows = t.shape.length > 1 ? t.shape.slice(0, -1).reduce((a, b) => a * b, 1) : 1;
-      store.upload(name, t.dtype === "f32" ? t.data : { q: t.q, scales: t.scales }, rows, cols);
+      store.upload(name, residentData(t), rows, cols);
     }
     if (c.sharedClassifier) store.alias("output", "tok_embeddings");
     if (predictorData) predictor = new LowRankPredictor(kernels, predictorData);

@@ -13,12 +13,22 @@ import { openGguf } from "./reader.js";
 export interface ConvertGgufOptions extends Omit<ConvertOptions, "activation">, GgufModelOptions {}
 
 /**
- * The container type closest to the file's FFN weights ("keep"): f32 for F32/F16/BF16 files, q8 for
- * block-quantized ones (until the container stores f16/q8_0/q4_0 as they are, see docs/FORMAT.md).
+ * The container type closest to the file's own weights ("keep", read from its attention and FFN
+ * matrices): F32/BF16 → f32, F16 → f16, Q8_0 → q8_0, Q4_0 → q4_0 (both copied verbatim where the
+ * layout allows); Q6_K → q8_0 and Q4_1/Q4_K → q4_0 (re-quantized). Block types need a width that is a
+ * multiple of 32; otherwise f16 (q8 for quantized files).
  */
 export function keepDtype(model: GgufModel): Dtype {
   const t = model.names.get("layers.0.w1")?.type ?? GgmlType.F32;
-  return t === GgmlType.F32 || t === GgmlType.F16 || t === GgmlType.BF16 ? "f32" : "q8";
+  const quantized = t !== GgmlType.F32 && t !== GgmlType.F16 && t !== GgmlType.BF16;
+  if (quantized && model.config.dim % 32 !== 0) return "q8";
+  switch (t) {
+    case GgmlType.F32: case GgmlType.BF16: return "f32";
+    case GgmlType.F16: return "f16";
+    case GgmlType.Q8_0: case GgmlType.Q6_K: return "q8_0";
+    case GgmlType.Q4_0: case GgmlType.Q4_1: case GgmlType.Q4_K: return "q4_0";
+    default: return "q8";
+  }
 }
 
 /**

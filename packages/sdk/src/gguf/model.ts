@@ -2,6 +2,7 @@ import { FlashError, FormatError } from "../errors.js";
 import type { TensorSource } from "../convert/from-llama2c.js";
 import type { ModelConfig } from "../format/types.js";
 import type { GgufFile, GgufTensorInfo } from "./reader.js";
+import { ggmlTypeOf } from "../format/rows.js";
 import { metaReader, unsupported } from "./reader.js";
 import type { GgufTokenizer } from "./tokenizer.js";
 import { ggufTokenizer } from "./tokenizer.js";
@@ -115,6 +116,10 @@ export function ggufModel(file: GgufFile, opts: GgufModelOptions = {}): GgufMode
       const t = names.get(n);
       if (!t) throw new FlashError("BAD_ARGUMENT", `GGUF model has no tensor for "${n}"`);
       return file.readF32(t);
+    },
+    getEncoded: async (n, dtype) => {
+      const t = names.get(n);
+      return t && t.type === ggmlTypeOf(dtype) ? file.readRaw(t) : undefined;
     },
   };
   const chatTemplate = m.optStr("tokenizer.chat_template");
