@@ -26,7 +26,7 @@ describe("flashllm CLI on GGUF", () => {
     expect(r.stdout).toMatch(/dim 64, FFN 172 neurons × 5 layers, 8 heads \(4 KV\), vocab 512/);
     expect(r.stdout).toMatch(/chat template: yes \(14 characters\)/);
     expect(r.stdout).toMatch(/flashllm can run it: yes\. As \.flm \(q4_0\)/);
-    expect(r.stdout).toMatch(/with a budget of 2\.0 MB: neuron cache of 860 bundles \(100\.0% of all neurons\)/);
+    expect(r.stdout).toMatch(/with a budget of 1\.91 MiB: neuron cache of 860 bundles \(100\.0% of all neurons\)/);
     const json = JSON.parse(run(["inspect", path, "--json"]).stdout);
     expect(json).toMatchObject({ runnable: true, ggufVersion: 3, flm: { dtype: "q4_0" }, chatTemplate: true });
   });
