@@ -71,11 +71,11 @@ export function ggufModel(file: GgufFile, opts: GgufModelOptions = {}): GgufMode
   if (scaling !== undefined && scaling !== "none") unsupported(`RoPE scaling "${scaling}"`, { key: k("rope.scaling.type") });
   if (m.has(k("expert_count")) && m.int(k("expert_count")) > 0) unsupported("mixture-of-experts models");
 
-  const embd = file.require("token_embd.weight");
+  const embd = file.expectTensor("token_embd.weight");
   const vocabSize = embd.dims[1] ?? 0;
   const names = new Map<string, GgufTensorInfo>();
   const want = (canonical: string, ggufName: string, dims: number[]) => {
-    const t = file.require(ggufName);
+    const t = file.expectTensor(ggufName);
     if (t.dims.length !== dims.length || t.dims.some((d, i) => d !== dims[i])) {
       throw new FormatError("WRONG_DIMS", `GGUF: tensor ${ggufName} has dims [${t.dims.join(", ")}], the model needs [${dims.join(", ")}]`, { tensor: ggufName, dims: t.dims, expected: dims });
     }
