@@ -2,7 +2,7 @@
 // (NOTES.md, "The peer"): `llama.*` keys, SentencePiece tokenizer keys with ▁ pieces and BYTE-typed
 // <0xXX> tokens, tensor dims fastest-first. llama2.c's q/k rows are already in the interleaved order
 // llama.cpp's LLM_ARCH_LLAMA expects, so they are written as they are.
-import { GgmlType, GgufWriter, MemorySink, kv, readLlama2cCheckpoint, type GgufKv, type GgufTensorDecl } from "@flashllm/sdk/internal";
+import { GgmlType, GgufWriter, MemorySink, dequantize, kv, quantize, readLlama2cCheckpoint, type GgufKv, type GgufTensorDecl } from "@flashllm/sdk/internal";
 import { STORIES_BIN, STORIES_TOK, readBytes } from "./helpers.js";
 
 /** Reads a llama2.c tokenizer.bin into pieces and scores. */
@@ -42,9 +42,26 @@ function pick(type: number, dims: number[]): number {
   return dims[0] % 32 === 0 ? type : GgmlType.F16;
 }
 
-/** A GGUF of the shipped stories260K in `type` (F32, F16, Q8_0 or Q4_0 for the matrices). */
-export async function storiesGguf(type: number = GgmlType.F32, extra: GgufKv[] = []): Promise<Uint8Array> {
+/**
+ * A GGUF of the shipped stories260K in `type` (F32, F16, Q8_0 or Q4_0 for the matrices).
+ * `downAsBundles`: write `ffn_down` as F32 holding the values flashllm's bundles store for it (each
+ * neuron's down column quantized along dim as `type`, then decoded), so both engines multiply by the
+ * same down weights: a bundle's down column is re-quantized along dim, which GGUF's row blocks (along
+ * the FFN width) cannot match.
+ */
+export async function storiesGguf(type: number = GgmlType.F32, extra: GgufKv[] = [], downAsBundles = false): Promise<Uint8Array> {
   const { config: c, tensors } = readLlama2cCheckpoint(readBytes(STORIES_BIN));
+  if (downAsBundles) {
+    for (let l = 0; l < c.nLayers; l++) {
+      const w2 = tensors.get(`layers.${l}.w2`)!; // [dim][hidden]
+      const col = new Float32Array(c.dim);
+      for (let i = 0; i < c.hiddenDim; i++) {
+        for (let d = 0; d < c.dim; d++) col[d] = w2[d * c.hiddenDim + i];
+        dequantize(type, quantize(type, col), c.dim, col);
+        for (let d = 0; d < c.dim; d++) w2[d * c.hiddenDim + i] = col[d];
+      }
+    }
+  }
   const { pieces, scores } = readLlama2cVocab(readBytes(STORIES_TOK), c.vocabSize);
   const kvDim = (c.dim * c.nKvHeads) / c.nHeads;
   const meta: GgufKv[] = [
@@ -78,7 +95,7 @@ export async function storiesGguf(type: number = GgmlType.F32, extra: GgufKv[] =
     );
   }
   list.push(["output_norm.weight", "norm", [c.dim]]);
-  const decl: GgufTensorDecl[] = list.map(([name, , dims]) => ({ name, dims, type: pick(type, dims) }));
+  const decl: GgufTensorDecl[] = list.map(([name, , dims]) => ({ name, dims, type: downAsBundles && name.endsWith("ffn_down.weight") ? GgmlType.F32 : pick(type, dims) }));
   const sink = new MemorySink();
   const w = new GgufWriter(sink, meta, decl);
   for (const [name, src] of list) await w.write(name, tensors.get(src)!);

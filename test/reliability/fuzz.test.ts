@@ -1,7 +1,7 @@
 // Seeded fuzzing of every reader of untrusted bytes, bounded in time and in count so it runs in CI:
 // `.flm` headers, manifests, section tables and section contents (opened and run through the flash
 // engine), llama2.c checkpoints (converted and run, flash and dense), llama2.c tokenizers, and
-// safetensors headers (when packages/sdk/src/hf has `openSafetensors`). tokenizer.json is not fuzzed:
+// safetensors headers (when packages/sdk/src/hf has `openSafetensors`), stored tokenizer.json files and GGUF files. tokenizer.json is not fuzzed:
 // there is no reader for it yet.
 //
 // Every case must end in success or a typed FlashError. A crash (other exception, WASM trap), a hang,
@@ -12,8 +12,8 @@
 // Knobs: FLASHLLM_FUZZ_SEED (default 1), FLASHLLM_FUZZ_SECONDS (total, default 24),
 // FLASHLLM_FUZZ_CASES_SCALE (multiplies the per-target case caps, default 1).
 import { afterAll, describe, expect, it } from "vitest";
-import { FUZZ_CASES_SCALE, FUZZ_SECONDS, FUZZ_SEED, HeapWatch, Rng, Tally, flmSeed, flmSeedNames, hfTokenizerSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
-import { flmOps, hfTokenizerOps, llama2cOps, safetensorsOps, tokenizerOps, type Case, type Target } from "./mutate.js";
+import { FUZZ_CASES_SCALE, FUZZ_SECONDS, FUZZ_SEED, HeapWatch, Rng, Tally, flmSeed, flmSeedNames, ggufSeeds, hfTokenizerSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
+import { flmOps, ggufOps, hfTokenizerOps, llama2cOps, safetensorsOps, tokenizerOps, type Case, type Target } from "./mutate.js";
 import { describeFailure, failed, openSafetensors, runCase } from "./runner.js";
 
 interface Plan {
@@ -30,6 +30,7 @@ const PLANS: Plan[] = [
   { target: "tokenizer", share: 0.1, cap: 5000 },
   { target: "safetensors", share: 0.15, cap: 3000 },
   { target: "hftokenizer", share: 0.05, cap: 1500 },
+  { target: "gguf", share: 0.1, cap: 1500 },
 ];
 
 /**
@@ -122,5 +123,13 @@ describe("fuzz", () => {
   it("Hugging Face tokenizer.json (as stored in a .flm): parse, encode, decode in context", async () => {
     const seed = hfTokenizerSeed();
     await fuzz(PLANS[4], ["tiny-bpe"], async (r) => ({ target: "hftokenizer", seed: "tiny-bpe", ops: hfTokenizerOps(r, seed) }));
+  }, 300_000);
+
+  it("GGUF files: header, metadata, tensor infos; dequantize every tensor, convert and run", async () => {
+    const seeds = await ggufSeeds();
+    await fuzz(PLANS[5], seeds.map((s) => s.name), async (r, seed) => {
+      const s = seeds.find((x) => x.name === seed)!;
+      return { target: "gguf", seed, ops: [...ggufOps(r, s.bytes, s.headerBytes), ...(r.chance(0.2) ? ggufOps(r, s.bytes, s.headerBytes) : [])], run: { temperature: r.pick([0, 0.9]), tokens: 3 } };
+    });
   }, 300_000);
 });

@@ -466,3 +466,17 @@ export function hfTokenizerSeed(): Uint8Array {
   const read = (f: string) => JSON.parse(new TextDecoder().decode(readBytes(`${ROOT}test/data/tiny-bpe/${f}`)));
   return new TextEncoder().encode(JSON.stringify({ tokenizer: read("tokenizer.json"), config: read("tokenizer_config.json") }));
 }
+
+let ggufSeedCache: { name: string; bytes: Uint8Array; headerBytes: number }[] | undefined;
+/** GGUF files written from the shipped stories260K (F32 and Q4_0 matrices), with where their headers end. */
+export async function ggufSeeds(): Promise<{ name: string; bytes: Uint8Array; headerBytes: number }[]> {
+  if (ggufSeedCache) return ggufSeedCache;
+  const { storiesGguf } = await import("../gguf-helpers.js");
+  const { GgmlType, MemorySource, openGguf } = await import("@flashllm/sdk/internal");
+  const out = [];
+  for (const [name, type] of [["stories260K-f32", GgmlType.F32], ["stories260K-q4_0", GgmlType.Q4_0]] as const) {
+    const bytes = await storiesGguf(type);
+    out.push({ name, bytes, headerBytes: (await openGguf(new MemorySource(bytes))).dataOffset });
+  }
+  return (ggufSeedCache = out);
+}

@@ -29,7 +29,7 @@ export type Op =
   | { op: "fixcrc" };
 
 /** What a case runs on. */
-export type Target = "flm" | "llama2c" | "tokenizer" | "safetensors" | "hftokenizer";
+export type Target = "flm" | "llama2c" | "tokenizer" | "safetensors" | "hftokenizer" | "gguf";
 
 /** A fuzz case: replayable from its seed and ops. */
 export interface Case {
@@ -477,4 +477,36 @@ export function safetensorsOps(r: Rng, bytes: Uint8Array): Op[] {
 export function hfTokenizerOps(r: Rng, bytes: Uint8Array): Op[] {
   if (r.chance(0.85)) return jsonOps(r, JSON.parse(dec.decode(bytes)), bytes.byteLength);
   return r.chance(0.6) ? [{ op: "truncate", length: r.int(bytes.byteLength) }] : [{ op: "flip", at: r.int(bytes.byteLength), bit: r.int(8) }];
+}
+
+/**
+ * Random ops for a GGUF file whose header (metadata + tensor infos) ends at `headerBytes`: the counts
+ * at 8 and 16 as u64, u32/u64 fields anywhere in the header (lengths, types, dims, offsets), bit flips,
+ * truncation and extension.
+ */
+export function ggufOps(r: Rng, bytes: Uint8Array, headerBytes: number): Op[] {
+  const u64 = (v: bigint) => {
+    const b = new Uint8Array(8);
+    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
+    return Array.from(b, (x) => x.toString(16).padStart(2, "0")).join("");
+  };
+  const big = () => r.pick([0n, 1n, 2n, 31n, 32n, 255n, 256n, 4096n, 1n << 16n, 1n << 24n, 1n << 31n, 1n << 32n, 1n << 40n, (1n << 53n) + 1n, (1n << 63n), (1n << 64n) - 1n, BigInt(r.int(2 ** 31))]);
+  const k = r.int(12);
+  if (k < 2) return [{ op: "set", at: r.pick([8, 16]), hex: u64(big()) }];
+  if (k < 3) return [{ op: "u32", at: 4, value: r.pick([0, 1, 2, 3, 4, 0x02000000, 0x03000000, r.int(2 ** 32)]) }];
+  if (k < 6) {
+    const ops: Op[] = [];
+    for (let i = 0, n = 1 + r.int(3); i < n; i++) {
+      const at = 24 + r.int(Math.max(1, headerBytes - 24));
+      ops.push(r.chance(0.5) ? { op: "set", at, hex: u64(big()) } : { op: "u32", at, value: r.pick([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 12, 13, 14, 30, 99, 2 ** 31, r.int(2 ** 32)]) });
+    }
+    return ops;
+  }
+  if (k < 9) {
+    const ops: Op[] = [];
+    for (let i = 0, n = 1 + r.int(8); i < n; i++) ops.push({ op: "flip", at: r.chance(0.8) ? r.int(headerBytes) : r.int(bytes.byteLength), bit: r.int(8) });
+    return ops;
+  }
+  if (k < 11) return [{ op: "truncate", length: r.chance(0.5) ? r.int(headerBytes) : r.int(bytes.byteLength) }];
+  return [{ op: "extend", bytes: r.pick([1, 31, 32, 4096]) }];
 }

@@ -4,6 +4,7 @@
 // read land in freed memory when the model is disposed at once.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
+  residentData,
   AbortedError, FaultInjectingSource, FlashFfn, FormatError, LanguageModel, Llama2cTokenizer, MemorySource, SourceError,
   Transformer, WeightStore, openFlm, planMemory,
   type FfnStorageLayout, type FlashSource, type NeuronSelector, type ReadRequest,
@@ -70,7 +71,7 @@ async function build(source: FlashSource, opts: { prefetch: boolean; verify?: bo
   for (const [name, t] of await file.readResident()) {
     const cols = t.shape[t.shape.length - 1];
     const rows = t.shape.length > 1 ? t.shape.slice(0, -1).reduce((a, b) => a * b, 1) : 1;
-    store.upload(name, t.dtype === "f32" ? t.data : { q: t.q, scales: t.scales }, rows, cols);
+    store.upload(name, residentData(t), rows, cols);
   }
   if (c.sharedClassifier) store.alias("output", "tok_embeddings");
   const ffn = new FlashFfn(k, source, layout, {

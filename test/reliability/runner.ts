@@ -6,7 +6,7 @@ import {
   type FlashModel, type LanguageModel,
 } from "@flashllm/sdk/internal";
 import * as sdk from "@flashllm/sdk";
-import { HANG_MS, type HeapWatch, checkFlashCache, classify, flmSeed, hfTokenizerSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
+import { HANG_MS, type HeapWatch, checkFlashCache, classify, flmSeed, ggufSeeds, hfTokenizerSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
 import { applyOps, type Case } from "./mutate.js";
 
 /** Result of one case. */
@@ -138,6 +138,26 @@ export async function runCase(c: Case, watch: HeapWatch): Promise<CaseResult> {
           const ids = tok.encode(text, true);
           for (const id of ids) if (!(Number.isInteger(id) && id >= 0)) problems.push(`encode gave id ${id}`);
           for (let i = 1; i < ids.length; i++) tok.pieceBytes(ids[i - 1], ids[i]);
+        }
+        break;
+      }
+      case "gguf": {
+        // Accepted: every tensor dequantizes; if the model maps, it converts and runs from flash under a budget.
+        const seed = (await ggufSeeds()).find((s) => s.name === c.seed);
+        if (!seed) throw new Error(`no seed ${c.seed}`);
+        const bytes = prepared(() => applyOps("gguf", seed.bytes, c.ops));
+        const file = await sdk.openGguf(new MemorySource(bytes));
+        for (const t of file.tensors) await file.readF32(t);
+        const sink = new MemorySink();
+        await sdk.convertGguf(new MemorySource(bytes), sink);
+        budget = LLAMA2C_BUDGET;
+        let model: FlashModel | undefined;
+        try {
+          model = await openFlashModel(new MemorySource(sink.bytes()), { kernels: watch.kernels, memoryBudget: budget, contextLength: 16 });
+          await generate(model, c, problems);
+          watch.checkLive("after flash generate");
+        } finally {
+          await model?.dispose();
         }
         break;
       }

@@ -76,20 +76,22 @@ program
 
 program
   .command("convert")
-  .description("convert a llama2.c checkpoint into a .flm container")
-  .argument("<checkpoint>", "llama2.c checkpoint (.bin), or a Hugging Face Llama folder (config.json + model.safetensors)")
+  .description("convert a GGUF file, a llama2.c checkpoint or a Hugging Face folder into a .flm container")
+  .argument("<checkpoint>", "GGUF file (any name: recognised by its magic), llama2.c checkpoint (.bin), or a Hugging Face Llama folder (config.json + model.safetensors)")
   .argument("<out>", "output .flm file")
-  .requiredOption("-z, --tokenizer <path>", "llama2.c tokenizer (.bin)")
-  .addOption(new Option("--dtype <d>", "weights type").choices(["f32", "q8"]).default("f32"))
+  .option("-z, --tokenizer <path>", "tokenizer: llama2.c .bin or tokenizer.json (not needed for GGUF: it carries its own)")
+  .addOption(new Option("--dtype <d>", "weights type: f32, q8 (int8 + scale per row), q8_0 / q4 (ggml blocks of 32), f16; keep = the file's own (GGUF Q8_0/Q4_0/F16 kept as they are; llama2.c and HF: f32)").choices(["keep", "f32", "q8", "q8_0", "q4", "f16"]).default("keep"))
   .addOption(new Option("--activation <a>", "FFN activation (the llama2.c format does not record it)").choices(["silu", "relu"]).default("silu"))
   .option("--bundle-align <n>", "bundle stride alignment in bytes, a power of two from 16 to 65536 (4096 lets O_DIRECT read single bundles in place)", bundleAlign, 16)
   .action((input, out, opts) => convertCommand(input, out, opts));
 
 program
   .command("inspect")
-  .description("print a .flm file's manifest and sizes, and verify its checksums")
-  .argument("<file>", ".flm file")
+  .description("print a .flm file's manifest and sizes and verify its checksums; or what a GGUF file holds and whether flashllm can run it")
+  .argument("<file>", ".flm or GGUF file")
   .option("--json", "print the manifest as JSON", false)
+  .option("-b, --memory-budget <size>", "GGUF: plan memory for this budget (a share of the converted file, 50%, or bytes)")
+  .addOption(new Option("--dtype <d>", "GGUF: container type to estimate for").choices(["keep", "f32", "q8", "q8_0", "q4", "f16"]).default("keep"))
   .option("--no-verify", "skip checksum verification")
   .action((file, opts) => inspectCommand(file, opts));
 

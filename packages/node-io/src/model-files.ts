@@ -3,7 +3,7 @@ import { existsSync, statSync } from "node:fs";
 import { access, constants, mkdir, readFile, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
-import { FlashError, chatTemplateFromTokenizerConfig, convertLlama2c, convertTensors, hfTensors, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader, type TokenizerFile } from "@flashllm/sdk/internal";
+import { FlashError, chatTemplateFromTokenizerConfig, convertGguf, convertTensors, hfTensors, isGguf, llama2cTensorSource, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader, type TokenizerFile } from "@flashllm/sdk/internal";
 import { NodeFileSource } from "./source/index.js";
 import { NodeFileSink } from "./file-sink.js";
 import { readInputFile, requireFile } from "./input-files.js";
@@ -14,17 +14,22 @@ export function cacheDir(): string {
 }
 
 /**
- * Converts a model into a `.flm` file (atomically): a llama2.c checkpoint, or a Hugging Face folder
+ * Converts a model into a `.flm` file (atomically): a GGUF file (recognised by its magic, not its
+ * name; its tokenizer comes from its metadata), a llama2.c checkpoint, or a Hugging Face folder
  * (`config.json` + `model.safetensors` or a sharded `model.safetensors.index.json`), read tensor by
  * tensor so a large checkpoint never sits in memory whole.
  */
-export async function convertFile(checkpoint: string, tokenizer: string, out: string, opts: ConvertOptions = {}): Promise<void> {
+export async function convertFile(checkpoint: string, tokenizer: string | undefined, out: string, opts: ConvertOptions = {}): Promise<void> {
   const input = await stat(checkpoint).catch(() => undefined);
   if (!input?.isDirectory()) await requireFile(checkpoint, "checkpoint");
-  await requireFile(tokenizer, "tokenizer");
-  await refuseOverwritingInput(out, [checkpoint, tokenizer]);
+  if (tokenizer !== undefined) await requireFile(tokenizer, "tokenizer");
+  await refuseOverwritingInput(out, tokenizer !== undefined ? [checkpoint, tokenizer] : [checkpoint]);
   const sink = await NodeFileSink.create(out);
-  const provenance = { source: basename(checkpoint), tokenizer: basename(tokenizer), convertedAt: new Date().toISOString(), ...opts.provenance };
+  const provenance = { source: basename(checkpoint), ...(tokenizer ? { tokenizer: basename(tokenizer) } : {}), convertedAt: new Date().toISOString(), ...opts.provenance };
+  const needTokenizer = (): string => {
+    if (!tokenizer) throw new FlashError("BAD_ARGUMENT", `${basename(checkpoint)} is not a GGUF file, so it needs a tokenizer (-z/--tokenizer)`);
+    return tokenizer;
+  };
   const sources: NodeFileSource[] = [];
   try {
     if (statSync(checkpoint).isDirectory()) {
@@ -39,15 +44,23 @@ export async function convertFile(checkpoint: string, tokenizer: string, out: st
         ? await openShardedSafetensors(await readFile(index, "utf8"), openShard)
         : await openSafetensors(await openShard("model.safetensors"), { name: "model.safetensors" });
       const tensors = hfTensors(reader, spec);
-      const tok = await tokenizerFile(tokenizer);
-      const chatTemplate = opts.chatTemplate ?? (await folderChatTemplate(checkpoint, tokenizer));
+      const tok = await tokenizerFile(needTokenizer());
+      const chatTemplate = opts.chatTemplate ?? (await folderChatTemplate(checkpoint, needTokenizer()));
       await convertTensors({ config: spec.config, has: (n) => tensors.has(n), getTensor: (n) => tensors.getTensor(n) }, tok, sink, {
         ...opts,
         chatTemplate,
         provenance: { sourceFormat: `huggingface ${spec.architecture}`, ...provenance },
       });
     } else {
-      await convertLlama2c(await readInputFile(checkpoint, "checkpoint"), await readInputFile(tokenizer, "tokenizer"), sink, { ...opts, provenance });
+      // Streamed tensor by tensor: a checkpoint of any size converts with memory for one layer.
+      const source = await NodeFileSource.open(checkpoint);
+      sources.push(source);
+      if (await isGguf(source)) {
+        await convertGguf(source, sink, { ...opts, activation: opts.activation, provenance });
+      } else {
+        const tensors = await llama2cTensorSource(source, opts);
+        await convertTensors(tensors, { kind: "llama2c", bytes: await readInputFile(needTokenizer(), "tokenizer") }, sink, { ...opts, provenance: { sourceFormat: "llama2.c", ...provenance } });
+      }
     }
     await sink.commit();
   } catch (e) {

@@ -10,8 +10,8 @@ export { Kernels, Act, KernelDtype, kernelRowBytes, xqScratchBytes } from "./ker
 export type { KernelExports, WasmBlock, ActivationName, KernelDtypeName } from "./kernels/loader.js";
 export type { ModelConfig } from "./model/config.js";
 export { headSize, kvDim } from "./model/config.js";
-export { readLlama2cCheckpoint } from "./model/llama2c.js";
-export type { Llama2cCheckpoint, Llama2cOptions } from "./model/llama2c.js";
+export { readLlama2cCheckpoint, readLlama2cHeader, llama2cTensorSource } from "./model/llama2c.js";
+export type { Llama2cCheckpoint, Llama2cLayout, Llama2cOptions } from "./model/llama2c.js";
 export { WeightStore, matvec, transpose } from "./model/weights.js";
 export type { Matrix, TensorData } from "./model/weights.js";
 export { DenseFfn } from "./model/ffn.js";
@@ -31,7 +31,7 @@ export { stopAtText, checkStopStrings, MAX_STOP_LENGTH, MAX_STOP_STRINGS } from 
 export { loadLlama2c } from "./load.js";
 export type { LoadLlama2cOptions } from "./load.js";
 export * from "./format/index.js";
-export { convertLlama2c, convertTensors } from "./convert/from-llama2c.js";
+export { convertDeclaration, convertLlama2c, convertTensors } from "./convert/from-llama2c.js";
 export type { ConvertOptions, TensorSource, TokenizerFile } from "./convert/from-llama2c.js";
 export { CharTokenizer } from "./tokenizer/chars.js";
 export { HfTokenizer } from "./tokenizer/hf.js";

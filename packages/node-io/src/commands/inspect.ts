@@ -1,19 +1,22 @@
-import { openFlm } from "@flashllm/sdk";
+import { isGguf, openFlm } from "@flashllm/sdk";
+import { inspectGguf } from "./inspect-gguf.js";
 import { formatBytes } from "../format-stats.js";
 import { requireFile } from "../input-files.js";
 import { stdoutWatch } from "../output.js";
 import { NodeFileSource } from "../source/index.js";
 
 /**
- * `flashllm inspect <file.flm>`: the manifest, the resident vs flash sizes, and every checksum. With
- * `--json`, stdout is one JSON document (the manifest, and the checksum report under `verification`);
- * a failed check also gives exit code 2.
+ * `flashllm inspect <file.flm|file.gguf>`: the manifest, the resident vs flash sizes, and every
+ * checksum (a GGUF: what it holds and whether flashllm can run it). With `--json`, stdout is one JSON
+ * document (the manifest, and the checksum report under `verification`); a failed check also gives
+ * exit code 2.
  */
-export async function inspectCommand(path: string, o: { json: boolean; verify: boolean }): Promise<void> {
+export async function inspectCommand(path: string, o: { json: boolean; verify: boolean; memoryBudget?: string; dtype?: "keep" | "f32" | "q8" | "q8_0" | "q4" | "f16" }): Promise<void> {
   await requireFile(path, "model");
   const source = await NodeFileSource.open(path);
   const out = stdoutWatch();
   try {
+    if (await isGguf(source)) return await inspectGguf(path, source, { json: o.json, memoryBudget: o.memoryBudget, dtype: o.dtype ?? "keep" });
     const file = await openFlm(source);
     const m = file.manifest;
     if (o.json) {

@@ -1,7 +1,9 @@
 import type { FlmSink } from "../format/sink.js";
-import type { TensorDeclaration } from "../format/layout.js";
+import type { FlmDeclaration, TensorDeclaration } from "../format/layout.js";
 import type { Dtype, Manifest } from "../format/types.js";
 import { FlmWriter } from "../format/writer.js";
+import { isRowDtype } from "../format/rows.js";
+import type { RowDtype } from "../format/rows.js";
 import { FlashError } from "../errors.js";
 import { kvDim } from "../model/config.js";
 import type { ModelConfig } from "../model/config.js";
@@ -29,6 +31,11 @@ export interface TensorSource {
   /** Whether the model has this tensor (optional biases). Default: every name asked for exists. */
   has?(name: string): boolean;
   getTensor(name: string): Promise<Float32Array> | Float32Array;
+  /**
+   * The tensor's rows already encoded as `dtype` (f16/q8_0/q4_0), when the source stores it that way
+   * (a GGUF's own blocks): written verbatim instead of dequantized and quantized again.
+   */
+  getEncoded?(name: string, dtype: RowDtype): Promise<Uint8Array | undefined>;
 }
 
 /** The tokenizer to store: a llama2.c `tokenizer.bin`, or a character vocabulary as a JSON array of strings. */
@@ -48,19 +55,17 @@ export async function convertLlama2c(checkpoint: Uint8Array, tokenizer: Uint8Arr
 }
 
 /**
- * Converts a model given tensor by tensor (a llama2.c checkpoint, or a Hugging Face safetensors
- * checkpoint streamed through `hfTensors`), so only one layer's FFN is in memory at a time. Llama
- * family: gated bundles `[gate][up][down]`. OPT family: plain bundles `[up][down]` with the up bias
- * in the bundle header; the down bias stays resident.
+ * The `.flm` declaration {@link convertTensors} writes for `src` (architecture, resident tensors,
+ * dtypes, tokenizer): also what `flashllm inspect` plans memory with before converting anything.
  */
-export async function convertTensors(src: TensorSource, tokenizer: TokenizerFile, sink: FlmSink, opts: ConvertOptions = {}): Promise<Manifest> {
+export function convertDeclaration(src: Pick<TensorSource, "config" | "has">, tokenizer: TokenizerFile, opts: ConvertOptions = {}): FlmDeclaration {
   const config = src.config;
   const llama = config.norm === "rmsnorm" && config.gated && config.ropeStyle !== "none";
   const opt = config.norm === "layernorm" && !config.gated && config.ropeStyle === "none";
   if (!llama && !opt) throw new FlashError("UNSUPPORTED", `no converter for norm ${config.norm}, rope ${config.ropeStyle}, gated ${config.gated}`);
   parseTokenizer(tokenizer.kind, tokenizer.bytes, config.vocabSize); // refuse a tokenizer that does not fit the model
   const has = (n: string) => src.has?.(n) ?? true;
-  const { dim, hiddenDim, nLayers, vocabSize } = config;
+  const { dim, nLayers, vocabSize } = config;
   const kv = kvDim(config);
   const decl: TensorDeclaration[] = [{ name: "tok_embeddings", shape: [vocabSize, dim] }];
   if (opt) decl.push({ name: "pos_embeddings", shape: [config.maxPositions ?? config.seqLen, dim] });
@@ -86,7 +91,7 @@ export async function convertTensors(src: TensorSource, tokenizer: TokenizerFile
     optional("b2", [dim]);
   }
   const dtype = opts.dtype ?? "f32";
-  const writer = new FlmWriter(sink, {
+  return {
     architecture: llama ? "llama" : "opt",
     config,
     dtype: { resident: dtype, ffn: dtype },
@@ -94,13 +99,32 @@ export async function convertTensors(src: TensorSource, tokenizer: TokenizerFile
     tokenizer: { kind: tokenizer.kind, byteLength: tokenizer.bytes.byteLength },
     bundleAlignment: opts.bundleAlignment,
     provenance: { converter: "flashllm", ...opts.provenance },
-    chatTemplate: opts.chatTemplate,
-  });
+    ...(opts.chatTemplate !== undefined ? { chatTemplate: opts.chatTemplate } : {}),
+  };
+}
+
+/**
+ * Converts a model given tensor by tensor (a llama2.c checkpoint, or a Hugging Face safetensors
+ * checkpoint streamed through `hfTensors`), so only one layer's FFN is in memory at a time. Llama
+ * family: gated bundles `[gate][up][down]`. OPT family: plain bundles `[up][down]` with the up bias
+ * in the bundle header; the down bias stays resident.
+ */
+export async function convertTensors(src: TensorSource, tokenizer: TokenizerFile, sink: FlmSink, opts: ConvertOptions = {}): Promise<Manifest> {
+  const config = src.config;
+  const decl = convertDeclaration(src, tokenizer, opts);
+  const llama = decl.architecture === "llama";
+  const opt = !llama;
+  const has = (n: string) => src.has?.(n) ?? true;
+  const { dim, hiddenDim, nLayers } = config;
+  const writer = new FlmWriter(sink, decl);
   const total = nLayers + 1;
   // Every tensor is checked for NaN/Inf on the way in: a broken checkpoint is named here, not as
   // garbage text later.
   const get = async (name: string) => assertFinite(name, await src.getTensor(name));
-  for (const t of decl) await writer.writeTensor(t.name, await get(t.name));
+  for (const t of writer.plan.manifest.tensors) {
+    const raw = isRowDtype(t.dtype) ? await src.getEncoded?.(t.name, t.dtype) : undefined;
+    await writer.writeTensor(t.name, raw && isRowDtype(t.dtype) ? { dtype: t.dtype, raw } : await get(t.name));
+  }
   await writer.writeTokenizer(tokenizer.bytes);
   opts.onProgress?.(1, total);
   const gate = new Float32Array(dim);

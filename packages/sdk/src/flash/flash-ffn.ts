@@ -1,7 +1,9 @@
 import { FlashError, throwIfAborted } from "../errors.js";
 import { NeuronCache } from "../cache/neuron-cache.js";
 import { ReadPlanner } from "../cache/read-planner.js";
-import { Act } from "../kernels/loader.js";
+import { Act, KernelDtype } from "../kernels/loader.js";
+import { rowBytes } from "../format/rows.js";
+import type { Dtype } from "../format/types.js";
 import type { Kernels, WasmBlock } from "../kernels/loader.js";
 import type { FfnBackend } from "../model/ffn.js";
 import type { NeuronSelector } from "../sparsity/selector.js";
@@ -19,7 +21,7 @@ export interface FfnStorageLayout {
   /** Bytes of one bundle and the distance between consecutive bundles in the file. */
   bundleBytes: number;
   bundleStride: number;
-  dtype: "f32" | "q8";
+  dtype: Dtype;
   gated: boolean;
   activation: "silu" | "relu" | "gelu";
   /** Absolute offset of layer `l`'s first bundle. */
@@ -332,7 +334,7 @@ export class FlashFfn implements FfnBackend {
     const load: Load = { layer, idBase, firstNeuron: [], slotViews: [], requests: [], copies: [], neurons: 0, gapNeurons: 0, bytes: 0, stagedReads: 0 };
     const at = (slot: number, count: number) => mem.subarray(slot * stride, (slot + count) * stride);
     if (this.opts.bundling === false) {
-      const row = layout.dim * (layout.dtype === "q8" ? 1 : 4);
+      const row = rowBytes(layout.dtype, layout.dim);
       const cuts = layout.gated ? [0, BUNDLE_HEADER_BYTES + row, BUNDLE_HEADER_BYTES + 2 * row, layout.bundleBytes] : [0, BUNDLE_HEADER_BYTES + row, layout.bundleBytes];
       for (let i = 0; i < nMissing; i++) {
         const slot = cache.reserve(missing[i], 1);
@@ -481,7 +483,7 @@ export class FlashFfn implements FfnBackend {
     stats.memoryMs += t1 - t0;
     k.k.ffn_bundled(
       out, x, layout.dim, matrix.ptr, layout.bundleStride, this.slotIds.ptr, nActive,
-      layout.dtype === "q8" ? 1 : 0, layout.gated ? 1 : 0, Act[layout.activation], this.xq.ptr, this.hOut?.ptr ?? 0, accumulate ? 1 : 0,
+      KernelDtype[layout.dtype], layout.gated ? 1 : 0, Act[layout.activation], this.xq.ptr, this.hOut?.ptr ?? 0, accumulate ? 1 : 0,
     );
     stats.computeMs += performance.now() - t1;
   }

@@ -1,3 +1,4 @@
+import { rowBytes } from "../format/rows.js";
 import { BudgetError } from "../errors.js";
 import type { Manifest } from "../format/types.js";
 import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
@@ -46,8 +47,9 @@ export function residentBytes(m: Manifest): number {
   let total = 0;
   for (const t of m.tensors) {
     const n = t.shape.reduce((a, b) => a * b, 1);
-    if (t.dtype === "f32") total += n * 4 + BLOCK_OVERHEAD;
-    else total += n + (n / t.shape[t.shape.length - 1]) * 4 + 2 * BLOCK_OVERHEAD;
+    const cols = t.shape[t.shape.length - 1];
+    if (t.dtype === "q8") total += n + (n / cols) * 4 + 2 * BLOCK_OVERHEAD;
+    else total += (n / cols) * rowBytes(t.dtype, cols) + BLOCK_OVERHEAD;
   }
   return total;
 }

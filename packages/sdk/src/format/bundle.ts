@@ -2,13 +2,14 @@ import { FlashError } from "../errors.js";
 import { alignUp, bytesToF32, int8View, isPowerOfTwo, writeF32 } from "./bytes.js";
 import { BUNDLE_HEADER_BYTES, DEFAULT_BUNDLE_ALIGNMENT, MAX_BUNDLE_ALIGNMENT, MIN_BUNDLE_ALIGNMENT } from "./constants.js";
 import { quantizeVector } from "./quant.js";
+import { checkRowLength, decodeRows, encodeRows, isRowDtype, rowBytes } from "./rows.js";
 import type { Dtype } from "./types.js";
 
 /**
  * One FFN neuron's bundle, byte-identical to what `ffn_bundled` reads from a cache slot
  * (crates/kernels/ABI.md): `[scale_gate f32][scale_up f32][scale_down f32][bias_up f32]`, then the
- * gate row if gated, the up row, the down column; `dim` values each, f32 or int8 (value = scale·q).
- * f32 bundles store 0 in the three scale fields (the kernel ignores them).
+ * gate row if gated, the up row, the down column; `dim` values each, f32, int8 (value = scale·q),
+ * f16, or ggml Q8_0/Q4_0 blocks. Only q8 bundles use the three scale fields; the others store 0.
  */
 
 /** Byte offsets of the header fields within a bundle. */
@@ -22,8 +23,8 @@ export interface BundleLayout {
   readonly dtype: Dtype;
   /** Whether a gate row is present. */
   readonly gated: boolean;
-  /** Bytes per value: 4 (f32) or 1 (q8). */
-  readonly elementBytes: number;
+  /** Bytes of one row (gate, up or down): `dim` values in the dtype's layout (format/rows.ts). */
+  readonly rowBytes: number;
   /** Byte offset of the gate row, or null when not gated. */
   readonly gateOffset: number | null;
   /** Byte offset of the up row. */
@@ -44,13 +45,13 @@ export function bundleLayout(dim: number, dtype: Dtype, gated: boolean, alignmen
   if (!isPowerOfTwo(alignment) || alignment < MIN_BUNDLE_ALIGNMENT || alignment > MAX_BUNDLE_ALIGNMENT) {
     throw new FlashError("BAD_ARGUMENT", `bundle alignment must be a power of two in [${MIN_BUNDLE_ALIGNMENT}, 2^30], got ${alignment}`);
   }
-  const elementBytes = dtype === "f32" ? 4 : 1;
-  const row = dim * elementBytes;
+  checkRowLength(dtype, dim, "bundle");
+  const row = rowBytes(dtype, dim);
   const gateOffset = gated ? BUNDLE_HEADER_BYTES : null;
   const upOffset = BUNDLE_HEADER_BYTES + (gated ? row : 0);
   const downOffset = upOffset + row;
   const bundleBytes = downOffset + row;
-  return { dim, dtype, gated, elementBytes, gateOffset, upOffset, downOffset, bundleBytes, alignment, bundleStride: alignUp(bundleBytes, alignment) };
+  return { dim, dtype, gated, rowBytes: row, gateOffset, upOffset, downOffset, bundleBytes, alignment, bundleStride: alignUp(bundleBytes, alignment) };
 }
 
 /** One neuron's weights in f32, as a converter has them. */
@@ -100,6 +101,11 @@ export function packBundle(layout: BundleLayout, neuron: NeuronWeights, target: 
     if (neuron.gate) writeF32(target, offset + layout.gateOffset!, neuron.gate);
     writeF32(target, offset + layout.upOffset, neuron.up);
     writeF32(target, offset + layout.downOffset, neuron.down);
+  } else if (isRowDtype(layout.dtype)) {
+    // f16 / q8_0 / q4_0: each row in its own encoding; the scale fields stay 0.
+    if (neuron.gate) target.set(encodeRows(layout.dtype, neuron.gate), offset + layout.gateOffset!);
+    target.set(encodeRows(layout.dtype, neuron.up), offset + layout.upOffset);
+    target.set(encodeRows(layout.dtype, neuron.down), offset + layout.downOffset);
   } else {
     if (neuron.gate) scaleGate = quantizeVector(neuron.gate, int8View(target, offset + layout.gateOffset!, dim));
     scaleUp = quantizeVector(neuron.up, int8View(target, offset + layout.upOffset, dim));
@@ -123,6 +129,11 @@ export function unpackBundle(layout: BundleLayout, bytes: Uint8Array, offset = 0
   const biasUp = header.getFloat32(BUNDLE_FIELDS.biasUp, true);
   const row = (at: number, scale: number): Float32Array => {
     if (layout.dtype === "f32") return bytesToF32(bytes, offset + at, layout.dim).slice();
+    if (isRowDtype(layout.dtype)) {
+      const out = new Float32Array(layout.dim);
+      decodeRows(layout.dtype, bytes.subarray(offset + at, offset + at + layout.rowBytes), layout.dim, out);
+      return out;
+    }
     const q = int8View(bytes, offset + at, layout.dim);
     const out = new Float32Array(layout.dim);
     for (let i = 0; i < out.length; i++) out[i] = scale * q[i];

@@ -19,5 +19,5 @@ export { MemorySink } from "./sink.js";
 export type { FlmSink } from "./sink.js";
 export { FlmWriter } from "./writer.js";
 export type { NeuronInput, NeuronSource, WriteLayerOptions } from "./writer.js";
-export { openFlm, FlmFile } from "./reader.js";
+export { openFlm, FlmFile, residentData } from "./reader.js";
 export type { ReadOptions, ReadSectionOptions, ResidentTensor, SectionCheck, VerifyReport, VerifyOptions } from "./reader.js";

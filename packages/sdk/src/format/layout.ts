@@ -1,6 +1,7 @@
 import { FlashError } from "../errors.js";
 import { alignUp } from "./bytes.js";
 import { bundleLayout } from "./bundle.js";
+import { checkRowLength, rowBytes } from "./rows.js";
 import type { BundleLayout } from "./bundle.js";
 import { BUNDLE_CRC_BYTES, DEFAULT_BUNDLE_ALIGNMENT, FFN_CRC_SECTION, FLM_VERSION, HEADER_BYTES, RESIDENT_SECTION, SECTION_ALIGNMENT, TENSOR_ALIGNMENT, TOKENIZER_SECTION, ffnSectionName } from "./constants.js";
 import { encodeManifest, validateConfig, validateManifest } from "./manifest.js";
@@ -115,9 +116,11 @@ function placeTensors(decl: FlmDeclaration): { tensors: TensorEntry[]; residentB
     const dtype = t.dtype ?? (shape.length >= 2 ? decl.dtype.resident : "f32");
     const elements = shape.reduce((a, b) => a * b, 1);
     const offset = alignUp(cursor, TENSOR_ALIGNMENT);
-    const length = dtype === "f32" ? elements * 4 : elements;
+    const cols = shape[shape.length - 1];
+    checkRowLength(dtype, cols, `tensor "${t.name}"`);
+    const length = (elements / cols) * rowBytes(dtype, cols);
     cursor = offset + length;
-    if (dtype === "f32") return { name: t.name, dtype, shape, offset, length };
+    if (dtype !== "q8") return { name: t.name, dtype, shape, offset, length };
     const scaleOffset = alignUp(cursor, TENSOR_ALIGNMENT);
     cursor = scaleOffset + (elements / shape[shape.length - 1]) * 4;
     return { name: t.name, dtype, shape, offset, length, scaleOffset };

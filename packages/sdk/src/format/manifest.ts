@@ -1,6 +1,7 @@
 import { FormatError } from "../errors.js";
 import { alignUp } from "./bytes.js";
 import { bundleLayout } from "./bundle.js";
+import { isBlockDtype, rowBytes } from "./rows.js";
 import { arr, bool, fail, int, name, num, obj, oneOf } from "./check.js";
 import { BUNDLE_CRC_BYTES, FLM_VERSION, HEADER_BYTES, LIMITS, MAX_BUNDLE_ALIGNMENT, MIN_BUNDLE_ALIGNMENT, SECTION_ALIGNMENT, TENSOR_ALIGNMENT } from "./constants.js";
 import type { Dtype, FfnInfo, Manifest, ModelConfig, PredictorInfo, SectionEntry, TensorEntry, TokenizerInfo } from "./types.js";
@@ -11,7 +12,7 @@ import type { Dtype, FfnInfo, Manifest, ModelConfig, PredictorInfo, SectionEntry
  * manifest whose keys are in canonical order: serialising it gives the same bytes the writer wrote.
  */
 
-const DTYPES = ["f32", "q8"] as const;
+const DTYPES = ["f32", "q8", "f16", "q8_0", "q4_0"] as const;
 const MAX = Number.MAX_SAFE_INTEGER;
 
 /** Options of {@link validateManifest}. */
@@ -166,7 +167,9 @@ function validateTensors(v: unknown, byName: Map<string, SectionEntry>): TensorE
     if (!Number.isSafeInteger(elements * 4)) fail("WRONG_DIMS", `${f}.shape`, "a shape whose byte size is a safe integer", shape.join("×"), { tensor: tname });
     const offset = int(t.offset, `${f}.offset`, 0, MAX);
     const length = int(t.length, `${f}.length`, 0, MAX);
-    const expectedLength = dtype === "f32" ? elements * 4 : elements;
+    const cols = shape[shape.length - 1];
+    if (isBlockDtype(dtype) && cols % 32 !== 0) fail("WRONG_DIMS", `${f}.shape`, `rows of a multiple of 32 values for ${dtype}`, cols, { tensor: tname });
+    const expectedLength = (elements / cols) * rowBytes(dtype, cols);
     if (length !== expectedLength) {
       throw new FormatError("SIZE_MISMATCH", `manifest field ${f}.length: tensor "${tname}" (${dtype}, shape [${shape.join(", ")}]) needs ${expectedLength} bytes, manifest says ${length}`, {
         field: `${f}.length`,

@@ -1,4 +1,6 @@
 import { FlashError, FormatError } from "../errors.js";
+import { isRowDtype } from "./rows.js";
+import type { RowDtype } from "./rows.js";
 import type { FlashSource } from "../source.js";
 import { alignUp, bytesToF32, int8View } from "./bytes.js";
 import { bundleLayout } from "./bundle.js";
@@ -32,7 +34,14 @@ export interface ReadSectionOptions extends ReadOptions {
 /** A resident tensor as views into the resident section's bytes. */
 export type ResidentTensor =
   | { name: string; dtype: "f32"; shape: number[]; data: Float32Array }
-  | { name: string; dtype: "q8"; shape: number[]; q: Int8Array; scales: Float32Array };
+  | { name: string; dtype: "q8"; shape: number[]; q: Int8Array; scales: Float32Array }
+  /** f16 / q8_0 / q4_0: the rows' bytes as stored (format/rows.ts). */
+  | { name: string; dtype: RowDtype; shape: number[]; raw: Uint8Array };
+
+/** A resident tensor's data as {@link FlmWriter.writeTensor} and `WeightStore.upload` take it. */
+export function residentData(t: ResidentTensor): Float32Array | { q: Int8Array; scales: Float32Array } | { dtype: RowDtype; raw: Uint8Array } {
+  return t.dtype === "f32" ? t.data : t.dtype === "q8" ? { q: t.q, scales: t.scales } : { dtype: t.dtype, raw: t.raw };
+}
 
 /** Result of one section's check in {@link FlmFile.verifyAll}. */
 export interface SectionCheck {
@@ -143,6 +152,8 @@ export class FlmFile {
       const shape = [...t.shape];
       if (t.dtype === "f32") {
         out.set(t.name, { name: t.name, dtype: "f32", shape, data: bytesToF32(bytes, t.offset, elements) });
+      } else if (isRowDtype(t.dtype)) {
+        out.set(t.name, { name: t.name, dtype: t.dtype, shape, raw: bytes.subarray(t.offset, t.offset + t.length) });
       } else {
         const rows = elements / shape[shape.length - 1];
         out.set(t.name, { name: t.name, dtype: "q8", shape, q: int8View(bytes, t.offset, elements), scales: bytesToF32(bytes, t.scaleOffset!, rows) });

@@ -5,8 +5,11 @@
 
 /** Model family: decides the forward pass (norms, positions, biases) the model package runs. */
 export type Architecture = "llama" | "opt";
-/** Storage type of a tensor or bundle: 32-bit float, or int8 with one f32 scale per row/vector. */
-export type Dtype = "f32" | "q8";
+/**
+ * Storage type of a tensor or bundle: 32-bit float; int8 with one f32 scale per row/vector (q8); IEEE
+ * half (f16); ggml's Q8_0 / Q4_0 blocks of 32 values along the row (q8_0, q4_0; format/rows.ts).
+ */
+export type Dtype = "f32" | "q8" | "f16" | "q8_0" | "q4_0";
 /** How positions enter attention: RoPE on pairs (2j, 2j+1) (llama2.c), on (j, j+h/2) (HF), or none (learned positions). */
 export type RopeStyle = "interleaved" | "neox" | "none";
 /** FFN activation: act(gate)·up when gated, act(up) otherwise. */
@@ -60,7 +63,7 @@ export interface TensorEntry {
   shape: number[];
   /** Byte offset of the data in the resident section; multiple of 16. */
   offset: number;
-  /** Byte length of the data: elements·4 (f32) or elements (q8; scales not included). */
+  /** Byte length of the data: rows × the dtype's row bytes (format/rows.ts; q8 scales not included). */
   length: number;
   /** q8 only: byte offset of the `rows` f32 scales in the resident section; multiple of 16. */
   scaleOffset?: number;

@@ -9,6 +9,8 @@ import { planFlm } from "./layout.js";
 import type { FlmDeclaration, FlmPlan } from "./layout.js";
 import { encodeManifest } from "./manifest.js";
 import { quantizeVector } from "./quant.js";
+import { encodeRows, isRowDtype, rowBytes } from "./rows.js";
+import type { RowDtype } from "./rows.js";
 import type { QuantizedRows } from "./quant.js";
 import type { FlmSink } from "./sink.js";
 import type { Manifest, SectionEntry, TensorEntry } from "./types.js";
@@ -84,7 +86,7 @@ export class FlmWriter {
    * Writes the next resident tensor (tensors go in declared order). `data` is the f32 tensor,
    * row-major; for a q8 tensor it is quantized here (per row), or may be given already quantized.
    */
-  async writeTensor(name: string, data: Float32Array | QuantizedRows): Promise<void> {
+  async writeTensor(name: string, data: Float32Array | QuantizedRows | { dtype: RowDtype; raw: Uint8Array }): Promise<void> {
     const t = this.plan.manifest.tensors[this.nextTensor];
     if (!t) throw argError(`all ${this.nextTensor} declared tensors are written; got another: "${name}"`);
     if (t.name !== name) throw argError(`tensors must be written in declared order: expected "${t.name}", got "${name}"`);
@@ -92,12 +94,16 @@ export class FlmWriter {
     const cols = t.shape[t.shape.length - 1];
     if (data instanceof Float32Array) {
       if (data.length !== elements) throw argError(`tensor "${name}" needs ${elements} values, got ${data.length}`);
+    } else if ("raw" in data) {
+      // Rows already in the tensor's encoding (a GGUF tensor's own blocks): copied verbatim.
+      if (data.dtype !== t.dtype || data.raw.byteLength !== t.length) throw argError(`tensor "${name}" (${t.dtype}) needs ${t.length} bytes of ${t.dtype} rows, got ${data.raw.byteLength} bytes of ${data.dtype}`);
     } else if (t.dtype !== "q8" || data.q.length !== elements || data.scales.length !== elements / cols) {
       throw argError(`tensor "${name}" (${t.dtype}) needs ${elements} int8 values and ${elements / cols} scales`);
     }
     await this.run(async () => {
       if (t.dtype === "f32") await this.residentPut(t.offset, f32ToBytes(data as Float32Array));
-      else await this.writeQ8(t, data, cols);
+      else if (isRowDtype(t.dtype)) await this.writeRows(t, t.dtype, data as Float32Array | { raw: Uint8Array }, cols);
+      else await this.writeQ8(t, data as Float32Array | QuantizedRows, cols);
       this.nextTensor++;
       if (this.nextTensor === this.plan.manifest.tensors.length) await this.closeResident();
     });
@@ -230,6 +236,18 @@ export class FlmWriter {
       scales = data.scales;
     }
     await this.residentPut(t.scaleOffset!, f32ToBytes(scales));
+  }
+
+  /** Encodes f32 rows as f16/q8_0/q4_0 in chunks of rows (to bound memory), or copies rows already encoded. */
+  private async writeRows(t: TensorEntry, dtype: RowDtype, data: Float32Array | { raw: Uint8Array }, cols: number): Promise<void> {
+    if (!(data instanceof Float32Array)) return this.residentPut(t.offset, data.raw);
+    const rows = data.length / cols;
+    const per = rowBytes(dtype, cols);
+    const rowsPerChunk = Math.max(1, Math.floor(DEFAULT_CHUNK_BYTES / (cols * 4)));
+    for (let r0 = 0; r0 < rows; r0 += rowsPerChunk) {
+      const n = Math.min(rowsPerChunk, rows - r0);
+      await this.residentPut(t.offset + r0 * per, encodeRows(dtype, data.subarray(r0 * cols, (r0 + n) * cols)));
+    }
   }
 
   private async closeResident(): Promise<void> {

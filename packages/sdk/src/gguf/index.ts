@@ -16,5 +16,5 @@ export { GGUF_ARCHITECTURES, ggufModel } from "./model.js";
 export type { GgufModel, GgufModelOptions } from "./model.js";
 export { TokenType, ggufTokenizer } from "./tokenizer.js";
 export type { GgufTokenizer } from "./tokenizer.js";
-export { convertGguf } from "./convert.js";
+export { convertGguf, keepDtype } from "./convert.js";
 export type { ConvertGgufOptions } from "./convert.js";

@@ -2,6 +2,7 @@ import { FlashError, FormatError } from "../errors.js";
 import type { TensorSource } from "../convert/from-llama2c.js";
 import type { ModelConfig } from "../format/types.js";
 import type { GgufFile, GgufTensorInfo } from "./reader.js";
+import { ggmlTypeOf } from "../format/rows.js";
 import { metaReader, unsupported } from "./reader.js";
 import type { GgufTokenizer } from "./tokenizer.js";
 import { ggufTokenizer } from "./tokenizer.js";
@@ -70,11 +71,11 @@ export function ggufModel(file: GgufFile, opts: GgufModelOptions = {}): GgufMode
   if (scaling !== undefined && scaling !== "none") unsupported(`RoPE scaling "${scaling}"`, { key: k("rope.scaling.type") });
   if (m.has(k("expert_count")) && m.int(k("expert_count")) > 0) unsupported("mixture-of-experts models");
 
-  const embd = file.require("token_embd.weight");
+  const embd = file.expectTensor("token_embd.weight");
   const vocabSize = embd.dims[1] ?? 0;
   const names = new Map<string, GgufTensorInfo>();
   const want = (canonical: string, ggufName: string, dims: number[]) => {
-    const t = file.require(ggufName);
+    const t = file.expectTensor(ggufName);
     if (t.dims.length !== dims.length || t.dims.some((d, i) => d !== dims[i])) {
       throw new FormatError("WRONG_DIMS", `GGUF: tensor ${ggufName} has dims [${t.dims.join(", ")}], the model needs [${dims.join(", ")}]`, { tensor: ggufName, dims: t.dims, expected: dims });
     }
@@ -115,6 +116,10 @@ export function ggufModel(file: GgufFile, opts: GgufModelOptions = {}): GgufMode
       const t = names.get(n);
       if (!t) throw new FlashError("BAD_ARGUMENT", `GGUF model has no tensor for "${n}"`);
       return file.readF32(t);
+    },
+    getEncoded: async (n, dtype) => {
+      const t = names.get(n);
+      return t && t.type === ggmlTypeOf(dtype) ? file.readRaw(t) : undefined;
     },
   };
   const chatTemplate = m.optStr("tokenizer.chat_template");

@@ -73,7 +73,7 @@ export class GgufFile {
 
   /** The raw bytes of a tensor as stored. */
   async readRaw(name: string | GgufTensorInfo, signal?: AbortSignal): Promise<Uint8Array> {
-    const t = typeof name === "string" ? this.require(name) : name;
+    const t = typeof name === "string" ? this.expectTensor(name) : name;
     const out = new Uint8Array(t.byteLength);
     if (t.byteLength > 0) await this.source.read([{ offset: t.offset, length: t.byteLength, target: out }], signal);
     return out;
@@ -81,7 +81,7 @@ export class GgufFile {
 
   /** A tensor dequantized to f32, in stored order (row-major with the fastest dimension last). */
   async readF32(name: string | GgufTensorInfo, signal?: AbortSignal): Promise<Float32Array> {
-    const t = typeof name === "string" ? this.require(name) : name;
+    const t = typeof name === "string" ? this.expectTensor(name) : name;
     const raw = await this.readRaw(t, signal);
     const out = new Float32Array(t.elements);
     dequantize(t.type, raw, t.elements, out, 0);
@@ -89,7 +89,7 @@ export class GgufFile {
   }
 
   /** The tensor named `name`, or a FormatError naming it. */
-  require(name: string): GgufTensorInfo {
+  expectTensor(name: string): GgufTensorInfo {
     const t = this.byName.get(name);
     if (!t) throw new FormatError("BAD_HEADER", `GGUF: no tensor "${name}" (the file has ${this.tensors.length} tensors)`, { tensor: name });
     return t;

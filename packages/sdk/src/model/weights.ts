@@ -1,9 +1,12 @@
 import { FlashError } from "../errors.js";
 import type { Kernels, WasmBlock } from "../kernels/loader.js";
+import { decodeRows, isRowDtype, rowBytes } from "../format/rows.js";
+import type { RowDtype } from "../format/rows.js";
+import type { Dtype } from "../format/types.js";
 
-/** A row-major weight matrix in WASM memory: f32, or int8 with one f32 scale per row. */
+/** A row-major weight matrix in WASM memory: f32, int8 with one f32 scale per row, or f16/q8_0/q4_0 rows. */
 export interface Matrix {
-  readonly dtype: "f32" | "q8";
+  readonly dtype: Dtype;
   readonly rows: number;
   readonly cols: number;
   /** Weights: `rows·cols` f32 or i8. */
@@ -12,8 +15,8 @@ export interface Matrix {
   readonly scalesPtr: number;
 }
 
-/** Host-side tensor data before upload: f32, or q8 (int8 + per-row scales). */
-export type TensorData = Float32Array | { q: Int8Array; scales: Float32Array };
+/** Host-side tensor data before upload: f32, q8 (int8 + per-row scales), or rows already in f16/q8_0/q4_0. */
+export type TensorData = Float32Array | { q: Int8Array; scales: Float32Array } | { dtype: RowDtype; raw: Uint8Array };
 
 /**
  * The resident weights of a model, uploaded once into WASM memory and freed together. Each tensor
@@ -39,6 +42,13 @@ export class WeightStore {
       this.blocks.push(b);
       k.f32(b.ptr, data.length).set(data);
       m = { dtype: "f32", rows, cols, ptr: b.ptr, scalesPtr: 0 };
+    } else if ("raw" in data) {
+      const need = rows * rowBytes(data.dtype, cols);
+      if (data.raw.byteLength !== need) throw new FlashError("WRONG_DIMS", `tensor "${name}": ${rows}×${cols} ${data.dtype} needs ${need} bytes, got ${data.raw.byteLength}`, { name });
+      const b = k.alloc(need);
+      this.blocks.push(b);
+      k.u8(b.ptr, need).set(data.raw);
+      m = { dtype: data.dtype, rows, cols, ptr: b.ptr, scalesPtr: 0 };
     } else {
       if (data.q.length !== rows * cols || data.scales.length !== rows) throw wrongSize(name, rows * cols, data.q.length);
       const b = k.alloc(data.q.length);
@@ -56,15 +66,16 @@ export class WeightStore {
    * Allocates a tensor's blocks under `name` and returns them unfilled, for a caller that reads the
    * values straight into WASM memory (no host copy). Fill before use; views die when memory grows.
    */
-  reserve(name: string, dtype: "f32" | "q8", rows: number, cols: number): Matrix {
+  reserve(name: string, dtype: Dtype, rows: number, cols: number): Matrix {
     const k = this.kernels;
-    const n = rows * cols;
     let m: Matrix;
-    if (dtype === "f32") {
-      const b = k.alloc(n * 4);
+    if (dtype !== "q8") {
+      // f32, and the row encodings (f16, q8_0, q4_0): rows of rowBytes each, nothing apart.
+      const b = k.alloc(rows * rowBytes(dtype, cols));
       this.blocks.push(b);
       m = { dtype, rows, cols, ptr: b.ptr, scalesPtr: 0 };
     } else {
+      const n = rows * cols;
       const b = k.alloc(n);
       this.blocks.push(b);
       const s = k.alloc(rows * 4);
@@ -107,8 +118,13 @@ export class WeightStore {
 
 /** `out = M·x` for either dtype. `xq` is i16 scratch of at least `M.cols` rounded up to 8 entries (q8 only). */
 export function matvec(k: Kernels, out: number, m: Matrix, x: number, xq: number): void {
-  if (m.dtype === "f32") k.k.matvec_f32(out, m.ptr, x, m.rows, m.cols);
-  else k.k.matvec_q8(out, m.ptr, m.scalesPtr, x, xq, m.rows, m.cols);
+  switch (m.dtype) {
+    case "f32": return k.k.matvec_f32(out, m.ptr, x, m.rows, m.cols);
+    case "q8": return k.k.matvec_q8(out, m.ptr, m.scalesPtr, x, xq, m.rows, m.cols);
+    case "f16": return k.k.matvec_f16(out, m.ptr, x, m.rows, m.cols);
+    case "q8_0": return k.k.matvec_q8_0(out, m.ptr, x, xq, m.rows, m.cols);
+    case "q4_0": return k.k.matvec_q4_0(out, m.ptr, x, xq, m.rows, m.cols);
+  }
 }
 
 /** Copies row `row` of `M` into `out` as f32 (the embedding lookup). */
@@ -116,6 +132,9 @@ export function copyRow(k: Kernels, out: number, m: Matrix, row: number): void {
   const dst = k.f32(out, m.cols);
   if (m.dtype === "f32") {
     dst.set(k.f32(m.ptr + row * m.cols * 4, m.cols));
+  } else if (isRowDtype(m.dtype)) {
+    const n = rowBytes(m.dtype, m.cols);
+    decodeRows(m.dtype, k.u8(m.ptr + row * n, n).slice(), m.cols, dst);
   } else {
     const q = k.i8(m.ptr + row * m.cols, m.cols);
     const s = k.f32(m.scalesPtr + row * 4, 1)[0];

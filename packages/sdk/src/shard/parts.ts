@@ -1,3 +1,5 @@
+import { rowBytes } from "../format/rows.js";
+import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
 import type { Manifest, TensorEntry } from "../format/types.js";
 import type { Range, ShardSlice } from "./plan.js";
 import { evenSplit } from "./plan.js";
@@ -106,8 +108,8 @@ export function partBytes(m: Manifest, parts: readonly TensorPart[]): number {
   for (const p of parts) {
     const t = byName.get(p.tensor)!;
     const cols = p.cols?.count ?? matrixShape(t).cols;
-    const n = p.rows.count * cols;
-    total += t.dtype === "f32" ? n * 4 + 48 : n + p.rows.count * 4 + 2 * 48;
+    const data = p.rows.count * rowBytes(t.dtype, cols);
+    total += t.dtype === "q8" ? data + p.rows.count * 4 + 2 * ALLOC_BLOCK_OVERHEAD : data + ALLOC_BLOCK_OVERHEAD;
   }
   return total;
 }

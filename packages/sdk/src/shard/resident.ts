@@ -1,6 +1,7 @@
 import { FlashError, FormatError } from "../errors.js";
 import type { FlmFile } from "../format/reader.js";
 import { crc32, crcToHex, hexToCrc } from "../format/crc32.js";
+import { isBlockDtype, rowBytes } from "../format/rows.js";
 import { crc32Combine } from "../format/crc32-combine.js";
 import { RESIDENT_SECTION, TENSOR_ALIGNMENT } from "../format/constants.js";
 import type { TensorEntry } from "../format/types.js";
@@ -23,8 +24,16 @@ export interface CrcPiece {
   crc: number;
 }
 
-/** Bytes per element of a stored tensor. */
-const elementBytes = (t: TensorEntry) => (t.dtype === "f32" ? 4 : 1);
+/**
+ * Bytes of `cols` values of a stored tensor's row: a whole row, or a slice of columns (the columns of
+ * some attention heads). Block types (q8_0, q4_0) can only be cut at block boundaries (32 values).
+ */
+function colBytes(t: TensorEntry, first: number, cols: number): number {
+  if (isBlockDtype(t.dtype) && (first % 32 !== 0 || cols % 32 !== 0)) {
+    throw new FlashError("UNSUPPORTED", `tensor "${t.name}" (${t.dtype}) cannot be cut at column ${first} (+${cols}) for a shard: ${t.dtype} blocks hold 32 values; use fewer workers or a model whose heads span whole blocks`, { tensor: t.name, first, cols });
+  }
+  return rowBytes(t.dtype, cols);
+}
 
 /**
  * Loads `parts` into `store` (WASM memory) and returns the CRC pieces of the rows they own. Parts
@@ -62,26 +71,24 @@ export async function loadParts(
   const dataView = (i: number): Uint8Array => {
     const { p, t, shape } = entries[i];
     const m = matrices[i];
-    const bytes = p.rows.count * shape.cols * elementBytes(t);
+    const bytes = p.rows.count * colBytes(t, 0, shape.cols);
     if (!m) return new Uint8Array(host.get(p.as)!.buffer);
     return k.u8(m.ptr, bytes);
   };
   for (let i = 0; i < entries.length; i++) {
     const { p, t, shape } = entries[i];
     if (p.cols) continue;
-    const eb = elementBytes(t);
     const target = dataView(i);
-    requests.push({ offset: section.offset + t.offset + p.rows.first * shape.cols * eb, length: target.byteLength, target });
+    requests.push({ offset: section.offset + t.offset + p.rows.first * colBytes(t, 0, shape.cols), length: target.byteLength, target });
     if (t.dtype === "q8") requests.push({ offset: section.offset + t.scaleOffset! + p.rows.first * 4, length: p.rows.count * 4, target: k.u8(matrices[i]!.scalesPtr, p.rows.count * 4) });
   }
   await file.source.read(requests, opts.signal);
   for (let i = 0; i < entries.length; i++) {
     const { p, t, shape } = entries[i];
     if (p.cols || !p.crcRows || p.crcRows.count === 0) continue;
-    const eb = elementBytes(t);
     const rel = p.crcRows.first - p.rows.first;
-    const rowBytes = shape.cols * eb;
-    pieces.push({ offset: t.offset + p.crcRows.first * rowBytes, length: p.crcRows.count * rowBytes, crc: crc32(dataView(i).subarray(rel * rowBytes, (rel + p.crcRows.count) * rowBytes)) });
+    const rowLen = colBytes(t, 0, shape.cols);
+    pieces.push({ offset: t.offset + p.crcRows.first * rowLen, length: p.crcRows.count * rowLen, crc: crc32(dataView(i).subarray(rel * rowLen, (rel + p.crcRows.count) * rowLen)) });
     if (t.dtype === "q8") {
       const scales = k.u8(matrices[i]!.scalesPtr + rel * 4, p.crcRows.count * 4);
       pieces.push({ offset: t.scaleOffset! + p.crcRows.first * 4, length: scales.byteLength, crc: crc32(scales) });
@@ -93,18 +100,17 @@ export async function loadParts(
     const { p, t, shape } = entries[i];
     if (!p.cols) continue;
     const m = matrices[i]!;
-    const eb = elementBytes(t);
-    const rowBytes = shape.cols * eb;
-    const bytes = p.rows.count * rowBytes;
+    const rowLen = colBytes(t, 0, shape.cols);
+    const bytes = p.rows.count * rowLen;
     if (buffer.byteLength < bytes) buffer = new Uint8Array(bytes);
     const whole = buffer.subarray(0, bytes);
-    const reqs: ReadRequest[] = [{ offset: section.offset + t.offset + p.rows.first * rowBytes, length: bytes, target: whole }];
+    const reqs: ReadRequest[] = [{ offset: section.offset + t.offset + p.rows.first * rowLen, length: bytes, target: whole }];
     if (t.dtype === "q8") reqs.push({ offset: section.offset + t.scaleOffset! + p.rows.first * 4, length: p.rows.count * 4, target: k.u8(m.scalesPtr, p.rows.count * 4) });
     await file.source.read(reqs, opts.signal);
-    gatherColumns(k, m, whole, rowBytes, p.cols.first * eb, p.cols.count * eb);
+    gatherColumns(k, m, whole, rowLen, colBytes(t, 0, p.cols.first), colBytes(t, p.cols.first, p.cols.count));
     if (p.crcRows && p.crcRows.count > 0) {
       const rel = p.crcRows.first - p.rows.first;
-      pieces.push({ offset: t.offset + p.crcRows.first * rowBytes, length: p.crcRows.count * rowBytes, crc: crc32(whole.subarray(rel * rowBytes, (rel + p.crcRows.count) * rowBytes)) });
+      pieces.push({ offset: t.offset + p.crcRows.first * rowLen, length: p.crcRows.count * rowLen, crc: crc32(whole.subarray(rel * rowLen, (rel + p.crcRows.count) * rowLen)) });
       if (t.dtype === "q8") {
         const scales = k.u8(m.scalesPtr + rel * 4, p.crcRows.count * 4);
         pieces.push({ offset: t.scaleOffset! + p.crcRows.first * 4, length: scales.byteLength, crc: crc32(scales) });

@@ -1,5 +1,6 @@
 import { FlashError } from "../errors.js";
 import type { FlmFile } from "../format/reader.js";
+import { residentData } from "../format/reader.js";
 import type { FlmSink } from "../format/sink.js";
 import type { TensorDeclaration } from "../format/layout.js";
 import type { Manifest, PredictorInfo } from "../format/types.js";
@@ -136,7 +137,7 @@ export async function writeWithPredictor(file: FlmFile, predictor: Predictor, si
   });
   for (const t of kept) {
     const r = resident.get(t.name)!;
-    await writer.writeTensor(t.name, r.dtype === "f32" ? r.data : { q: r.q, scales: r.scales });
+    await writer.writeTensor(t.name, residentData(r));
   }
   for (const [l, p] of predictor.layers.entries()) {
     await writer.writeTensor(`predictor.${l}.a`, p.a);

@@ -5,11 +5,16 @@ import { errorOf, randomF32, refQuantize, rng } from "./helpers.js";
 
 describe("bundle layout (kernel ABI: 16-byte header, [gate] up down)", () => {
   it("places rows right after the header", () => {
-    expect(bundleLayout(16, "f32", true)).toMatchObject({ elementBytes: 4, gateOffset: 16, upOffset: 80, downOffset: 144, bundleBytes: 208, bundleStride: 208 });
+    expect(bundleLayout(16, "f32", true)).toMatchObject({ rowBytes: 64, gateOffset: 16, upOffset: 80, downOffset: 144, bundleBytes: 208, bundleStride: 208 });
     expect(bundleLayout(16, "f32", false)).toMatchObject({ gateOffset: null, upOffset: 16, downOffset: 80, bundleBytes: 144, bundleStride: 144 });
-    expect(bundleLayout(16, "q8", false)).toMatchObject({ elementBytes: 1, upOffset: 16, downOffset: 32, bundleBytes: 48, bundleStride: 48 });
+    expect(bundleLayout(16, "q8", false)).toMatchObject({ rowBytes: 16, upOffset: 16, downOffset: 32, bundleBytes: 48, bundleStride: 48 });
     expect(bundleLayout(17, "q8", true)).toMatchObject({ gateOffset: 16, upOffset: 33, downOffset: 50, bundleBytes: 67, bundleStride: 80 });
     expect(bundleLayout(4096, "f32", true).bundleBytes).toBe(16 + 3 * 4096 * 4);
+    // f16: 2 bytes a value; q8_0 / q4_0: 34 / 18 bytes per 32 values, rows unaligned (kernels load unaligned).
+    expect(bundleLayout(64, "f16", true)).toMatchObject({ rowBytes: 128, upOffset: 144, downOffset: 272, bundleBytes: 400 });
+    expect(bundleLayout(64, "q8_0", true)).toMatchObject({ rowBytes: 68, upOffset: 84, downOffset: 152, bundleBytes: 220, bundleStride: 224 });
+    expect(bundleLayout(64, "q4_0", false)).toMatchObject({ rowBytes: 36, upOffset: 16, downOffset: 52, bundleBytes: 88, bundleStride: 96 });
+    expect(() => bundleLayout(48, "q4_0", true)).toThrow(/rows of 48 values cannot be stored as q4_0/);
   });
 
   it("rounds the stride up to the chosen power-of-two alignment", () => {

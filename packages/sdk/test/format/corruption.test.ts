@@ -140,7 +140,7 @@ describe("manifest corruption", () => {
   it("rejects unknown enum values as UNSUPPORTED and wrong types as BAD_MANIFEST", async () => {
     let e = await openError(withManifest(good, (m) => (m.architecture = "mamba")));
     expect([e.code, e.details.field]).toEqual(["UNSUPPORTED", "architecture"]);
-    e = await openError(withManifest(good, (m) => (m.dtype.ffn = "f16")));
+    e = await openError(withManifest(good, (m) => (m.dtype.ffn = "q2_k")));
     expect([e.code, e.details.field]).toEqual(["UNSUPPORTED", "dtype.ffn"]);
     e = await openError(withManifest(good, (m) => (m.config.gated = "yes")));
     expect([e.code, e.details.field]).toEqual(["BAD_MANIFEST", "config.gated"]);

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { MemorySource } from "../../src/source.js";
-import { BUNDLE_FIELDS, FlmWriter, HEADER_BYTES, SECTION_ALIGNMENT, crc32, openFlm, unpackBundle } from "../../src/format/index.js";
+import { BUNDLE_FIELDS, FlmWriter, HEADER_BYTES, SECTION_ALIGNMENT, crc32, openFlm, residentData, unpackBundle } from "../../src/format/index.js";
 import type { FlmFile, ResidentTensor } from "../../src/format/index.js";
 import { HIDDEN, LAYERS, RecordingSink, makeModel, manifestJson, refQuantize, writeModel } from "./helpers.js";
 import type { TestModel, Variant } from "./helpers.js";
@@ -23,7 +23,7 @@ async function rewrite(model: TestModel, file: FlmFile, resident: Map<string, Re
   const writer = new FlmWriter(sink, decl);
   for (const t of model.decl.tensors) {
     const r = resident.get(t.name)!;
-    await writer.writeTensor(t.name, r.dtype === "f32" ? r.data : { q: r.q, scales: r.scales });
+    await writer.writeTensor(t.name, residentData(r));
   }
   if (model.tokenizer.byteLength > 0) await writer.writeTokenizer(await file.readTokenizer());
   for (let l = 0; l < LAYERS; l++) await writer.writeLayer(l, (i) => file.readBundle(l, i));
@@ -74,6 +74,7 @@ describe.each(variants)("round trip: $gated gated, $dtype, alignment $alignment"
         expect(Array.from(got.data)).toEqual(Array.from(want));
         continue;
       }
+      if (got.dtype !== "q8") throw new Error(`unexpected dtype ${got.dtype}`);
       const cols = got.shape[got.shape.length - 1];
       for (let r = 0; r < got.scales.length; r++) {
         const ref = refQuantize(want.subarray(r * cols, (r + 1) * cols));
