@@ -6,6 +6,7 @@ import { inspectCommand } from "./commands/inspect.js";
 import { runCommand } from "./commands/run.js";
 import { synthCommand } from "./commands/synth.js";
 import { benchCommand } from "./commands/bench.js";
+import { peerBenchCommand } from "./commands/bench-peer.js";
 import { calibrateCommand } from "./commands/calibrate.js";
 import { evalCommand } from "./commands/eval.js";
 import { serveCommand } from "./commands/serve.js";
@@ -163,7 +164,20 @@ program
   .option("--queue <n>", "reads the file source submits at once (default: --in-flight); libuv runs --in-flight of them", int("--queue"))
   .option("--max-gap <bytes>", "merge two runs of missing neurons across a gap of up to this many bytes", int("--max-gap"), 32 * 1024)
   .option("-w, --workers <k>", "shard workers (1: one instance; K > 1: the sharded engine, variants windowed+bundled, lookahead, bundled, naive)", int("--workers"), 1)
-  .action((opts) => benchCommand(opts));
+  .addOption(new Option("--peer <engine>", "also run a peer on the same shape in the same run: llama.cpp (node-llama-cpp 3.21.1, a GGUF Q8_0 of the shape, dense, mmap)").choices(["llama.cpp"]))
+  .option("--gguf <path>", "--peer: the GGUF file (default: written next to the .flm)")
+  .option("--conditions <list>", "--peer: cached (GGUF in the page cache), squeezed (less memory free than the GGUF)", "cached,squeezed")
+  .option("--peer-tokens <n>", "--peer: tokens llama.cpp generates per condition", int("--peer-tokens"), 8)
+  .option("--threads <n>", "--peer: llama.cpp threads (default: every core)", int("--threads"))
+  .action((opts) => {
+    if (!opts.peer) return benchCommand(opts);
+    // The flashllm side is this same command without --peer, in a child process (its own libuv and heap).
+    const pass = ["--warmup", String(opts.warmup), "--in-flight", String(opts.inFlight), "--trace", opts.trace, "--window", String(opts.window), "--max-gap", String(opts.maxGap), ...(opts.direct ? [] : ["--no-direct"])];
+    return peerBenchCommand({
+      shape: opts.shape, model: opts.model, gguf: opts.gguf, outDir: opts.outDir, memoryBudget: opts.memoryBudget, tokens: opts.tokens, peerTokens: opts.peerTokens,
+      workers: opts.workers, variants: opts.variants ?? "windowed+bundled", conditions: opts.conditions, threads: opts.threads, seed: opts.seed, benchArgs: pass,
+    });
+  });
 
 program
   .command("serve")

@@ -35,8 +35,8 @@ interface FlashSide {
   label: string;
   skipped?: string;
   msPerToken: number;
-  ioMs: number;
-  memoryMs: number;
+  ioMs?: number;
+  memoryMs?: number;
   computeMs: number;
   bytesPerToken: number;
   peakRssBytes: number;
@@ -103,7 +103,8 @@ export async function peerBenchCommand(o: PeerBenchOptions): Promise<void> {
   const flmBytes = (await stat(flm)).size;
   const ggufBytes = (await stat(gguf)).size;
   const threads = o.threads ?? availableParallelism();
-  const cli = join(fileURLToPath(new URL(".", import.meta.url)), "cli.js");
+  // The launcher, not dist/cli.js: it sizes libuv's pool and turns on io_uring before libuv starts.
+  const cli = join(fileURLToPath(new URL(".", import.meta.url)), "..", "bin", "flashllm.cjs");
   const budgetBytes = /%$/.test(o.memoryBudget) ? (flmBytes * Number(o.memoryBudget.slice(0, -1))) / 100 : Number(o.memoryBudget);
 
   const runFlash = async (): Promise<FlashSide[]> => {
@@ -168,7 +169,8 @@ export async function peerBenchCommand(o: PeerBenchOptions): Promise<void> {
         lines.push(`| ${r.condition} | flashllm ${f.label} | skipped: ${f.skipped} | | | | | | |`);
         continue;
       }
-      lines.push(`| ${r.condition} | flashllm ${f.label} | ${f.msPerToken.toFixed(1)} | ${f.ioMs.toFixed(1)} | ${f.memoryMs.toFixed(1)} | ${f.computeMs.toFixed(1)} | ${formatBytes(f.bytesPerToken)} | ${formatBytes(f.peakRssBytes)} | ${(r.peer.msPerToken / f.msPerToken).toFixed(2)}x |`);
+      const ms = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? "" : v.toFixed(1));
+      lines.push(`| ${r.condition} | flashllm ${f.label}${o.workers && o.workers > 1 ? ` (${o.workers} workers)` : ""} | ${ms(f.msPerToken)} | ${ms(f.ioMs)} | ${ms(f.memoryMs)} | ${ms(f.computeMs)} | ${formatBytes(f.bytesPerToken)} | ${formatBytes(f.peakRssBytes)} | ${(r.peer.msPerToken / f.msPerToken).toFixed(2)}x |`);
     }
   }
   const text = lines.join("\n");
