@@ -9,6 +9,7 @@
 pub use imp::{F32x4, I16x8, I32x4};
 
 /// 2^112: rebiases an f16 exponent into an f32 one (see `crate::half::f16_to_f32`).
+#[allow(clippy::excessive_precision)] // exactly 2^112, written out in full
 pub const TWO_POW_112: f32 = 5.192_296_858_534_828e33;
 
 #[cfg(target_arch = "wasm32")]
@@ -200,6 +201,7 @@ mod imp {
         }
         /// Lane-wise logical shift right of the u16 lanes.
         #[inline(always)]
+        #[allow(clippy::should_implement_trait)] // mirrors the wasm32 intrinsic names, as the SIMD module does
         pub fn shr(self, n: u32) -> Self {
             I16x8(u16x8_shr(self.0, n))
         }
@@ -253,10 +255,12 @@ mod imp {
             I32x4(i32x4(a[0], a[1], a[2], a[3]))
         }
         #[inline(always)]
+        #[allow(clippy::should_implement_trait)] // mirrors the wasm32 intrinsic names, as the SIMD module does
         pub fn sub(self, o: I32x4) -> Self {
             I32x4(i32x4_sub(self.0, o.0))
         }
         #[inline(always)]
+        #[allow(clippy::should_implement_trait)] // mirrors the wasm32 intrinsic names, as the SIMD module does
         pub fn add(self, o: I32x4) -> Self {
             I32x4(i32x4_add(self.0, o.0))
         }
@@ -425,6 +429,7 @@ mod imp {
             I16x8(self.0.map(|v| ((v as u16) & m) as i16))
         }
         #[inline(always)]
+        #[allow(clippy::should_implement_trait)] // mirrors the wasm32 intrinsic names, as the SIMD module does
         pub fn shr(self, n: u32) -> Self {
             I16x8(self.0.map(|v| ((v as u16) >> n) as i16))
         }
@@ -487,10 +492,12 @@ mod imp {
             I32x4(a)
         }
         #[inline(always)]
+        #[allow(clippy::should_implement_trait)] // mirrors the wasm32 intrinsic names, as the SIMD module does
         pub fn sub(self, o: I32x4) -> Self {
             I32x4([0, 1, 2, 3].map(|l| self.0[l].wrapping_sub(o.0[l])))
         }
         #[inline(always)]
+        #[allow(clippy::should_implement_trait)] // mirrors the wasm32 intrinsic names, as the SIMD module does
         pub fn add(self, o: I32x4) -> Self {
             I32x4([0, 1, 2, 3].map(|l| self.0[l].wrapping_add(o.0[l])))
         }

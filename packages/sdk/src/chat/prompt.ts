@@ -1,7 +1,7 @@
 import { FlashError } from "../errors.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { ChatMessage } from "./template.js";
-import { ChatTemplate } from "./template.js";
+import type { ChatTemplate } from "./template.js";
 
 /** A conversation turned into what `generate` needs. */
 export interface ChatPrompt {

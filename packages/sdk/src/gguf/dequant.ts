@@ -24,21 +24,29 @@ export function dequantize(type: number, src: Uint8Array, count: number, out: Fl
   if (outStart + count > out.length) throw new FlashError("BAD_ARGUMENT", `output holds ${out.length} values, ${outStart + count} needed`);
   switch (type) {
     case GgmlType.F32:
-      return convertToF32("F32", src, count, out, outStart);
+      convertToF32("F32", src, count, out, outStart);
+      return;
     case GgmlType.F16:
-      return convertToF32("F16", src, count, out, outStart);
+      convertToF32("F16", src, count, out, outStart);
+      return;
     case GgmlType.BF16:
-      return convertToF32("BF16", src, count, out, outStart);
+      convertToF32("BF16", src, count, out, outStart);
+      return;
     case GgmlType.Q8_0:
-      return q8_0(src, count, out, outStart);
+      q8_0(src, count, out, outStart);
+      return;
     case GgmlType.Q4_0:
-      return q4_0(src, count, out, outStart);
+      q4_0(src, count, out, outStart);
+      return;
     case GgmlType.Q4_1:
-      return q4_1(src, count, out, outStart);
+      q4_1(src, count, out, outStart);
+      return;
     case GgmlType.Q4_K:
-      return q4_K(src, count, out, outStart);
+      q4_K(src, count, out, outStart);
+      return;
     case GgmlType.Q6_K:
-      return q6_K(src, count, out, outStart);
+      q6_K(src, count, out, outStart);
+      return;
     default:
       throw new FlashError("UNSUPPORTED", `cannot dequantize ggml type ${ggmlTypeName(type)} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)`, { type });
   }

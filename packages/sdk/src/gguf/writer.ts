@@ -72,20 +72,43 @@ function writeValue(h: HeaderBytes, type: number, v: GgufValue, arrayType: numbe
     throw new FlashError("BAD_ARGUMENT", `GGUF writer: metadata ${key} value ${String(v).slice(0, 40)} does not fit type ${type}`, { key });
   };
   switch (type) {
-    case GgufValueType.UINT8: return h.u8(v as number);
-    case GgufValueType.INT8: return h.i8(v as number);
-    case GgufValueType.UINT16: return h.u16(v as number);
-    case GgufValueType.INT16: return h.i16(v as number);
-    case GgufValueType.UINT32: return h.u32(v as number);
-    case GgufValueType.INT32: return h.i32(v as number);
-    case GgufValueType.FLOAT32: return h.f32(v as number);
-    case GgufValueType.FLOAT64: return h.f64(v as number);
-    case GgufValueType.BOOL: return h.u8(v ? 1 : 0);
-    case GgufValueType.UINT64: return h.u64(v as number | bigint);
-    case GgufValueType.INT64: return h.i64(v as number | bigint);
+    case GgufValueType.UINT8:
+      h.u8(v as number);
+      return;
+    case GgufValueType.INT8:
+      h.i8(v as number);
+      return;
+    case GgufValueType.UINT16:
+      h.u16(v as number);
+      return;
+    case GgufValueType.INT16:
+      h.i16(v as number);
+      return;
+    case GgufValueType.UINT32:
+      h.u32(v as number);
+      return;
+    case GgufValueType.INT32:
+      h.i32(v as number);
+      return;
+    case GgufValueType.FLOAT32:
+      h.f32(v as number);
+      return;
+    case GgufValueType.FLOAT64:
+      h.f64(v as number);
+      return;
+    case GgufValueType.BOOL:
+      h.u8(v ? 1 : 0);
+      return;
+    case GgufValueType.UINT64:
+      h.u64(v as number | bigint);
+      return;
+    case GgufValueType.INT64:
+      h.i64(v as number | bigint);
+      return;
     case GgufValueType.STRING:
       if (typeof v !== "string") bad();
-      return h.str(v as string);
+      h.str(v as string);
+      return;
     case GgufValueType.ARRAY: {
       if (!Array.isArray(v) || arrayType === undefined) bad();
       const arr = v as GgufValue[];

@@ -119,11 +119,21 @@ export class WeightStore {
 /** `out = M·x` for either dtype. `xq` is i16 scratch of at least `M.cols` rounded up to 8 entries (q8 only). */
 export function matvec(k: Kernels, out: number, m: Matrix, x: number, xq: number): void {
   switch (m.dtype) {
-    case "f32": return k.k.matvec_f32(out, m.ptr, x, m.rows, m.cols);
-    case "q8": return k.k.matvec_q8(out, m.ptr, m.scalesPtr, x, xq, m.rows, m.cols);
-    case "f16": return k.k.matvec_f16(out, m.ptr, x, m.rows, m.cols);
-    case "q8_0": return k.k.matvec_q8_0(out, m.ptr, x, xq, m.rows, m.cols);
-    case "q4_0": return k.k.matvec_q4_0(out, m.ptr, x, xq, m.rows, m.cols);
+    case "f32":
+      k.k.matvec_f32(out, m.ptr, x, m.rows, m.cols);
+      return;
+    case "q8":
+      k.k.matvec_q8(out, m.ptr, m.scalesPtr, x, xq, m.rows, m.cols);
+      return;
+    case "f16":
+      k.k.matvec_f16(out, m.ptr, x, m.rows, m.cols);
+      return;
+    case "q8_0":
+      k.k.matvec_q8_0(out, m.ptr, x, xq, m.rows, m.cols);
+      return;
+    case "q4_0":
+      k.k.matvec_q4_0(out, m.ptr, x, xq, m.rows, m.cols);
+      return;
   }
 }
 
