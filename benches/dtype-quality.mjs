@@ -3,7 +3,7 @@
 // top-1 agreement with the f32 file, bundle bytes (read per active neuron) and resident bytes.
 // Usage: node benches/dtype-quality.mjs [--positions 2000]
 import { readFileSync } from "node:fs";
-import { MemorySink, MemorySource, convertTensors, openFlashModel, readLlama2cCheckpoint, residentBytes } from "../packages/sdk/dist/index.js";
+import { MemorySink, MemorySource, convertTensors, openFlashModel, readLlama2cCheckpoint, residentBytes } from "../packages/sdk/dist/internal.js";
 
 const root = new URL("..", import.meta.url).pathname;
 const positions = Number(process.argv[process.argv.indexOf("--positions") + 1] || 2000);

@@ -7,7 +7,7 @@ import { open, rm, stat } from "node:fs/promises";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { GgmlType, GgufWriter, kv } from "../packages/sdk/dist/index.js";
+import { GgmlType, GgufWriter, kv } from "../packages/sdk/dist/internal.js";
 
 const arg = (name, def) => {
   const i = process.argv.indexOf(`--${name}`);

@@ -14,7 +14,7 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { performance } from "node:perf_hooks";
 import OpenAI from "openai";
-import { openFlashModel } from "../packages/sdk/dist/index.js";
+import { openFlashModel } from "../packages/sdk/dist/internal.js";
 import { DEFAULT_MODEL, DEFAULT_TOKENIZER, NodeFileSource, flmFor } from "../packages/node-io/dist/index.js";
 
 const argv = process.argv.slice(2);

@@ -30,7 +30,7 @@ if [ ! -f packages/sdk/dist/index.js ]; then
   exit 1
 fi
 h=$(hash_files $(find packages/web-io/src packages/web-io/demo -name "*.ts" -type f | sort) packages/web-io/package.json \
-  packages/web-io/tsup.config.ts tsconfig.base.json packages/sdk/dist/index.js)
+  packages/web-io/tsup.config.ts tsconfig.base.json packages/sdk/dist/index.js packages/sdk/dist/internal.js)
 if [ ! -f "$stamps/build-web-io" ] || [ "$(cat "$stamps/build-web-io")" != "$h" ] || [ ! -f packages/web-io/dist/worker.js ]; then
   say "building @flashllm/web-io"
   (cd packages/web-io && rm -rf dist && npx tsup --silent >&2)

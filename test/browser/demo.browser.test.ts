@@ -69,11 +69,11 @@ async function inViewport(page: Page, selector: string): Promise<boolean> {
 const figures = (page: Page) =>
   page.$$eval("#figures dd", (dds) => Object.fromEntries(dds.map((d) => [d.id, d.textContent ?? ""]))) as Promise<Record<string, string>>;
 
-/** "250.2 KB" → bytes. */
+/** "250.2 KiB" → bytes (the SDK's formatBytes: binary units). */
 function bytesOf(s: string): number {
-  const m = /^([\d.]+) (bytes|KB|MB|GB)$/.exec(s.trim());
+  const m = /^([\d.]+) (B|bytes|KiB|MiB|GiB)$/.exec(s.trim());
   if (!m) throw new Error(`not a size: ${s}`);
-  return Number(m[1]) * { bytes: 1, KB: 1e3, MB: 1e6, GB: 1e9 }[m[2] as "KB"];
+  return Number(m[1]) * { B: 1, bytes: 1, KiB: 2 ** 10, MiB: 2 ** 20, GiB: 2 ** 30 }[m[2] as "KiB"];
 }
 
 beforeAll(async () => {
@@ -122,9 +122,9 @@ describe("the demo page", () => {
 
     // The stored copy is listed with its size, and is now in the picker.
     await page.waitForSelector(`#stored tr[data-name="${SPARSE}"]`);
-    expect(await page.textContent(`#stored tr[data-name="${SPARSE}"]`)).toContain("1.20 MB");
+    expect(await page.textContent(`#stored tr[data-name="${SPARSE}"]`)).toMatch(/1\.1\d MiB/);
     expect(await page.$$eval("#model option", (os) => os.map((o) => (o as HTMLOptionElement).value))).toContain(`opfs:${SPARSE}`);
-    expect(await page.textContent("#quota")).toMatch(/This site uses [\d.]+ (KB|MB) of the [\d.]+ (MB|GB|TB) the browser allows it/);
+    expect(await page.textContent("#quota")).toMatch(/This site uses [\d.]+ (KiB|MiB) of the [\d.]+ (MiB|GiB|TiB) the browser allows it/);
     expect(await page.textContent("#persist-status")).toMatch(/The browser (keeps|may delete|did not promise)/);
     await page.context().close();
   });
@@ -137,11 +137,11 @@ describe("the demo page", () => {
     const seen = new Set<string>();
     const watch = setInterval(() => void page.textContent("#progress-text").then((t) => t && seen.add(t), () => {}), 20);
     await page.click("#load");
-    await page.waitForFunction(() => /Copying .* of 1\.20 MB \(\d+%\) · [\d.]+ (KB|MB)\/s · \d+ s left/.test(document.getElementById("progress-text")!.textContent ?? ""), undefined, { timeout: 30_000, polling: 10 });
+    await page.waitForFunction(() => /Copying .* of 1\.1\d MiB \(\d+%\) · [\d.]+ (KiB|MiB)\/s · \d+ s left/.test(document.getElementById("progress-text")!.textContent ?? ""), undefined, { timeout: 30_000, polling: 10 });
     await page.waitForSelector("body[data-state=idle]", { timeout: 60_000 });
     clearInterval(watch);
     const percents = [...seen].map((t) => /\((\d+)%\)/.exec(t)?.[1]).filter(Boolean);
-    expect(new Set(percents).size, [...seen].join("\n")).toBeGreaterThan(5); // not "0 of 1.20 MB" until done
+    expect(new Set(percents).size, [...seen].join("\n")).toBeGreaterThan(5); // not "0 of 1.14 MiB" until done
     expect(await page.textContent("#activity")).toMatch(/Ready: reading from this browser's storage/);
     await page.context().close();
   });
@@ -153,7 +153,7 @@ describe("the demo page", () => {
     expect((await figures(page))["f-total"]).not.toBe("–");
     // After a run over the network the page offers the local copy, with what the network cost.
     expect(await page.isVisible("#suggest")).toBe(true);
-    expect(await page.textContent("#suggest-text")).toMatch(/This run read [\d.]+ (KB|MB) over the network, and \d+% of each token's time went to waiting for it/);
+    expect(await page.textContent("#suggest-text")).toMatch(/This run read [\d.]+ (KiB|MiB) over the network, and \d+% of each token's time went to waiting for it/);
     await page.click("#suggest-copy");
     await page.waitForSelector("body[data-state=idle]");
     expect(await page.textContent("#model-summary")).toMatch(/from this browser's storage/);
@@ -270,7 +270,7 @@ describe("the demo page", () => {
     await page.uncheck("#opfs");
     await page.click("#load");
     await page.waitForSelector("body[data-state=idle] #model-summary:not(:text('No model loaded.'))");
-    expect(await page.textContent("#e-mem")).toMatch(/^[\d.]+ (KB|MB)$/);
+    expect(await page.textContent("#e-mem")).toMatch(/^[\d.]+ (KiB|MiB)$/);
     await page.context().close();
 
     // require-corp (what Safari supports): isolated too, and the worker and the model still load.

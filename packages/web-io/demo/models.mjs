@@ -30,7 +30,7 @@ export const SHIPPED = {
 export const CALIBRATION = { positions: 8000, rank: 24, epochs: 10, recall: 0.97 };
 
 async function sdk() {
-  const p = join(ROOT, "packages/sdk/dist/index.js");
+  const p = join(ROOT, "packages/sdk/dist/internal.js");
   if (!existsSync(p)) throw new Error(`${p} is missing: run "bash scripts/setup.sh" to build the SDK first`);
   return import(pathToFileURL(p).href);
 }
