@@ -70,7 +70,7 @@ program
   .option("--direct", "read with O_DIRECT (bypass the page cache)", false)
   .option("--in-flight <n>", "reads in flight", int("--in-flight"), 8)
   .option("--dense", "load a llama2.c checkpoint wholly into memory instead (the reference path)", false)
-  .option("-w, --workers <k>", "shard workers: an integer, or auto (every core for a .flm of 256 MiB or more, else 1)", "auto")
+  .option("-w, --workers <k>", "shard workers: an integer, or auto (1 when the budget fits one wasm32 memory, else enough shards for it)", "auto")
   .option("--no-verify", "skip checking each bundle read against the file's CRC-32 (a corrupted file then gives wrong text, not an error)")
   .addHelpText("after", "\nA llama2.c checkpoint is converted to .flm on first use and kept in $FLASHLLM_CACHE (default ~/.cache/flashllm).")
   .action((opts) => runCommand(opts));

@@ -1,21 +1,28 @@
-import { availableParallelism } from "node:os";
 import type { FlashStats, ShardedFlashModel, ShardFigures } from "@flashllm/sdk/internal";
 import { formatBytes } from "./format-stats.js";
 
 /**
- * Files below this run on one instance by default: at that size a token's compute is a few hundred
- * microseconds, less than the two synchronisations per layer that shards add.
+ * What one instance holds by default: a wasm32 memory is at most 4 GiB, less the module, allocator
+ * headers and slack (the sharded engine keeps the same headroom per shard).
  */
-export const SHARD_MIN_FILE_BYTES = 256 * 1024 * 1024;
+export const ONE_INSTANCE_BYTES = 4 * 1024 ** 3 - 256 * 1024 ** 2;
 
-/** `--workers` when not given: every core for a model large enough to gain, else 1. */
-export function defaultWorkers(fileBytes: number): number {
-  return fileBytes >= SHARD_MIN_FILE_BYTES ? availableParallelism() : 1;
+/**
+ * `--workers` when not given: one instance when the model's memory (its budget, or the whole file
+ * without one) fits one wasm32 memory, else as many shards as that memory needs (at least 2, even
+ * more than the cores: each shard's memory is capped at 4 GiB). Measured on this 2-core machine (docs/benchmarks.md, 7B shape at a 50% budget, idle):
+ * 2 workers took 751 ms/token against one instance's 606, because the shards' reads, the coordinator
+ * and two compute threads share two cores; so shards are used for what one instance cannot hold.
+ */
+export function defaultWorkers(fileBytes: number, budgetBytes?: number): number {
+  const need = Math.min(budgetBytes ?? fileBytes, fileBytes);
+  if (need <= ONE_INSTANCE_BYTES) return 1;
+  return Math.max(2, Math.ceil(need / ONE_INSTANCE_BYTES)); // memory decides, even beyond the cores
 }
 
 /** Parses `--workers` ("auto" or an integer ≥ 1). */
-export function parseWorkers(v: string | number | undefined, fileBytes: number): number {
-  if (v === undefined || v === "auto") return defaultWorkers(fileBytes);
+export function parseWorkers(v: string | number | undefined, fileBytes: number, budgetBytes?: number): number {
+  if (v === undefined || v === "auto") return defaultWorkers(fileBytes, budgetBytes);
   const n = Number(v);
   if (!(Number.isInteger(n) && n >= 1)) throw new Error(`--workers must be an integer ≥ 1 or "auto", got ${v}`);
   return n;

@@ -31,7 +31,7 @@ export interface RunOptions {
   selector?: "all" | "predictor";
   maxGap: number;
   verify: boolean;
-  /** Shard workers: an integer, or "auto" (default: every core for a model of 256 MiB or more, else 1). */
+  /** Shard workers: an integer, or "auto" (default: one instance when the budget fits one wasm32 memory, else enough shards). */
   workers?: string;
 }
 
@@ -77,7 +77,7 @@ export async function runCommand(o: RunOptions): Promise<void> {
       promptTokens = promptFits(tokenizer.encode(o.prompt, true, false), Math.min(o.context ?? seqLen, seqLen), o);
       const contextLength = Math.min(o.context ?? promptTokens.length + o.maxTokens, seqLen);
       const common = { memoryBudget, strategy: o.strategy, window: o.window, contextLength, selector: o.selector, maxGapBytes: o.maxGap, verifyReads: o.verify };
-      const workers = parseWorkers(o.workers, source.byteLength);
+      const workers = parseWorkers(o.workers, source.byteLength, memoryBudget);
       if (workers > 1) {
         model = await openFlashModel(source, { ...common, workers, shardHost: new NodeShardHost(flashFile, { direct: o.direct, maxInFlight: o.inFlight }) });
         process.stderr.write(shardedBanner(flashFile, source.byteLength, memoryBudget, model as ShardedFlashModel, o) + "\n");

@@ -17,6 +17,15 @@ import { matrixShape } from "./parts.js";
  * the section's CRC by {@link verifyResident}.
  */
 
+/**
+ * CRC-32 of bytes just read: in the kernels (slicing-by-16, ~2x the JS loop) when they lie in the
+ * kernels' memory, as every tensor loaded straight into WASM does; in JS for host arrays.
+ */
+function crcOf(k: Kernels, bytes: Uint8Array): number {
+  if (bytes.buffer === k.k.memory.buffer) return k.k.crc32(bytes.byteOffset, bytes.byteLength, 0) >>> 0;
+  return crc32(bytes);
+}
+
 /** The CRC-32 of `length` bytes at `offset` of the resident section. */
 export interface CrcPiece {
   offset: number;
@@ -88,10 +97,10 @@ export async function loadParts(
     if (p.cols || !p.crcRows || p.crcRows.count === 0) continue;
     const rel = p.crcRows.first - p.rows.first;
     const rowLen = colBytes(t, 0, shape.cols);
-    pieces.push({ offset: t.offset + p.crcRows.first * rowLen, length: p.crcRows.count * rowLen, crc: crc32(dataView(i).subarray(rel * rowLen, (rel + p.crcRows.count) * rowLen)) });
+    pieces.push({ offset: t.offset + p.crcRows.first * rowLen, length: p.crcRows.count * rowLen, crc: crcOf(k, dataView(i).subarray(rel * rowLen, (rel + p.crcRows.count) * rowLen)) });
     if (t.dtype === "q8") {
       const scales = k.u8(matrices[i]!.scalesPtr + rel * 4, p.crcRows.count * 4);
-      pieces.push({ offset: t.scaleOffset! + p.crcRows.first * 4, length: scales.byteLength, crc: crc32(scales) });
+      pieces.push({ offset: t.scaleOffset! + p.crcRows.first * 4, length: scales.byteLength, crc: crcOf(k, scales) });
     }
   }
   // 3. Column slices: whole rows through one host buffer (reused), the kept columns gathered into WASM.
@@ -113,7 +122,7 @@ export async function loadParts(
       pieces.push({ offset: t.offset + p.crcRows.first * rowLen, length: p.crcRows.count * rowLen, crc: crc32(whole.subarray(rel * rowLen, (rel + p.crcRows.count) * rowLen)) });
       if (t.dtype === "q8") {
         const scales = k.u8(m.scalesPtr + rel * 4, p.crcRows.count * 4);
-        pieces.push({ offset: t.scaleOffset! + p.crcRows.first * 4, length: scales.byteLength, crc: crc32(scales) });
+        pieces.push({ offset: t.scaleOffset! + p.crcRows.first * 4, length: scales.byteLength, crc: crcOf(k, scales) });
       }
     }
   }
