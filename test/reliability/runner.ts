@@ -5,7 +5,7 @@ import {
   HfTokenizer, Llama2cTokenizer, MemorySink, MemorySource, convertLlama2c, loadLlama2c, openFlashModel, readLlama2cCheckpoint,
   type FlashModel, type LanguageModel,
 } from "@flashllm/sdk/internal";
-import * as sdk from "@flashllm/sdk";
+import * as sdk from "@flashllm/sdk/internal";
 import { HANG_MS, type HeapWatch, checkFlashCache, classify, flmSeed, ggufSeeds, hfTokenizerSeed, llama2cSeeds, safetensorsSeeds } from "./harness.js";
 import { applyOps, type Case } from "./mutate.js";
 
