@@ -10,7 +10,7 @@ import { openFlashModel } from "@flashllm/sdk";
 import { NodeFileSource, convertFile } from "@flashllm/node-io";
 import { ROOT } from "./helpers.js";
 
-import { D, P, V, makeWeights, referenceLogits, writeCheckpoint } from "./opt-helpers.js";
+import { P, V, makeWeights, referenceLogits, writeCheckpoint } from "./opt-helpers.js";
 
 describe("OPT conversion", () => {
   it("a random OPTForCausalLM checkpoint runs from flash with logits equal to an independent float64 forward pass", async () => {

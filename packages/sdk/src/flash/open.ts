@@ -1,5 +1,6 @@
 import { FlashError, throwIfAborted } from "../errors.js";
 import { openFlm } from "../format/reader.js";
+import { checkOpen, ffnLayout } from "./open-checks.js";
 import type { FlmFile } from "../format/reader.js";
 import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
 import { Kernels } from "../kernels/loader.js";
@@ -12,11 +13,10 @@ import { readPredictor } from "../sparsity/calibrate.js";
 import { LowRankPredictor } from "../sparsity/predictor.js";
 import type { FlashSource } from "../source.js";
 import { parseTokenizer } from "../tokenizer/parse.js";
-import type { FfnStorageLayout, FlashFfnOptions, FlashStrategy } from "./flash-ffn.js";
+import type { FlashFfnOptions, FlashStrategy } from "./flash-ffn.js";
 import { FlashFfn } from "./flash-ffn.js";
 import type { MemoryPlan } from "./memory-plan.js";
 import { planMemory } from "./memory-plan.js";
-import { checkModelTensors } from "./check-model.js";
 import { matrixShape } from "../shard/parts.js";
 import { loadParts, verifyResident } from "../shard/resident.js";
 import type { ShardedFlashModel, ShardedOpenOptions } from "../shard/open-sharded.js";
@@ -116,25 +116,9 @@ async function openSingle(source: FlashSource, opts: OpenFlashOptions): Promise<
   const file = await openFlm(source, { signal: opts.signal });
   const m = file.manifest;
   const c = m.config;
-  if (m.tokenizer.kind === "none") throw new FlashError("UNSUPPORTED", "this file stores no tokenizer: generate needs one");
-  const contextLength = Math.min(opts.contextLength ?? c.seqLen, c.seqLen);
-  if (!(Number.isSafeInteger(contextLength) && contextLength >= 1)) throw new FlashError("BAD_ARGUMENT", `contextLength must be an integer ≥ 1, got ${opts.contextLength}`);
-  checkModelTensors(m, contextLength);
-  if (opts.window !== undefined && !(Number.isSafeInteger(opts.window) && opts.window >= 0)) {
-    throw new FlashError("BAD_ARGUMENT", `window must be an integer ≥ 0, got ${opts.window}`);
-  }
+  const contextLength = checkOpen(file, opts);
   const strategy = opts.strategy ?? "windowed";
-  const layout: FfnStorageLayout = {
-    dim: c.dim,
-    neurons: c.hiddenDim,
-    nLayers: c.nLayers,
-    bundleBytes: m.ffn.bundleBytes,
-    bundleStride: m.ffn.bundleStride,
-    dtype: m.ffn.dtype,
-    gated: m.ffn.gated,
-    activation: c.activation,
-    layerOffsets: Array.from({ length: c.nLayers }, (_, l) => file.ffnLayerOffset(l)),
-  };
+  const layout = ffnLayout(file);
   const wantPredictor = opts.selector === "predictor" || (opts.selector === undefined && m.predictor !== undefined);
   if (wantPredictor && !m.predictor) throw new FlashError("BAD_ARGUMENT", "this file has no predictors: run `flashllm calibrate` on it first, or choose another selector");
   const kernels = opts.kernels ?? (await Kernels.load());

@@ -1,4 +1,5 @@
 import { FlashError } from "../errors.js";
+import { rowBytes } from "../format/rows.js";
 import { KERNELS_WASM_BASE64 } from "./wasm-bytes.js";
 
 /** Raw exports of the kernels module (see crates/kernels/ABI.md). Pointers are byte offsets. */
@@ -48,16 +49,8 @@ export interface KernelExports {
 export const KernelDtype = { f32: 0, q8: 1, f16: 2, q8_0: 3, q4_0: 4 } as const;
 export type KernelDtypeName = keyof typeof KernelDtype;
 
-/** Bytes of one row of `cols` values of a weight type (q8: the int8 values; its scale is stored apart). */
-export function kernelRowBytes(dtype: KernelDtypeName, cols: number): number {
-  switch (dtype) {
-    case "f32": return 4 * cols;
-    case "q8": return cols;
-    case "f16": return 2 * cols;
-    case "q8_0": return (cols / 32) * 34;
-    case "q4_0": return (cols / 32) * 18;
-  }
-}
+/** Bytes of one row of `cols` values of a weight type: the container's `rowBytes`, one definition. */
+export const kernelRowBytes: (dtype: KernelDtypeName, cols: number) => number = rowBytes;
 
 /**
  * Bytes of the `xq` scratch that `matvec_q8`, `matvec_q8_0`, `matvec_q4_0` and `ffn_bundled` need

@@ -70,15 +70,13 @@ export class ShardGroup implements FfnBackend {
     const ports: ShardPort[] = [];
     const ready: ((m: { pieces: CrcPiece[]; memoryBytes: number }) => void)[] = [];
     const readyPromises = configs.map((_, s) => new Promise<{ pieces: CrcPiece[]; memoryBytes: number }>((resolve) => (ready[s] = resolve)));
-    let group: ShardGroup | undefined;
     try {
       for (let s = 0; s < configs.length; s++) ports.push(host.spawn(s));
     } catch (e) {
       await Promise.allSettled(ports.map((p) => p.terminate()));
       throw e;
     }
-    group = new ShardGroup(k, ports, configs[0].slices, dim, vocab, shared);
-    const g = group;
+    const g = new ShardGroup(k, ports, configs[0].slices, dim, vocab, shared);
     ports.forEach((port, s) => {
       let gone: () => void = () => {};
       g.exited.push(new Promise<void>((r) => (gone = r)));

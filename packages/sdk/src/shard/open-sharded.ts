@@ -5,7 +5,7 @@ import type { FlmFile } from "../format/reader.js";
 import type { MemoryPlan } from "../flash/memory-plan.js";
 import { planFromParts } from "../flash/memory-plan.js";
 import type { OpenFlashOptions } from "../flash/open.js";
-import { checkModelTensors } from "../flash/check-model.js";
+import { checkOpen } from "../flash/open-checks.js";
 import { Kernels } from "../kernels/loader.js";
 import { LanguageModel } from "../language-model.js";
 import { WeightStore } from "../model/weights.js";
@@ -92,11 +92,7 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
   const file = await openFlm(source, { signal: opts.signal });
   const m = file.manifest;
   const c = m.config;
-  if (m.tokenizer.kind === "none") throw new FlashError("UNSUPPORTED", "this file stores no tokenizer: generate needs one");
-  const contextLength = Math.min(opts.contextLength ?? c.seqLen, c.seqLen);
-  if (!(Number.isSafeInteger(contextLength) && contextLength >= 1)) throw new FlashError("BAD_ARGUMENT", `contextLength must be an integer ≥ 1, got ${opts.contextLength}`);
-  checkModelTensors(m, contextLength);
-  if (opts.window !== undefined && !(Number.isSafeInteger(opts.window) && opts.window >= 0)) throw new FlashError("BAD_ARGUMENT", `window must be an integer ≥ 0, got ${opts.window}`);
+  const contextLength = checkOpen(file, opts);
   if (opts.selector !== undefined && typeof opts.selector !== "string") throw new FlashError("BAD_ARGUMENT", "a sharded model takes selector \"all\" or \"predictor\": a selector object cannot cross into the shard workers");
   if (opts.onActivations) throw new FlashError("BAD_ARGUMENT", "onActivations needs the single-instance path (workers: 1)");
   const slices = planShards(c, opts.workers);
@@ -123,7 +119,7 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
     }
   });
   const memoryPlan: ShardedMemoryPlan = { budget, coordinatorBytes, shards: plans, totalBytes: coordinatorBytes + plans.reduce((s, p) => s + p.totalBytes, 0) };
-  const configs: ShardConfig[] = slices.map((slice, s) => ({
+  const configs: ShardConfig[] = slices.map((_slice, s) => ({
     slices,
     index: s,
     contextLength,

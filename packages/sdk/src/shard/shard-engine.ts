@@ -3,6 +3,7 @@ import { openFlm } from "../format/reader.js";
 import type { FlmFile } from "../format/reader.js";
 import type { FfnStorageLayout, FlashStrategy } from "../flash/flash-ffn.js";
 import { FlashFfn } from "../flash/flash-ffn.js";
+import { ffnLayout } from "../flash/open-checks.js";
 import { Kernels } from "../kernels/loader.js";
 import type { WasmBlock } from "../kernels/loader.js";
 import { headSize } from "../model/config.js";
@@ -140,20 +141,9 @@ export class ShardEngine {
 
   /** The FFN storage layout of a shard: the model's, over its neuron range (bundles of a range are contiguous). */
   static layout(file: FlmFile, slice: ShardSlice): FfnStorageLayout {
-    const m = file.manifest;
-    const c = m.config;
-    return {
-      dim: c.dim,
-      neurons: slice.neurons.count,
-      nLayers: c.nLayers,
-      bundleBytes: m.ffn.bundleBytes,
-      bundleStride: m.ffn.bundleStride,
-      dtype: m.ffn.dtype,
-      gated: m.ffn.gated,
-      activation: c.activation,
-      layerOffsets: Array.from({ length: c.nLayers }, (_, l) => file.ffnLayerOffset(l) + slice.neurons.first * m.ffn.bundleStride),
-    };
+    return ffnLayout(file, slice.neurons);
   }
+
 
   /**
    * Opens a shard over its own source: reads the manifest, loads its resident slice straight into a
