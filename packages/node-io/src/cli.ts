@@ -169,13 +169,14 @@ program
   .option("--conditions <list>", "--peer: cached (GGUF in the page cache), squeezed (less memory free than the GGUF)", "cached,squeezed")
   .option("--peer-tokens <n>", "--peer: tokens llama.cpp generates per condition", int("--peer-tokens"), 8)
   .option("--threads <n>", "--peer: llama.cpp threads (default: every core)", int("--threads"))
+  .option("--sides <list>", "--peer: which engines run (flashllm,llama.cpp); one alone when the disk cannot hold both files", "flashllm,llama.cpp")
   .action((opts) => {
     if (!opts.peer) return benchCommand(opts);
     // The flashllm side is this same command without --peer, in a child process (its own libuv and heap).
     const pass = ["--warmup", String(opts.warmup), "--in-flight", String(opts.inFlight), "--trace", opts.trace, "--window", String(opts.window), "--max-gap", String(opts.maxGap), ...(opts.direct ? [] : ["--no-direct"])];
     return peerBenchCommand({
       shape: opts.shape, model: opts.model, gguf: opts.gguf, outDir: opts.outDir, memoryBudget: opts.memoryBudget, tokens: opts.tokens, peerTokens: opts.peerTokens,
-      workers: opts.workers, variants: opts.variants ?? "windowed+bundled", conditions: opts.conditions, threads: opts.threads, seed: opts.seed, benchArgs: pass,
+      workers: opts.workers, variants: opts.variants ?? "windowed+bundled", conditions: opts.conditions, threads: opts.threads, seed: opts.seed, sides: opts.sides, benchArgs: pass,
     });
   });
 

@@ -10,6 +10,7 @@ import { NodeFileSink } from "../file-sink.js";
 import { formatBytes } from "../format-stats.js";
 import { measureLlamaCpp, type LlamaCppResult } from "../peer/llama-cpp.js";
 import { memAvailable, startSqueeze } from "../peer/squeeze.js";
+import { parseBudget } from "../budget.js";
 import { synthFile } from "./synth.js";
 
 /** Options of `flashllm bench --peer llama.cpp`. */
@@ -26,6 +27,11 @@ export interface PeerBenchOptions {
   conditions: string;
   threads?: number;
   seed: number;
+  /**
+   * Which engines run: both by default. One side alone lets a machine whose disk cannot hold both
+   * files at once (the 30B shape: ~33 GB each) run them in two passes; the ratio is then taken by hand.
+   */
+  sides: string;
   /** Arguments passed through to the flashllm side (`flashllm bench`). */
   benchArgs: string[];
 }
@@ -46,7 +52,7 @@ interface ConditionResult {
   condition: "cached" | "squeezed";
   note: string;
   availableBytes: number;
-  peer: LlamaCppResult & { msPerToken: number };
+  peer?: LlamaCppResult & { msPerToken: number };
   flash: FlashSide[];
 }
 
@@ -86,8 +92,12 @@ export async function peerBenchCommand(o: PeerBenchOptions): Promise<void> {
   await mkdir(o.outDir, { recursive: true });
   const flm = resolve(o.model ?? join(o.outDir, `${o.shape}.flm`));
   const gguf = resolve(o.gguf ?? join(o.outDir, `${o.shape}-q8_0.gguf`));
-  if (!existsSync(flm)) await synthFile(shape, flm, { seed: o.seed, bundleAlign: 4096 });
-  if (!existsSync(gguf)) {
+  const sides = new Set(o.sides.split(",").map((s) => s.trim()));
+  for (const s of sides) if (s !== "flashllm" && s !== "llama.cpp") throw new Error(`unknown side "${s}" (flashllm, llama.cpp)`);
+  const withFlash = sides.has("flashllm");
+  const withPeer = sides.has("llama.cpp");
+  if (withFlash && !existsSync(flm)) await synthFile(shape, flm, { seed: o.seed, bundleAlign: 4096 });
+  if (withPeer && !existsSync(gguf)) {
     say(`writing ${gguf} (random Q8_0 weights, shape ${shape.name})`);
     const sink = await NodeFileSink.create(gguf);
     const t0 = performance.now();
@@ -100,14 +110,16 @@ export async function peerBenchCommand(o: PeerBenchOptions): Promise<void> {
     }
     say(`wrote ${formatBytes((await stat(gguf)).size)} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
   }
-  const flmBytes = (await stat(flm)).size;
-  const ggufBytes = (await stat(gguf)).size;
+  const flmBytes = withFlash ? (await stat(flm)).size : 0;
+  const ggufBytes = withPeer ? (await stat(gguf)).size : 0;
   const threads = o.threads ?? availableParallelism();
   // The launcher, not dist/cli.js: it sizes libuv's pool and turns on io_uring before libuv starts.
   const cli = join(fileURLToPath(new URL(".", import.meta.url)), "..", "bin", "flashllm.cjs");
-  const budgetBytes = /%$/.test(o.memoryBudget) ? (flmBytes * Number(o.memoryBudget.slice(0, -1))) / 100 : Number(o.memoryBudget);
+  if (!withFlash && /%\s*$/.test(o.memoryBudget)) throw new Error("--sides llama.cpp: give --memory-budget in bytes (the squeeze leaves budget + 1 GiB free), e.g. the figure the flashllm pass printed");
+  const budgetBytes = parseBudget(o.memoryBudget, flmBytes);
 
   const runFlash = async (): Promise<FlashSide[]> => {
+    if (!withFlash) return [];
     const dir = await mkdtemp(join(o.outDir, "peer-flash-"));
     try {
       const args = [cli, "bench", "--model", flm, "--memory-budget", o.memoryBudget, "--tokens", String(o.tokens), "--variants", o.variants, "--no-fio", "--out-dir", dir, ...o.benchArgs];
@@ -122,7 +134,8 @@ export async function peerBenchCommand(o: PeerBenchOptions): Promise<void> {
       await rm(dir, { recursive: true, force: true });
     }
   };
-  const runPeer = async (): Promise<ConditionResult["peer"]> => {
+  const runPeer = async (): Promise<ConditionResult["peer"] | undefined> => {
+    if (!withPeer) return undefined;
     const r = await measureLlamaCpp({ gguf, threads, promptTokens: [1, 400, 500, 600], tokens: o.peerTokens });
     if (!r.ok) throw new Error(`llama.cpp could not run: ${r.reason}`);
     return { ...r, msPerToken: median(r.tokenMs) };
@@ -132,22 +145,22 @@ export async function peerBenchCommand(o: PeerBenchOptions): Promise<void> {
   for (const condition of o.conditions.split(",").map((s) => s.trim()) as ConditionResult["condition"][]) {
     if (condition === "cached") {
       say(`(a) cached: ${gguf} read into the page cache; llama.cpp with ${threads} threads`);
-      warm(gguf);
+      if (withPeer) warm(gguf);
       const peer = await runPeer();
-      evict(gguf);
+      if (withPeer) evict(gguf);
       const flash = await runFlash();
       results.push({ condition, note: "GGUF in the page cache; flashllm cold at its budget", availableBytes: memAvailable(), peer, flash });
     } else if (condition === "squeezed") {
-      evict(gguf);
-      evict(flm);
+      if (withPeer) evict(gguf);
+      if (withFlash) evict(flm);
       const target = budgetBytes + 2 ** 30;
       const squeeze = await startSqueeze(target);
-      say(`(b) squeezed: holding ${formatBytes(squeeze.heldBytes)}; MemAvailable ${formatBytes(squeeze.availableBytes)} (target ${formatBytes(target)}); GGUF ${formatBytes(ggufBytes)}`);
+      say(`(b) squeezed: holding ${formatBytes(squeeze.heldBytes)}; MemAvailable ${formatBytes(squeeze.availableBytes)} (target ${formatBytes(target)})${withPeer ? `; GGUF ${formatBytes(ggufBytes)}` : ""}`);
       try {
         const peer = await runPeer();
-        evict(gguf);
+        if (withPeer) evict(gguf);
         const flash = await runFlash();
-        results.push({ condition, note: `MemAvailable ${formatBytes(squeeze.availableBytes)} < GGUF ${formatBytes(ggufBytes)}`, availableBytes: squeeze.availableBytes, peer, flash });
+        results.push({ condition, note: `MemAvailable ${formatBytes(squeeze.availableBytes)}${withPeer ? ` < GGUF ${formatBytes(ggufBytes)}` : ""}`, availableBytes: squeeze.availableBytes, peer, flash });
       } finally {
         await squeeze.stop();
       }
@@ -158,19 +171,21 @@ export async function peerBenchCommand(o: PeerBenchOptions): Promise<void> {
   const lines: string[] = [];
   lines.push(`# flashllm vs llama.cpp (node-llama-cpp 3.21.1), shape ${shape.name}`);
   lines.push(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? "?"}), ${formatBytes(totalmem())} RAM; load average at the end ${la}`);
-  lines.push(`files: .flm ${formatBytes(flmBytes)} (flashllm budget ${o.memoryBudget} = ${formatBytes(budgetBytes)}${o.workers ? `, ${o.workers} workers` : ""}), GGUF Q8_0 ${formatBytes(ggufBytes)} (llama.cpp: mmap, dense, ${threads} threads)`);
+  const flashFile = withFlash ? `.flm ${formatBytes(flmBytes)} (flashllm budget ${o.memoryBudget} = ${formatBytes(budgetBytes)}${o.workers ? `, ${o.workers} workers` : ""})` : "flashllm not run (--sides)";
+  const peerFile = withPeer ? `GGUF Q8_0 ${formatBytes(ggufBytes)} (llama.cpp: mmap, dense, ${threads} threads)` : "llama.cpp not run (--sides)";
+  lines.push(`files: ${flashFile}, ${peerFile}`);
   lines.push("");
   lines.push("| condition | engine | ms/token | I/O | memory | compute | read/token | peak RSS | llama.cpp ÷ flashllm |");
   lines.push("| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
   for (const r of results) {
-    lines.push(`| ${r.condition} | llama.cpp (${r.peer.tokenMs.length} tokens, median) | ${r.peer.msPerToken.toFixed(1)} | | | | mmap | ${formatBytes(r.peer.maxRssBytes)} | 1.00 |`);
+    if (r.peer) lines.push(`| ${r.condition} | llama.cpp (${r.peer.tokenMs.length} tokens, median) | ${r.peer.msPerToken.toFixed(1)} | | | | mmap | ${formatBytes(r.peer.maxRssBytes)} | 1.00 |`);
     for (const f of r.flash) {
       if (f.skipped) {
         lines.push(`| ${r.condition} | flashllm ${f.label} | skipped: ${f.skipped} | | | | | | |`);
         continue;
       }
       const ms = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? "" : v.toFixed(1));
-      lines.push(`| ${r.condition} | flashllm ${f.label}${o.workers && o.workers > 1 ? ` (${o.workers} workers)` : ""} | ${ms(f.msPerToken)} | ${ms(f.ioMs)} | ${ms(f.memoryMs)} | ${ms(f.computeMs)} | ${formatBytes(f.bytesPerToken)} | ${formatBytes(f.peakRssBytes)} | ${(r.peer.msPerToken / f.msPerToken).toFixed(2)}x |`);
+      lines.push(`| ${r.condition} | flashllm ${f.label}${o.workers && o.workers > 1 ? ` (${o.workers} workers)` : ""} | ${ms(f.msPerToken)} | ${ms(f.ioMs)} | ${ms(f.memoryMs)} | ${ms(f.computeMs)} | ${formatBytes(f.bytesPerToken)} | ${formatBytes(f.peakRssBytes)} | ${r.peer ? `${(r.peer.msPerToken / f.msPerToken).toFixed(2)}x` : ""} |`);
     }
   }
   const text = lines.join("\n");
