@@ -109,6 +109,7 @@ program
   .option("--keep-norm <s>", "SwiGLU: neurons count as active while they hold this share of the activation norm", num("--keep-norm"), 0.95)
   .option("--text-offset <bytes>", "start reading the corpus here", int("--text-offset"), 0)
   .option("--text-bytes <bytes>", "read at most this many bytes", int("--text-bytes"))
+  .option("--no-reorder", "keep the neurons' storage order (default: store neurons that fire together next to each other)")
   .action((model, opts) => calibrateCommand(model, opts));
 
 program

@@ -54,6 +54,8 @@ export { trainPredictors } from "./sparsity/train.js";
 export type { LayerActivations, TrainOptions, PredictorQuality } from "./sparsity/train.js";
 export { ActivationRecorder, recordCorpus, corpusSequences, writeWithPredictor, readPredictor, markActive, MIN_CALIBRATION_POSITIONS } from "./sparsity/calibrate.js";
 export type { ActivityRule } from "./sparsity/calibrate.js";
+export { coactivationOrder, coactivationCounts, checkPermutation, invertOrder, permutePredictor, permutePredictorLayer, permutedCrcSection, storageRuns, storedInOrder, CHAIN_TAIL, TWO_OPT_PASSES } from "./sparsity/neuron-order.js";
+export type { CoactivationOrderOptions, StoredOrder } from "./sparsity/neuron-order.js";
 export { GateExactSelector, HotNeuronSelector } from "./sparsity/exact.js";
 export { evaluateSparsity, TruthTap } from "./sparsity/evaluate.js";
 export type { EvalReport, LayerSelectionQuality } from "./sparsity/evaluate.js";
