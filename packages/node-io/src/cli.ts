@@ -152,6 +152,7 @@ program
   .option("--active <f>", "override: fraction of neurons active per token", num("--active"))
   .option("--overlap <f>", "override: share of a token's set active for the previous token", num("--overlap"))
   .option("--skew <s>", "override: Zipf exponent of neuron hotness", num("--skew"))
+  .option("--coactivation <c>", "override: how clustered a token's new neurons are in storage, in [0, 1) (0: stored in no particular order; presets: fitted to calibrate's co-activation order)", num("--coactivation"))
   .option("--lookahead-recall <r>", "share of the next layer's set the lookahead names", num("--lookahead-recall"), 1)
   .option("--window <k>", "window (tokens)", int("--window"), 5)
   .option("--tokens <n>", "measured tokens per variant", int("--tokens"), 16)

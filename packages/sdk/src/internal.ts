@@ -61,7 +61,7 @@ export { evaluateSparsity, TruthTap } from "./sparsity/evaluate.js";
 export type { EvalReport, LayerSelectionQuality } from "./sparsity/evaluate.js";
 export * from "./hf/index.js";
 export * from "./testing/index.js";
-export { TraceSelector, TRACE_PRESETS, measureTrace } from "./sparsity/trace-selector.js";
+export { TraceSelector, TRACE_PRESETS, CALIBRATED_COACTIVATION, measureTrace } from "./sparsity/trace-selector.js";
 export type { TraceParams, TracePreset, TraceStats, LookaheadSelector } from "./sparsity/trace-selector.js";
 export type { PredictingSelector, PrefetchStats } from "./flash/flash-ffn.js";
 export * from "./synth/index.js";
