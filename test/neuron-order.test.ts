@@ -6,7 +6,7 @@
 // storage runs, so exact selection issues fewer read requests.
 import { beforeAll, describe, expect, it } from "vitest";
 import {
-  ActivationRecorder, FlashError, GateExactSelector, LowRankPredictor, MemorySink, MemorySource, checkPermutation, coactivationOrder, convertLlama2c,
+  ActivationRecorder, FlashError, GateExactSelector, TraceSelector, measureTrace, LowRankPredictor, MemorySink, MemorySource, checkPermutation, coactivationOrder, convertLlama2c,
   corpusSequences, invertOrder, openFlashModel, openFlm, permutePredictorLayer, readPredictor, recordCorpus, storageRuns, writeWithPredictor,
   type FlmFile, type Predictor,
 } from "@flashllm/sdk/internal";
@@ -228,5 +228,38 @@ describe("stories260K-relu stored in co-activation order", () => {
     bad[2][5] = bad[2][6];
     await expect(writeWithPredictor(before, predictor, new MemorySink(), {}, undefined, bad)).rejects.toThrow(/layer 2's neuron order is not a permutation/);
     await expect(writeWithPredictor(before, predictor, new MemorySink(), {}, undefined, orders.slice(1))).rejects.toThrow(/4 neuron orders for a model of 5 layers/);
+  });
+});
+
+describe("TraceSelector's co-activation parameter", () => {
+  it("clusters new neurons in storage without changing how many are active or kept", () => {
+    const neurons = 2000;
+    const base = { activeFraction: 0.1, overlap: 0.5, skew: 0.4 };
+    for (const coactivation of [0, 0.2, 0.5]) {
+      const sel = new TraceSelector(neurons, 1, { ...base, coactivation });
+      const out = new Int32Array(neurons);
+      let prev: number[] = [];
+      for (let t = 0; t < 30; t++) {
+        const n = sel.select(0, new Float32Array(0), out);
+        const set = Array.from(out.subarray(0, n));
+        expect(n).toBe(200);
+        expect(new Set(set).size).toBe(n);
+        for (let i = 1; i < n; i++) expect(set[i]).toBeGreaterThan(set[i - 1]);
+        if (t > 0) expect(set.filter((v) => prev.includes(v)).length).toBeGreaterThanOrEqual(100); // overlap 50% kept
+        prev = set;
+      }
+    }
+    // Newly needed neurons scattered at random have a stored predecessor among them with probability
+    // about their density (~3%): ~0.97 runs each. With c = 0.5 about half follow their predecessor.
+    const scattered = measureTrace(neurons, { ...base, coactivation: 0 }, 200, 5).newRunsPerNeuron;
+    const clustered = measureTrace(neurons, { ...base, coactivation: 0.5 }, 200, 5).newRunsPerNeuron;
+    expect(scattered).toBeGreaterThan(0.93);
+    expect(clustered).toBeGreaterThan(0.45);
+    expect(clustered).toBeLessThan(0.62);
+  });
+
+  it("refuses a parameter outside [0, 1)", () => {
+    expect(() => new TraceSelector(100, 1, { activeFraction: 0.1, overlap: 0, skew: 0, coactivation: 1 })).toThrow(/coactivation must be in \[0, 1\), got 1/);
+    expect(() => new TraceSelector(100, 1, { activeFraction: 0.1, overlap: 0, skew: 0, coactivation: -0.1 })).toThrow(FlashError);
   });
 });
