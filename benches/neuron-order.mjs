@@ -73,7 +73,6 @@ function spectral(active, n) {
   return Int32Array.from(Array.from({ length: h }, (_, i) => i).sort((a, b) => key[a] - key[b] || a - b));
 }
 
-const rows = [];
 const methods = ["as converted", "frequency", "spectral", "chain tail 1", "chain tail 3", "count chain", "count+2opt", "chain+2opt", "tail 3+2opt"];
 const sums = Object.fromEntries(methods.map((m) => [m, { a0: 0, a2: 0, r2: 0, m0: 0, m2: 0, mr2: 0 }]));
 let act = 0;
