@@ -109,6 +109,7 @@ program
   .option("--keep-norm <s>", "SwiGLU: neurons count as active while they hold this share of the activation norm", num("--keep-norm"), 0.95)
   .option("--text-offset <bytes>", "start reading the corpus here", int("--text-offset"), 0)
   .option("--text-bytes <bytes>", "read at most this many bytes", int("--text-bytes"))
+  .option("--no-reorder", "keep the neurons' storage order (default: store neurons that fire together next to each other)")
   .action((model, opts) => calibrateCommand(model, opts));
 
 program
@@ -151,6 +152,7 @@ program
   .option("--active <f>", "override: fraction of neurons active per token", num("--active"))
   .option("--overlap <f>", "override: share of a token's set active for the previous token", num("--overlap"))
   .option("--skew <s>", "override: Zipf exponent of neuron hotness", num("--skew"))
+  .option("--coactivation <c>", "override: how clustered a token's new neurons are in storage, in [0, 1) (0: stored in no particular order; presets: fitted to calibrate's co-activation order)", num("--coactivation"))
   .option("--lookahead-recall <r>", "share of the next layer's set the lookahead names", num("--lookahead-recall"), 1)
   .option("--window <k>", "window (tokens)", int("--window"), 5)
   .option("--tokens <n>", "measured tokens per variant", int("--tokens"), 16)

@@ -24,6 +24,8 @@ export interface BenchCommandOptions {
   active?: number;
   overlap?: number;
   skew?: number;
+  /** Override: how clustered a token's new neurons are in storage (0: no particular order). */
+  coactivation?: number;
   lookaheadRecall: number;
   window: number;
   tokens: number;
@@ -123,6 +125,7 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
     activeFraction: o.active ?? preset.activeFraction,
     overlap: o.overlap ?? preset.overlap,
     skew: o.skew ?? preset.skew,
+    coactivation: o.coactivation ?? preset.coactivation ?? 0,
     seed: o.seed,
     lookaheadRecall: o.lookaheadRecall,
   };
@@ -141,8 +144,8 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
     `flashllm bench — ${new Date().toISOString()}`,
     `model: ${path} (${shapeName}; ${m.architecture}, dim ${c.dim}, FFN ${c.hiddenDim}${m.ffn.gated ? " gated" : ""} ${c.activation}, ${c.nLayers} layers, vocab ${c.vocabSize}), ${formatBytes(fileBytes)}, FFN ${formatBytes(ffnBytes)} (${m.ffn.dtype}, bundle ${m.ffn.bundleBytes} B, stride ${m.ffn.bundleStride} B)`,
     `RANDOM WEIGHTS: this measures I/O, memory management and the compute path at this shape, not text quality. Active sets come from the activation-trace selector, not the weights.`,
-    `trace "${preset.name}" (${preset.source}): active ${(100 * params.activeFraction).toFixed(1)}%/token, overlap with previous token ${(100 * params.overlap).toFixed(0)}%, hotness skew (Zipf) ${params.skew}; ` +
-      `measured: newly needed per token with a window of ${o.window}: ${(100 * traceStats.newPerToken).toFixed(2)}% of the FFN (paper, OPT-6.7B: 2.4%), union over k=1/2/4/8 tokens ${[1, 2, 4, 8].map((k) => (100 * traceStats.union[k]).toFixed(1)).join("/")}%, top-10% neurons ${(100 * traceStats.top10Share).toFixed(1)}% of activations`,
+    `trace "${preset.name}" (${preset.source}): active ${(100 * params.activeFraction).toFixed(1)}%/token, overlap with previous token ${(100 * params.overlap).toFixed(0)}%, hotness skew (Zipf) ${params.skew}, co-activation ${params.coactivation} (${params.coactivation ? "neurons stored in co-activation order" : "neurons stored in no particular order"}); ` +
+      `measured: newly needed per token with a window of ${o.window}: ${(100 * traceStats.newPerToken).toFixed(2)}% of the FFN (paper, OPT-6.7B: 2.4%), union over k=1/2/4/8 tokens ${[1, 2, 4, 8].map((k) => (100 * traceStats.union[k]).toFixed(1)).join("/")}%, top-10% neurons ${(100 * traceStats.top10Share).toFixed(1)}% of activations, ${traceStats.newRunsPerNeuron.toFixed(2)} storage runs per newly needed neuron`,
     `budget ${formatBytes(budget)} (${o.memoryBudget} of the file), window ${o.window} tokens, ${o.warmup} warm-up + ${o.tokens} measured tokens per variant, ${o.inFlight} reads in flight (UV_THREADPOOL_SIZE=${uv}, UV_USE_IO_URING=${process.env.UV_USE_IO_URING ?? "unset"}; ${o.queue ?? o.inFlight} submitted at once), runs merged across gaps ≤ ${formatBytes(o.maxGap)}, lookahead recall ${params.lookaheadRecall}`,
     `cold storage: ${o.direct ? "O_DIRECT reads" : "buffered reads"}; the file is also evicted from the page cache before each variant (${hasTool("vmtouch") ? "vmtouch -e" : "dd iflag=nocache"}), checked with fincore`,
     `machine: ${machine.cpu}, ${machine.cores} cores (shared with other work), ${formatBytes(machine.ramBytes)} RAM, ${machine.disk}, Linux ${machine.kernel}, Node ${process.version}`,

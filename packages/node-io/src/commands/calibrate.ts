@@ -1,5 +1,5 @@
 import { Presets, SingleBar } from "cli-progress";
-import { ActivationRecorder, corpusSequences, openFlashModel, recordCorpus, trainPredictors, writeWithPredictor, type FlashModel, type PredictorQuality } from "@flashllm/sdk/internal";
+import { ActivationRecorder, coactivationOrder, corpusSequences, storageRuns, openFlashModel, recordCorpus, trainPredictors, writeWithPredictor, type FlashModel, type PredictorQuality } from "@flashllm/sdk/internal";
 import { basename } from "node:path";
 import { NodeFileSink } from "../file-sink.js";
 import { requireFile } from "../input-files.js";
@@ -16,6 +16,8 @@ export interface CalibrateOptions {
   keepNorm: number;
   textOffset: number;
   textBytes?: number;
+  /** Store each layer's neurons in co-activation order (sparsity/neuron-order.ts). Default true. */
+  reorder?: boolean;
 }
 
 /** What {@link calibrateFile} measured, for the command's report. */
@@ -24,6 +26,8 @@ export interface CalibrationResult {
   rule: string;
   hiddenDim: number;
   quality: PredictorQuality[];
+  /** With reordering: per layer, mean runs of consecutive stored neurons a position's active set falls into, before and after. */
+  order?: { method: string; runsBefore: number[]; runsAfter: number[] };
 }
 
 /**
@@ -56,6 +60,7 @@ export async function calibrateFile(model: string, out: string, o: CalibrateOpti
       onProgress: (l, e) => progress?.update(l * o.epochs + e + 1),
     });
     progress?.stop();
+    const order = o.reorder === false ? undefined : neuronOrder(recorder);
     const sink = await NodeFileSink.create(out);
     try {
       await writeWithPredictor(flash.file, predictor, sink, {
@@ -66,18 +71,32 @@ export async function calibrateFile(model: string, out: string, o: CalibrateOpti
         rank: o.rank,
         epochs: o.epochs,
         quality,
-      });
+        neuronOrder: order ? { method: order.method, runsBefore: order.runsBefore, runsAfter: order.runsAfter } : "as converted",
+      }, undefined, order?.orders);
       await sink.commit();
     } catch (e) {
       await sink.abort();
       throw e;
     }
-    return { positions: recorder.positions, rule: rule.kind, hiddenDim: c.hiddenDim, quality };
+    return { positions: recorder.positions, rule: rule.kind, hiddenDim: c.hiddenDim, quality, order };
   } finally {
     progress?.stop();
     await flash?.dispose();
     await source.close();
   }
+}
+
+/**
+ * Each layer's co-activation order from the recorded activity, with the mean number of storage runs a
+ * position's active set falls into before and after (gap 0: what reordering does to read counts).
+ */
+function neuronOrder(recorder: ActivationRecorder): { method: string; orders: Int32Array[]; runsBefore: number[]; runsAfter: number[] } {
+  const n = recorder.positions;
+  const h = recorder.hidden;
+  const identity = Int32Array.from({ length: h }, (_, i) => i);
+  const orders = recorder.layers.map((l) => coactivationOrder(l.active, h, { positions: n }));
+  const runs = (order: Int32Array, l: number) => Number(storageRuns(recorder.layers[l].active, h, order, 0, n).runs.toFixed(2));
+  return { method: "coactivation-chain", orders, runsBefore: orders.map((_, l) => runs(identity, l)), runsAfter: orders.map((o, l) => runs(o, l)) };
 }
 
 /** `flashllm calibrate model.flm --corpus text.txt`: {@link calibrateFile} with progress bars and a per-layer report. */
@@ -89,5 +108,6 @@ export async function calibrateCommand(model: string, o: CalibrateOptions): Prom
   w(`calibrated on ${r.positions} positions (rule: ${r.rule}); predictors of rank ${o.rank}, recall target ${o.recall}; validation split:\n`);
   w(`layer  recall  precision  predicted/token  truly active/token  of ${r.hiddenDim}\n`);
   r.quality.forEach((q, l) => w(`${String(l).padStart(5)}  ${pct(q.recall).padStart(6)}  ${pct(q.precision).padStart(9)}  ${q.predicted.toFixed(1).padStart(15)}  ${q.truth.toFixed(1).padStart(18)}\n`));
+  if (r.order) w(`neurons stored in co-activation order: a position's active set falls into ${r.order.runsBefore.map((b, l) => `${b}→${r.order!.runsAfter[l]}`).join(", ")} runs per layer (--no-reorder keeps the order)\n`);
   w(`wrote ${out}\n`);
 }

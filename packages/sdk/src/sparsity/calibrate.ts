@@ -9,6 +9,7 @@ import type { FlashModel } from "../flash/open.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Predictor } from "./predictor.js";
 import type { LayerActivations } from "./train.js";
+import { storedInOrder } from "./neuron-order.js";
 
 /** Which neurons count as truly active when recording (ARCHITECTURE.md §4). */
 export type ActivityRule =
@@ -101,14 +102,18 @@ export async function recordCorpus(model: FlashModel, sequences: number[][], rec
 /**
  * Writes a copy of the container with the predictors added to its resident section and described in
  * the manifest. FFN bundles are copied byte for byte, so the `ffn.crc` table, and with it the model
- * fingerprint the predictors carry, are unchanged.
+ * fingerprint the predictors carry, are unchanged. With `order` (per layer, `order[position]` = the
+ * neuron stored there: sparsity/neuron-order.ts) the bundles, the predictor's rows and the CRC table
+ * are written in that order instead, and the fingerprint is the permuted FFN's.
  */
-export async function writeWithPredictor(file: FlmFile, predictor: Predictor, sink: FlmSink, calibration: Record<string, unknown> = {}, signal?: AbortSignal): Promise<Manifest> {
+export async function writeWithPredictor(file: FlmFile, predictor: Predictor, sink: FlmSink, calibration: Record<string, unknown> = {}, signal?: AbortSignal, order?: readonly Int32Array[]): Promise<Manifest> {
   const m = file.manifest;
   const c = m.config;
   if (predictor.dim !== c.dim || predictor.hiddenDim !== c.hiddenDim || predictor.layers.length !== c.nLayers) {
     throw new FlashError("WRONG_DIMS", `predictor for dim ${predictor.dim}, hidden ${predictor.hiddenDim}, ${predictor.layers.length} layers does not fit this model (dim ${c.dim}, hidden ${c.hiddenDim}, ${c.nLayers} layers)`);
   }
+  const stored = order ? await storedInOrder(file, predictor, order, signal) : undefined;
+  if (stored) predictor = stored.predictor;
   const resident = await file.readResident({ signal });
   const kept = m.tensors.filter((t) => !t.name.startsWith("predictor."));
   const decl: TensorDeclaration[] = kept.map((t) => ({ name: t.name, shape: t.shape, dtype: t.dtype }));
@@ -119,7 +124,7 @@ export async function writeWithPredictor(file: FlmFile, predictor: Predictor, si
     kind: "lowrank",
     recallTarget: predictor.recallTarget,
     layers: predictor.layers.map((p) => ({ rank: p.rank, threshold: p.threshold })),
-    modelFingerprint: file.section(m.ffn.crcSection).crc32,
+    modelFingerprint: stored?.fingerprint ?? file.section(m.ffn.crcSection).crc32,
     calibration,
   };
   const tokenizer = await file.readTokenizer({ signal });
@@ -147,7 +152,11 @@ export async function writeWithPredictor(file: FlmFile, predictor: Predictor, si
   await writer.writeTokenizer(tokenizer);
   for (let l = 0; l < c.nLayers; l++) {
     const bytes = await file.readSection(m.ffn.layers[l].section, { signal });
-    await writer.writeLayer(l, (i) => bytes.subarray(i * stride, (i + 1) * stride));
+    const at = stored?.orders[l];
+    await writer.writeLayer(l, (i) => {
+      const k = at ? at[i] : i;
+      return bytes.subarray(k * stride, (k + 1) * stride);
+    });
   }
   return writer.finish();
 }
