@@ -3,7 +3,7 @@
  * types, the `llama` architecture mapped to flashllm's model terms, the tokenizer from metadata, a
  * conversion to `.flm`, and a small streaming writer for tests and benchmarks.
  */
-export { GGML_TYPES, GGUF_LIMITS, GGUF_MAGIC, GgmlType, GgufValueType, ggmlTypeName } from "./constants.js";
+export { GGML_TYPES, GGUF_LIMITS, GGUF_MAGIC, POWERINFER_MAGIC, GgmlType, GgufValueType, ggmlTypeName } from "./constants.js";
 export type { GgmlTypeInfo } from "./constants.js";
 export { GgufFile, isGguf, openGguf } from "./reader.js";
 export type { GgufKv, GgufTensorInfo, GgufValue, OpenGgufOptions } from "./reader.js";
