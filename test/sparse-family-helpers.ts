@@ -5,13 +5,14 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { f32Bytes, rng, writeSafetensors, type RawTensor } from "../packages/sdk/test/hf/helpers.js";
+import { GgmlType, GgufWriter, MemorySink, kv, type GgufTensorDecl } from "@flashllm/sdk/internal";
 
 /** dim, heads, KV heads, FFN width, layers, vocabulary, context. */
 export const D = 32, H = 4, KV = 2, F = 64, L = 2, V = 24, P = 32;
 const HS = D / H;
 const EPS = 1e-5;
 const THETA = 10000;
-export type Family = "fatrelu" | "drelu";
+export type Family = "fatrelu" | "drelu" | "relu";
 /** ProSparse's released threshold. */
 export const FATRELU_T = 0.01;
 export type W = Record<string, Float64Array>;
@@ -64,7 +65,9 @@ const rope = (v: number[], heads: number, pos: number): number[] => {
 /** The FFN's per-neuron h for gate value g and up value u. */
 export function ffnH(family: Family, g: number, u: number): number {
   // ProSparse's FATReLU keeps g where g > t (torch.nn.functional.threshold); Bamboo's MLP applies ReLU to both.
-  return family === "fatrelu" ? (g > FATRELU_T ? g : 0) * u : Math.max(g, 0) * Math.max(u, 0);
+  if (family === "fatrelu") return (g > FATRELU_T ? g : 0) * u;
+  if (family === "drelu") return Math.max(g, 0) * Math.max(u, 0);
+  return Math.max(g, 0) * u;
 }
 
 /**
@@ -72,7 +75,7 @@ export function ffnH(family: Family, g: number, u: number): number {
  * layer, the residual stream entering the FFN block (PowerInfer's predictor input) and which neurons
  * were active (h ≠ 0).
  */
-export function reference(w: W, family: Family, tokens: number[]): { logits: number[][]; residual: number[][][]; active: boolean[][][]; margin: number[][][] } {
+export function reference(w: W, family: Family, tokens: number[], keep?: (layer: number, residual: number[]) => boolean[]): { logits: number[][]; residual: number[][][]; active: boolean[][][]; margin: number[][][] } {
   const keys: number[][][] = Array.from({ length: L }, () => []);
   const vals: number[][][] = Array.from({ length: L }, () => []);
   const residual: number[][][] = [];
@@ -108,9 +111,11 @@ export function reference(w: W, family: Family, tokens: number[]): { logits: num
       const h2 = rms(x, w[`${l}.n2`]);
       const g = mv(w[`${l}.gate`], h2, F, D);
       const u = mv(w[`${l}.up`], h2, F, D);
-      const hh = g.map((gv, i) => ffnH(family, gv, u[i]));
+      // `keep` (a predictor's decision on the residual stream): neurons it leaves out are not computed
+      const kept = keep?.(l, x);
+      const hh = g.map((gv, i) => (kept && !kept[i] ? 0 : ffnH(family, gv, u[i])));
       active[pos].push(hh.map((v) => v !== 0));
-      margin[pos].push(g.map((gv, i) => (family === "fatrelu" ? Math.abs(gv - FATRELU_T) : Math.min(Math.abs(gv), Math.abs(u[i])))));
+      margin[pos].push(g.map((gv, i) => (family === "fatrelu" ? Math.abs(gv - FATRELU_T) : family === "drelu" ? Math.min(Math.abs(gv), Math.abs(u[i])) : Math.abs(gv))));
       const down = mv(w[`${l}.down`], hh, D, F);
       x = x.map((v, i) => v + down[i]);
     }
@@ -164,4 +169,83 @@ export function writeCheckpoint(dir: string, w: W, family: Family): void {
   writeFileSync(join(dir, "model.safetensors"), writeSafetensors(tensors));
   writeFileSync(join(dir, "config.json"), JSON.stringify(configJson(family)));
   writeFileSync(join(dir, "vocab.json"), JSON.stringify("abcdefghijklmnopqrstuvwx".split("")));
+}
+
+/** A PowerInfer predictor per layer: `fc1 [rank][D]`, `fc2 [F][rank]`, as PowerInfer's `ReluMLP` (no biases). */
+export interface PowerInferPredictor { rank: number; fc1: Float64Array[]; fc2: Float64Array[] }
+
+export function makePredictor(seed: number, rank: number): PowerInferPredictor {
+  const r = rng(seed);
+  const rand = (n: number, s: number) => Float64Array.from({ length: n }, () => (r() * 2 - 1) * s);
+  // multiples of 2^-10 within ±0.3: exact in F16, so the float64 evaluation uses the very values stored
+  const exact = (v: Float64Array) => v.map((x) => Math.round(x * 1024) / 1024);
+  return { rank, fc1: Array.from({ length: L }, () => exact(rand(rank * D, 0.3))), fc2: Array.from({ length: L }, () => exact(rand(F * rank, 0.3))) };
+}
+
+/**
+ * A PowerInfer GGUF of the model (SJTU-IPADS/PowerInfer `convert.py` layout): magic "PWRI", architecture
+ * `llama` (ReLU, sparse graph) or `bamboo` (dReLU), q/k rows permuted into llama.cpp's interleaved RoPE
+ * order (as llama.cpp's converter does), `ffn_down_t` (the down projection transposed: one row of D values
+ * per neuron), predictors `blk.N.fc1.weight` dims [D, rank] and `blk.N.fc2.weight` dims [rank, F] in
+ * `predictorType` (PowerInfer writes them F16 or F32), and `powerinfer.sparse_threshold`.
+ */
+export async function powerInferGguf(w: W, arch: "llama" | "bamboo", pred: PowerInferPredictor, threshold: number | undefined, predictorType: number): Promise<Uint8Array> {
+  const a = arch;
+  const meta = [
+    kv.str("general.architecture", a),
+    kv.u32(`${a}.context_length`, P),
+    kv.u32(`${a}.embedding_length`, D),
+    kv.u32(`${a}.block_count`, L),
+    kv.u32(`${a}.feed_forward_length`, F),
+    kv.u32(`${a}.rope.dimension_count`, HS),
+    kv.u32(`${a}.attention.head_count`, H),
+    kv.u32(`${a}.attention.head_count_kv`, KV),
+    kv.f32(`${a}.attention.layer_norm_rms_epsilon`, EPS),
+    kv.f32(`${a}.rope.freq_base`, THETA),
+    kv.str("tokenizer.ggml.model", "llama"),
+    kv.strs("tokenizer.ggml.tokens", ["<unk>", "<s>", "</s>", ..."abcdefghijklmnopqrstu".split("")]),
+    kv.f32s("tokenizer.ggml.scores", new Array<number>(V).fill(0)),
+    kv.i32s("tokenizer.ggml.token_type", [2, 3, 3, ...new Array<number>(V - 3).fill(1)]),
+    kv.u32("tokenizer.ggml.bos_token_id", 1),
+    kv.u32("tokenizer.ggml.eos_token_id", 2),
+    ...(threshold !== undefined ? [kv.f32("powerinfer.sparse_threshold", threshold)] : []),
+  ];
+  const f32 = (v: Float64Array) => Float32Array.from(v);
+  // HF rotate_half rows → interleaved pairs: row 2j of a head is HF row j, row 2j+1 is HF row j + HS/2
+  const permute = (m: Float64Array, heads: number) => {
+    const out = new Float64Array(m.length);
+    for (let h = 0; h < heads; h++) for (let j = 0; j < HS / 2; j++) for (const [to, from] of [[2 * j, j], [2 * j + 1, j + HS / 2]]) {
+      out.set(m.subarray((h * HS + from) * D, (h * HS + from + 1) * D), (h * HS + to) * D);
+    }
+    return out;
+  };
+  const transpose = (m: Float64Array, rows: number, cols: number) => {
+    const out = new Float64Array(m.length);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = m[r * cols + c];
+    return out;
+  };
+  const list: [string, number[], number, Float32Array][] = [["token_embd.weight", [D, V], GgmlType.F32, f32(w.emb)]];
+  for (let l = 0; l < L; l++) {
+    const b = `blk.${l}.`;
+    list.push(
+      [`${b}attn_norm.weight`, [D], GgmlType.F32, f32(w[`${l}.n1`])],
+      [`${b}attn_q.weight`, [D, D], GgmlType.F32, f32(permute(w[`${l}.q`], H))],
+      [`${b}attn_k.weight`, [D, KV * HS], GgmlType.F32, f32(permute(w[`${l}.k`], KV))],
+      [`${b}attn_v.weight`, [D, KV * HS], GgmlType.F32, f32(w[`${l}.v`])],
+      [`${b}attn_output.weight`, [D, D], GgmlType.F32, f32(w[`${l}.o`])],
+      [`${b}ffn_norm.weight`, [D], GgmlType.F32, f32(w[`${l}.n2`])],
+      [`${b}ffn_gate.weight`, [D, F], GgmlType.F32, f32(w[`${l}.gate`])],
+      [`${b}ffn_up.weight`, [D, F], GgmlType.F32, f32(w[`${l}.up`])],
+      [`${b}ffn_down_t.weight`, [D, F], GgmlType.F32, f32(transpose(w[`${l}.down`], D, F))],
+      [`${b}fc1.weight`, [D, pred.rank], predictorType, f32(pred.fc1[l])],
+      [`${b}fc2.weight`, [pred.rank, F], predictorType, f32(pred.fc2[l])],
+    );
+  }
+  list.push(["output_norm.weight", [D], GgmlType.F32, f32(w.norm)], ["output.weight", [D, V], GgmlType.F32, f32(w.head)]);
+  const decl: GgufTensorDecl[] = list.map(([name, dims, type]) => ({ name, dims, type }));
+  const sink = new MemorySink();
+  const writer = new GgufWriter(sink, meta, decl, undefined, true);
+  for (const [name, , , data] of list) await writer.write(name, data);
+  await writer.finish();
+  return sink.bytes();
 }
