@@ -51,6 +51,8 @@ describe.each([
 
     const flm = join(dir, `${arch}.flm`);
     await convertFile(gguf, undefined, flm);
+    const shown = spawnSync(process.execPath, [CLI, "inspect", flm], { encoding: "utf8" });
+    expect(shown.stdout).toContain(`predictors: low-rank, rank ${RANK}, reading the residual stream before the FFN norm (imported from PowerInfer)`);
     const source = await NodeFileSource.open(flm);
     const recorded: { layer: number; ids: number[] }[] = [];
     // no selector named: the file's predictors are used
