@@ -152,6 +152,20 @@ describe("sparse family config mapping", () => {
     expect(prosparse.config).toMatchObject({ activation: "fatrelu", activationThreshold: 0.01 });
   });
 
+  it("calibration counts a neuron active iff its h is non-zero for every ReLU-family activation", async () => {
+    const { ruleFor } = await import("../packages/node-io/src/commands/sparsity-common.js");
+    const { markActive } = await import("@flashllm/sdk/internal");
+    const base = { dim: 32, hiddenDim: 64, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 24, seqLen: 32, normEps: 1e-5, ropeTheta: 10000, ropeStyle: "neox" as const, gated: true, sharedClassifier: false, norm: "rmsnorm" as const };
+    for (const activation of ["relu", "fatrelu", "drelu"] as const) {
+      const rule = ruleFor({ ...base, activation, ...(activation === "fatrelu" ? { activationThreshold: 0.01 } : {}) }, 0.95);
+      expect(rule).toEqual({ kind: "nonzero" });
+      const active = new Uint8Array(4);
+      markActive(rule, Int32Array.from([0, 1, 2, 3]), Float32Array.from([0, 1e-9, -0, -2]), active);
+      expect(Array.from(active)).toEqual([0, 1, 0, 1]);
+    }
+    expect(ruleFor({ ...base, activation: "silu" }, 0.95)).toEqual({ kind: "norm-share", share: 0.95 });
+  });
+
   it("the manifest refuses a fatrelu without threshold, a threshold on another activation, and ungated dReLU", async () => {
     const { validateConfig } = await import("@flashllm/sdk/internal");
     const c = { dim: 32, hiddenDim: 64, nLayers: 2, nHeads: 4, nKvHeads: 2, vocabSize: 24, seqLen: 32, normEps: 1e-5, ropeTheta: 10000, ropeStyle: "neox", gated: true, sharedClassifier: false, norm: "rmsnorm" };
