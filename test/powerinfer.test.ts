@@ -118,6 +118,14 @@ describe("PowerInfer predictors: refusals and the threshold", () => {
     }
   });
 
+  it("a file with one layer's fc2 missing is refused at conversion, naming the layer", async () => {
+    const gguf = join(dir, "incomplete.gguf");
+    writeFileSync(gguf, await powerInferGguf(makeWeights(32), "llama", makePredictor(132, 8), 0, GgmlType.F32, "blk.1.fc2.weight"));
+    const e = await convertFile(gguf, undefined, join(dir, "incomplete.flm")).catch((x: unknown) => x as { code?: string; message: string });
+    expect(e).toMatchObject({ code: "BAD_HEADER" });
+    expect((e as Error).message).toContain("predictor of layer 1 is incomplete (blk.1.fc1.weight present, blk.1.fc2.weight missing)");
+  });
+
   it("a predictor of the residual stream is refused on shards, naming why (shards get the FFN input only)", async () => {
     const w = makeWeights(31);
     const gguf = join(dir, "refuse.gguf");

@@ -189,7 +189,7 @@ export function makePredictor(seed: number, rank: number): PowerInferPredictor {
  * per neuron), predictors `blk.N.fc1.weight` dims [D, rank] and `blk.N.fc2.weight` dims [rank, F] in
  * `predictorType` (PowerInfer writes them F16 or F32), and `powerinfer.sparse_threshold`.
  */
-export async function powerInferGguf(w: W, arch: "llama" | "bamboo", pred: PowerInferPredictor, threshold: number | undefined, predictorType: number): Promise<Uint8Array> {
+export async function powerInferGguf(w: W, arch: "llama" | "bamboo", pred: PowerInferPredictor, threshold: number | undefined, predictorType: number, omit?: string): Promise<Uint8Array> {
   const a = arch;
   const meta = [
     kv.str("general.architecture", a),
@@ -242,6 +242,7 @@ export async function powerInferGguf(w: W, arch: "llama" | "bamboo", pred: Power
     );
   }
   list.push(["output_norm.weight", [D], GgmlType.F32, f32(w.norm)], ["output.weight", [D, V], GgmlType.F32, f32(w.head)]);
+  if (omit !== undefined) list.splice(list.findIndex(([name]) => name === omit), 1); // a broken file, for refusals
   const decl: GgufTensorDecl[] = list.map(([name, dims, type]) => ({ name, dims, type }));
   const sink = new MemorySink();
   const writer = new GgufWriter(sink, meta, decl, undefined, true);

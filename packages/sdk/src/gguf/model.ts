@@ -135,7 +135,7 @@ export function ggufModel(file: GgufFile, opts: GgufModelOptions = {}): GgufMode
     }
   }
   if (arch === "bamboo" && opts.activation !== undefined) unsupported(`an activation override for architecture "bamboo" (its FFN is dReLU)`);
-  // PowerInfer runs llama files with predictors through ReLU (its sparse graph), without through SiLU.
+  // PowerInfer's sparse graph runs llama files with predictors through ReLU (its dense fallback runs SiLU).
   const activation = arch === "bamboo" ? "drelu" : (opts.activation ?? (predictors ? "relu" : "silu"));
 
   const config: ModelConfig = {
