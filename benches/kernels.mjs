@@ -312,7 +312,7 @@ for (const [rows, cols] of SIZES) {
       vals.push(seenRows);
     }
     const dtype = { f32: 0, q8: 1, q4_0: 4 }[type];
-    const run = () => k.ffn_bundled(bOut.ptr, bX.ptr, dim, bSlots.ptr, stride, bIds.ptr, active, dtype, 1, 1, bXq.ptr, 0, 0);
+    const run = () => k.ffn_bundled(bOut.ptr, bX.ptr, dim, bSlots.ptr, stride, bIds.ptr, active, dtype, 1, 1, bXq.ptr, 0, 0, 0);
     run();
     const want = new Float64Array(dim);
     for (const [g, u, d] of vals) {

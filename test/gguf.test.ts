@@ -82,6 +82,22 @@ describe("dequantizers", () => {
     expect(Array.from(o1)).toEqual(q.map((v) => 0.25 * v - 1.5));
   });
 
+  it("Q5_0 (PowerInfer's predictor type): low nibbles and the qh bits make values 0-31, offset by 16", () => {
+    const q = Array.from({ length: 64 }, () => int(32));
+    const b = new Uint8Array(44);
+    for (let k = 0; k < 2; k++) {
+      const p = 22 * k;
+      putHalf(b, p, k === 0 ? 0.125 : -0.5);
+      let qh = 0;
+      for (let j = 0; j < 32; j++) if (q[32 * k + j] & 16) qh += 2 ** j;
+      new DataView(b.buffer).setUint32(p + 2, qh, true);
+      for (let j = 0; j < 16; j++) b[p + 6 + j] = (q[32 * k + j] & 15) | ((q[32 * k + j + 16] & 15) << 4);
+    }
+    const out = new Float32Array(64);
+    dequantize(GgmlType.Q5_0, b, 64, out);
+    expect(Array.from(out)).toEqual(q.map((v, i) => (i < 32 ? 0.125 : -0.5) * (v - 16)));
+  });
+
   it("Q4_K: 8 sub-blocks with 6-bit scales and mins packed in 12 bytes", () => {
     const d = 0.0625, dmin = 0.5;
     const sc = Array.from({ length: 8 }, () => int(64));

@@ -1,6 +1,6 @@
 //! In-place activations and softmax.
 
-use crate::math::{exp_f32, gelu_f32, relu_f32, silu_f32};
+use crate::math::{exp_f32, fatrelu_f32, gelu_f32, relu_f32, silu_f32};
 use crate::simd::F32x4;
 
 /// `x = exp(x - max x) / Σ exp(x - max x)`; subtracting the max keeps every exp ≤ 1.
@@ -43,6 +43,13 @@ pub fn relu(x: &mut [f32]) {
     }
     for v in x4.into_remainder() {
         *v = relu_f32(*v);
+    }
+}
+
+/// FATReLU in place: `x` if `x > t`, else 0 (the dense twin of `ffn_bundled`'s fatrelu).
+pub fn fatrelu(x: &mut [f32], t: f32) {
+    for v in x.iter_mut() {
+        *v = fatrelu_f32(*v, t);
     }
 }
 
@@ -109,5 +116,22 @@ mod tests {
         let mut r = [-0.0f32, 0.0, -1.0, 2.0, f32::NAN];
         relu(&mut r);
         assert_eq!(r.map(f32::to_bits), [0.0f32, 0.0, 0.0, 2.0, 0.0].map(f32::to_bits));
+        // fatrelu: strictly above the threshold passes unchanged, at or below it gives +0
+        let mut r = [0.01f32, 0.010000001, 0.5, -3.0, 0.0, f32::NAN];
+        fatrelu(&mut r, 0.01);
+        assert_eq!(r.map(f32::to_bits), [0.0f32, 0.010000001, 0.5, 0.0, 0.0, 0.0].map(f32::to_bits));
+        let mut r = [-0.5f32, -0.2, 0.1];
+        fatrelu(&mut r, -0.3);
+        assert_eq!(r, [0.0, -0.2, 0.1]);
+        let mut rng = Rng::new(62);
+        for &n in SIZES {
+            let x = rng.vec(n, -1.0, 1.0);
+            let t = rng.range(-0.5, 0.5);
+            let mut g = Guarded::from(&x, F32_SENTINEL);
+            fatrelu(g.inner_mut(), t);
+            g.check();
+            let wide: Vec<f64> = x.iter().map(|v| if *v as f64 > t as f64 { *v as f64 } else { 0.0 }).collect();
+            assert_close(g.inner(), &wide, |_| 0.0, "fatrelu vs f64");
+        }
     }
 }

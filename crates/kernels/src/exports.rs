@@ -167,6 +167,11 @@ pub extern "C" fn relu(x: u32, len: u32) {
 }
 
 #[no_mangle]
+pub extern "C" fn fatrelu(x: u32, len: u32, threshold: f32) {
+    unsafe { crate::activation::fatrelu(w(x, n(len)), threshold) }
+}
+
+#[no_mangle]
 pub extern "C" fn gelu(x: u32, len: u32) {
     unsafe { crate::activation::gelu(w(x, n(len))) }
 }
@@ -243,12 +248,13 @@ pub extern "C" fn ffn_bundled(
     xq_scratch: u32,
     h_out: u32,
     accumulate: u32,
+    act_param: f32,
 ) {
     let dtype = match Dtype::from_code(dtype) {
         Some(d) => d,
         None => trap(),
     };
-    let act = match Act::from_code(act) {
+    let act = match Act::from_code(act, act_param) {
         Some(a) => a,
         None => trap(),
     };

@@ -7,7 +7,7 @@
 use crate::axpy::{add_scaled, add_scaled_4, add_scaled_i8};
 use crate::dot::dot;
 use crate::half::{add_scaled_f16, dot_f16};
-use crate::math::{gelu_f32, relu_f32, silu_f32};
+use crate::math::{fatrelu_f32, gelu_f32, relu_f32, silu_f32};
 use crate::qblock::{self, add_scaled_q4_0, add_scaled_q8_0, dot_block, quantize_x, Block, Q4_0, Q8_0};
 use crate::quant::{dot_q8, padded_len, quantize_i16};
 use core::slice;
@@ -51,28 +51,46 @@ impl Dtype {
     }
 }
 
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+/// The FFN activation. `FatRelu(t)`: `v` if `v > t`, else 0 (ProSparse). `DRelu`: gate and up both
+/// through ReLU, `h = relu(g)·relu(u)` (Bamboo, TurboSparse); not gated it is plain ReLU.
+#[derive(Clone, Copy, PartialEq, Debug)]
 pub enum Act {
     Relu,
     Silu,
     Gelu,
+    FatRelu(f32),
+    DRelu,
 }
 
 impl Act {
-    pub fn from_code(code: u32) -> Option<Act> {
+    /// ABI codes: 0 relu, 1 silu, 2 gelu, 3 fatrelu (threshold `param`), 4 drelu.
+    pub fn from_code(code: u32, param: f32) -> Option<Act> {
         match code {
             0 => Some(Act::Relu),
             1 => Some(Act::Silu),
             2 => Some(Act::Gelu),
+            3 => Some(Act::FatRelu(param)),
+            4 => Some(Act::DRelu),
             _ => None,
         }
     }
+    /// `act(v)`: what the gate (or, not gated, the up value) goes through.
     #[inline]
-    fn apply(self, v: f32) -> f32 {
+    pub fn apply(self, v: f32) -> f32 {
         match self {
-            Act::Relu => relu_f32(v),
+            Act::Relu | Act::DRelu => relu_f32(v),
             Act::Silu => silu_f32(v),
             Act::Gelu => gelu_f32(v),
+            Act::FatRelu(t) => fatrelu_f32(v, t),
+        }
+    }
+    /// A gated neuron's `h` from its gate value `g` and up value `u` (bias included):
+    /// `act(g)·u`, or `relu(g)·relu(u)` for dReLU.
+    #[inline]
+    pub fn gated(self, g: f32, u: f32) -> f32 {
+        match self {
+            Act::DRelu => relu_f32(g) * relu_f32(u),
+            _ => self.apply(g) * u,
         }
     }
 }
@@ -96,7 +114,7 @@ impl BundleFormat {
 
 /// `out = Σ_k h_k·down_{s_k}` over `s_k = slot_ids[k]` in order (each `out[c]` from 0.0, one multiply
 /// and one add per neuron, as `matvec_t_f32`), with `u = dot(up, x) + bias_up`,
-/// `h = act(dot(gate, x))·u` (gated) or `act(u)`. For i8 bundles `x` is quantized once into
+/// `h = act(dot(gate, x))·u` (gated; dReLU: `relu(g)·relu(u)`, `Act::gated`) or `act(u)`. For i8 bundles `x` is quantized once into
 /// `xq_scratch` (`padded_len(dim)` values) and the dots are `scale·xs·dot_q8` as in `matvec_q8`;
 /// for Q8_0/Q4_0 bundles (`dim` a multiple of 32) it is quantized once by `qblock::quantize_x` into
 /// the same scratch (`2·dim` bytes) and the dots are `dot_block`, as in `matvec_q8_0`/`matvec_q4_0`;
@@ -165,16 +183,16 @@ pub fn ffn_bundled(
                 Dtype::F32 => {
                     let (gate, up) = (as_f32s(gate), as_f32s(up));
                     let u = dot(up, x) + bias_up;
-                    if fmt.gated { fmt.act.apply(dot(gate, x)) * u } else { fmt.act.apply(u) }
+                    if fmt.gated { fmt.act.gated(dot(gate, x), u) } else { fmt.act.apply(u) }
                 }
                 Dtype::I8 => {
                     let (gate, up) = (as_i8s(gate), as_i8s(up));
                     let u = scale_up * xs * dot_q8(up, xq) + bias_up;
-                    if fmt.gated { fmt.act.apply(scale_gate * xs * dot_q8(gate, xq)) * u } else { fmt.act.apply(u) }
+                    if fmt.gated { fmt.act.gated(scale_gate * xs * dot_q8(gate, xq), u) } else { fmt.act.apply(u) }
                 }
                 Dtype::F16 => {
                     let u = dot_f16(up, x) + bias_up;
-                    if fmt.gated { fmt.act.apply(dot_f16(gate, x)) * u } else { fmt.act.apply(u) }
+                    if fmt.gated { fmt.act.gated(dot_f16(gate, x), u) } else { fmt.act.apply(u) }
                 }
                 Dtype::Q8_0 => block_h::<Q8_0>(fmt, gate, up, xb, bias_up),
                 Dtype::Q4_0 => block_h::<Q4_0>(fmt, gate, up, xb, bias_up),
@@ -209,7 +227,7 @@ pub fn ffn_bundled(
 fn block_h<B: Block>(fmt: BundleFormat, gate: &[u8], up: &[u8], xb: &[u8], bias_up: f32) -> f32 {
     let u = dot_block::<B>(up, xb, fmt.dim) + bias_up;
     if fmt.gated {
-        fmt.act.apply(dot_block::<B>(gate, xb, fmt.dim)) * u
+        fmt.act.gated(dot_block::<B>(gate, xb, fmt.dim), u)
     } else {
         fmt.act.apply(u)
     }
@@ -236,7 +254,7 @@ fn as_i8s(b: &[u8]) -> &[i8] {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::activation::silu;
+    use crate::activation::{fatrelu, relu, silu};
     use crate::elementwise::mul;
     use crate::matvec::{matvec_f32, matvec_t_f32};
     use crate::quant::matvec_q8;
@@ -340,16 +358,33 @@ mod tests {
             Act::Silu => v / (1.0 + (-v).exp()),
             Act::Gelu => 0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh()),
             // (|v| stays small in these tests, so 1 + tanh does not cancel)
+            Act::FatRelu(t) => {
+                if v > t as f64 {
+                    v
+                } else {
+                    0.0
+                }
+            }
+            Act::DRelu => v.max(0.0),
         }
     }
 
-    const ALL_ACTS: [Act; 3] = [Act::Relu, Act::Silu, Act::Gelu];
+    /// A gated neuron's h in float64: `act(g)·u`, or `relu(g)·relu(u)` for dReLU.
+    fn gated_f64(act: Act, g: f64, u: f64) -> f64 {
+        match act {
+            Act::DRelu => g.max(0.0) * u.max(0.0),
+            _ => act_f64(act, g) * u,
+        }
+    }
+
+    // A fatrelu threshold inside the range of the gate values, so both sides of it are exercised.
+    const ALL_ACTS: [Act; 5] = [Act::Relu, Act::Silu, Act::Gelu, Act::FatRelu(0.05), Act::DRelu];
     const DIMS: &[(usize, usize)] = &[(1, 1), (3, 5), (7, 3), (8, 16), (17, 33), (33, 100), (64, 172), (100, 7)];
 
     #[test]
     fn f32_bundles_of_all_neurons_are_bit_identical_to_the_dense_path() {
         let mut rng = Rng::new(100);
-        for &(dim, hidden) in DIMS {
+        for (&(dim, hidden), act) in DIMS.iter().flat_map(|d| [Act::Silu, Act::FatRelu(0.05), Act::DRelu].map(|a| (d, a))) {
             let layer = Layer::random(&mut rng, dim, hidden, false);
             let x = rng.vec(dim, -1.0, 1.0);
             let order: Vec<usize> = (0..hidden).collect();
@@ -358,18 +393,25 @@ mod tests {
 
             let mut out = guarded_f32(dim);
             let mut h_out = guarded_f32(hidden);
-            let fmt = BundleFormat { dim, dtype: Dtype::F32, gated: true, act: Act::Silu };
+            let fmt = BundleFormat { dim, dtype: Dtype::F32, gated: true, act };
             ffn_bundled(out.inner_mut(), &x, slots.bytes(), slots.stride, &ids, fmt, &mut [], Some(h_out.inner_mut()), false);
             out.check();
             h_out.check();
 
-            // matvec (gate), matvec (up), silu, mul, matvec_t (down, stored [dim][hidden] = the
-            // transposed form of matvec_t's [rows = hidden][cols = dim])
+            // matvec (gate), matvec (up), the activation in place, mul, matvec_t (down, stored
+            // [dim][hidden] = the transposed form of matvec_t's [rows = hidden][cols = dim])
             let mut g = vec![0.0; hidden];
             let mut u = vec![0.0; hidden];
             matvec_f32(&mut g, &layer.gate, &x);
             matvec_f32(&mut u, &layer.up, &x);
-            silu(&mut g);
+            match act {
+                Act::Silu => silu(&mut g),
+                Act::FatRelu(t) => fatrelu(&mut g, t),
+                _ => {
+                    relu(&mut g);
+                    relu(&mut u);
+                }
+            }
             let mut h = vec![0.0; hidden];
             unsafe { mul(h.as_mut_ptr(), g.as_ptr(), u.as_ptr(), hidden) };
             let down_t: Vec<f32> = (0..hidden).flat_map(|i| layer.down_col(i)).collect();
@@ -440,7 +482,7 @@ mod tests {
                         let i = placement[s as usize];
                         let u = dot_f64(&layer.up[i * dim..(i + 1) * dim], &x) + layer.bias[i] as f64;
                         let h = if gated {
-                            act_f64(act, dot_f64(&layer.gate[i * dim..(i + 1) * dim], &x)) * u
+                            gated_f64(act, dot_f64(&layer.gate[i * dim..(i + 1) * dim], &x), u)
                         } else {
                             act_f64(act, u)
                         };
@@ -515,7 +557,7 @@ mod tests {
                         let h = if gated {
                             let mut g = [0.0f32];
                             matvec_q8(&mut g, &nr.gate, &[nr.scales[0]], &x, &mut scratch);
-                            act.apply(g[0]) * u
+                            act.gated(g[0], u)
                         } else {
                             act.apply(u)
                         };
@@ -529,7 +571,7 @@ mod tests {
                         let (up, gate, down) =
                             (deq(&nr.up, nr.scales[1]), deq(&nr.gate, nr.scales[0]), deq(&nr.down, nr.scales[2]));
                         let u64_ = dot_f64(&up, &x) + nr.bias as f64;
-                        let h64 = if gated { act_f64(act, dot_f64(&gate, &x)) * u64_ } else { act_f64(act, u64_) };
+                        let h64 = if gated { gated_f64(act, dot_f64(&gate, &x), u64_) } else { act_f64(act, u64_) };
                         // quantizing x moves each dot by at most Σ|w|·xs/2
                         let qerr = |w: &[f32]| w.iter().map(|v| v.abs() as f64).sum::<f64>() * xs as f64 * 0.5;
                         let herr = (qerr(&up) + qerr(&gate)) * 2.0 + 1e-5 * (1.0 + h64.abs());
@@ -585,7 +627,7 @@ mod tests {
         for dtype in [Dtype::F16, Dtype::Q8_0, Dtype::Q4_0] {
             for &(dim, hidden) in &[(32, 1), (32, 9), (64, 17), (96, 5), (288, 40), (1024, 6)] {
                 for gated in [true, false] {
-                    let act = ALL_ACTS[rng.below(3)];
+                    let act = ALL_ACTS[rng.below(ALL_ACTS.len())];
                     // per neuron: raw rows (gate, up, down) and their values
                     let neurons: Vec<Vec<(Vec<u8>, Vec<f32>)>> =
                         (0..hidden).map(|_| (0..3).map(|_| random_raw_row(&mut rng, dtype, dim)).collect()).collect();
@@ -649,13 +691,13 @@ mod tests {
                             o[0]
                         };
                         let u = mv(&nr[1].0) + bias[s as usize];
-                        let h = if gated { act.apply(mv(&nr[0].0)) * u } else { act.apply(u) };
+                        let h = if gated { act.gated(mv(&nr[0].0), u) } else { act.apply(u) };
                         assert_eq!(h_out.inner()[k].to_bits(), h.to_bits(), "{what}: h[{k}]");
                         add_scaled(&mut want, h, &nr[2].1);
 
                         // float64: values, unquantized x (block types: x off by ≤ 0.57·amax/127 per block)
                         let u64_ = dot_f64(&nr[1].1, &x) + bias[s as usize] as f64;
-                        let h64 = if gated { act_f64(act, dot_f64(&nr[0].1, &x)) * u64_ } else { act_f64(act, u64_) };
+                        let h64 = if gated { gated_f64(act, dot_f64(&nr[0].1, &x), u64_) } else { act_f64(act, u64_) };
                         let qerr = |w: &[f32]| -> f64 {
                             if dtype == Dtype::F16 {
                                 return 1e-6 * w.iter().map(|v| v.abs() as f64).sum::<f64>();

@@ -106,6 +106,16 @@ pub fn relu_f32(v: f32) -> f32 {
     }
 }
 
+/// FATReLU (ProSparse's shifted ReLU): `v` if `v > t`, else 0 (NaN gives +0, as `relu_f32`).
+#[inline]
+pub fn fatrelu_f32(v: f32, t: f32) -> f32 {
+    if t < v {
+        v
+    } else {
+        0.0
+    }
+}
+
 /// `v` rounded to the nearest integer, halves away from zero (C `roundf`), for |v| < 2^23.
 #[inline]
 pub fn round_half_away(v: f32) -> i32 {

@@ -9,7 +9,13 @@ beforeAll(async () => {
   K = await Kernels.load();
 });
 
-const act = [(v: number) => (v > 0 ? v : 0), (v: number) => v / (1 + Math.exp(-v)), (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3)))];
+/** fatrelu's threshold in these tests: inside the range of the gate values, so both sides are hit. */
+const T = 0.2;
+const relu = (v: number) => (v > 0 ? v : 0);
+// by ABI code: relu, silu, gelu, fatrelu (threshold T), drelu (relu on the gate; on up too, below)
+const act = [relu, (v: number) => v / (1 + Math.exp(-v)), (v: number) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))), (v: number) => (v > T ? v : 0), relu];
+/** A gated neuron's h: act(g)·u, or relu(g)·relu(u) for dReLU (code 4). */
+const gatedH = (a: number, g: number, u: number) => (a === 4 ? relu(g) * relu(u) : act[a](g) * u);
 
 interface Neuron { gate: Float32Array; up: Float32Array; down: Float32Array; bias: number }
 
@@ -67,8 +73,8 @@ describe("ffn_bundled", () => {
           guard.fill(12345);
           const hOut = K.alloc((ids.length + 1) * 4);
           const xq = K.alloc((dim + 8) * 2);
-          for (const a of [0, 1, 2]) {
-            K.k.ffn_bundled(out.ptr, xb.ptr, dim, block.ptr, stride, idb.ptr, ids.length, dtype, gated ? 1 : 0, a, xq.ptr, hOut.ptr, 0);
+          for (const a of [0, 1, 2, 3, 4]) {
+            K.k.ffn_bundled(out.ptr, xb.ptr, dim, block.ptr, stride, idb.ptr, ids.length, dtype, gated ? 1 : 0, a, xq.ptr, hOut.ptr, 0, T);
             const xmax = x.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
             const expected = new Array(dim).fill(0);
             const hs: number[] = [];
@@ -76,7 +82,7 @@ describe("ffn_bundled", () => {
               const n = dq[id];
               const dot = (w: Float32Array) => w.reduce((s, v, c) => s + v * x[c], 0);
               const u = dot(n.up) + n.bias;
-              const h = gated ? act[a](dot(n.gate)) * u : act[a](u);
+              const h = gated ? gatedH(a, dot(n.gate), u) : act[a](u);
               hs.push(h);
               for (let c = 0; c < dim; c++) expected[c] += h * n.down[c];
             }
@@ -112,7 +118,7 @@ describe("ffn_bundled", () => {
       const ids = K.alloc(hidden * 4);
       K.u32(ids.ptr, hidden).set(Array.from({ length: hidden }, (_, i) => i));
       const xq = K.alloc((dim + 8) * 2);
-      K.k.ffn_bundled(sparse.ptr, x.ptr, dim, block.ptr, stride, ids.ptr, hidden, 0, 1, 1, xq.ptr, 0, 0);
+      K.k.ffn_bundled(sparse.ptr, x.ptr, dim, block.ptr, stride, ids.ptr, hidden, 0, 1, 1, xq.ptr, 0, 0, 0);
       expect(Array.from(K.u32(sparse.ptr, dim))).toEqual(Array.from(K.u32(dense.ptr, dim)));
       [block, gate, up, downT, x, hb, hb2, dense, sparse, ids, xq].forEach((b) => K.free(b));
     }

@@ -207,7 +207,7 @@ describe("ffn_bundled with f16, q8_0 and q4_0 bundles", () => {
           const out = K.alloc(dim * 4), hOut = K.alloc((ids.length + 1) * 4), xq = K.alloc(xqScratchBytes(dim));
           const one = K.alloc(4), row = K.alloc(rb + 16);
           for (const act of [0, 1]) {
-            K.k.ffn_bundled(out.ptr, x.ptr, dim, slots.ptr, stride, idb.ptr, ids.length, KernelDtype[t], gated ? 1 : 0, act, xq.ptr, hOut.ptr, 0);
+            K.k.ffn_bundled(out.ptr, x.ptr, dim, slots.ptr, stride, idb.ptr, ids.length, KernelDtype[t], gated ? 1 : 0, act, xq.ptr, hOut.ptr, 0, 0);
             const O = Array.from(K.f32(out.ptr, dim)), H = Array.from(K.f32(hOut.ptr, ids.length));
             const mv = (bytes: Uint8Array) => {
               K.u8(row.ptr, rb).set(bytes);
@@ -235,8 +235,8 @@ describe("ffn_bundled with f16, q8_0 and q4_0 bundles", () => {
             // two chunks with accumulate = one pass, bit for bit
             const before = Array.from(K.u32(out.ptr, dim));
             const cut = ids.length >> 1;
-            K.k.ffn_bundled(out.ptr, x.ptr, dim, slots.ptr, stride, idb.ptr, cut, KernelDtype[t], gated ? 1 : 0, act, xq.ptr, 0, 0);
-            K.k.ffn_bundled(out.ptr, x.ptr, dim, slots.ptr, stride, idb.ptr + 4 * cut, ids.length - cut, KernelDtype[t], gated ? 1 : 0, act, xq.ptr, 0, 1);
+            K.k.ffn_bundled(out.ptr, x.ptr, dim, slots.ptr, stride, idb.ptr, cut, KernelDtype[t], gated ? 1 : 0, act, xq.ptr, 0, 0, 0);
+            K.k.ffn_bundled(out.ptr, x.ptr, dim, slots.ptr, stride, idb.ptr + 4 * cut, ids.length - cut, KernelDtype[t], gated ? 1 : 0, act, xq.ptr, 0, 1, 0);
             expect(Array.from(K.u32(out.ptr, dim))).toEqual(before);
           }
           [slots, idb, x, out, hOut, xq, one, row].forEach((b) => K.free(b));

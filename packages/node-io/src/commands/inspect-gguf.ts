@@ -35,7 +35,7 @@ export async function inspectGguf(path: string, source: NodeFileSource, o: Inspe
     tensorTypes: typeSummary(file),
   };
   const predictorLayers = file.tensors.filter((t) => /^blk\.\d+\.fc1\.weight$/.test(t.name)).length;
-  if (predictorLayers > 0) report.powerInferPredictors = { layers: predictorLayers, threshold: file.get("powerinfer.sparse_threshold") };
+  if (predictorLayers > 0) report.powerInferPredictors = { layers: predictorLayers, threshold: file.get("powerinfer.sparse_threshold"), powerinferMagic: file.powerinfer };
   const lines: string[] = [
     `${path}: GGUF v${file.version}, ${formatBytes(source.byteLength)}, ${file.tensors.length} tensors, ${file.metadata.size} metadata keys`,
     `architecture ${String(report.architecture)}${report.name ? ` (${String(report.name)})` : ""}`,
@@ -49,6 +49,7 @@ export async function inspectGguf(path: string, source: NodeFileSource, o: Inspe
     const manifest = new FlmWriter(nowhere, decl).plan.manifest;
     const plan = planFor(manifest, o.memoryBudget, new FlmWriter(nowhere, decl).fileSize, (await Kernels.load()).memoryBytes);
     const flash = manifest.ffn.bundleStride * c.hiddenDim * c.nLayers;
+    if (model.predictors) report.powerInferPredictors = { ...(report.powerInferPredictors as object), imported: true, ranks: model.predictors.ranks, sparseThreshold: model.predictors.sparseThreshold };
     Object.assign(report, {
       runnable: true,
       config: c,
@@ -59,10 +60,10 @@ export async function inspectGguf(path: string, source: NodeFileSource, o: Inspe
     });
     lines.push(
       `model: dim ${c.dim}, FFN ${c.hiddenDim} neurons × ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} KV), vocab ${c.vocabSize}, context ${c.seqLen}, rope θ ${c.ropeTheta}, rms eps ${+c.normEps.toPrecision(6)}`,
-      `activation: ${c.activation}${c.activation === "silu" ? " (SwiGLU: llama GGUFs do not record the activation; expect little sparsity unless the model is relufied)" : ""}`,
+      `activation: ${activationLine(c, model.predictors !== undefined)}`,
       `tokenizer: ${String(file.get("tokenizer.ggml.model"))} → ${model.tokenizer.file.kind}, BOS ${model.tokenizer.bos ?? "-"}, EOS ${model.tokenizer.eos ?? "-"}${model.tokenizer.notes.length ? `; note: ${model.tokenizer.notes.join("; ")}` : ""}`,
       `chat template: ${model.chatTemplate !== undefined ? `yes (${model.chatTemplate.length} characters)` : "none"}`,
-      `predictors: ${predictorLayers > 0 ? `PowerInfer fc1/fc2 in ${predictorLayers} layers (threshold ${String(file.get("powerinfer.sparse_threshold") ?? "-")}); not imported by this version: calibrate after converting` : "none (run `flashllm calibrate` after converting)"}`,
+      `predictors: ${model.predictors ? `PowerInfer fc1/fc2 in ${model.predictors.ranks.length} layers (rank ${rankText(model.predictors.ranks)}, threshold ${model.predictors.sparseThreshold}${file.get("powerinfer.sparse_threshold") !== undefined ? "" : " by default"}, on the residual stream): imported by convert, so the .flm runs sparse without calibrating` : "none (run `flashllm calibrate` after converting)"}`,
       `flashllm can run it: yes. As .flm (${dtype}): ${formatBytes((report.flm as { fileBytes: number }).fileBytes)}, of which ${formatBytes(flash)} FFN bundles on storage and ${formatBytes(plan.residentBytes)} resident`,
       plan.line,
     );
@@ -73,6 +74,21 @@ export async function inspectGguf(path: string, source: NodeFileSource, o: Inspe
     lines.push(`flashllm can run it: no. ${report.reason as string}`);
   }
   process.stdout.write(o.json ? JSON.stringify(report, (_, v) => (typeof v === "bigint" ? String(v) : v), 2) + "\n" : lines.join("\n") + "\n");
+}
+
+/** The activation and what it means for sparsity. */
+function activationLine(c: { activation: string; activationThreshold?: number }, withPredictors: boolean): string {
+  switch (c.activation) {
+    case "silu": return "silu (SwiGLU: llama GGUFs do not record the activation; expect little sparsity unless the model is relufied)";
+    case "drelu": return "drelu (ReLU on gate and up: architecture bamboo; sparse, selection exact where gate or up decides)";
+    case "relu": return `relu${withPredictors ? " (PowerInfer's sparse graph runs llama files with predictors through ReLU)" : ""}`;
+    default: return c.activation;
+  }
+}
+
+function rankText(ranks: number[]): string {
+  const lo = Math.min(...ranks), hi = Math.max(...ranks);
+  return lo === hi ? String(lo) : `${lo}-${hi}`;
 }
 
 function typeSummary(file: GgufFile): Record<string, { count: number; bytes: number }> {

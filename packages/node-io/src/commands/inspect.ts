@@ -33,13 +33,19 @@ export async function inspectCommand(path: string, o: { json: boolean; verify: b
       const lines = [
         `${path}: flashllm container v${m.version}, ${formatBytes(source.byteLength)}`,
         `architecture ${m.architecture}: dim ${c.dim}, FFN ${c.hiddenDim} neurons × ${c.nLayers} layers, ${c.nHeads} heads (${c.nKvHeads} KV), vocab ${c.vocabSize}, context ${c.seqLen}`,
-        `  norm ${c.norm}, rope ${c.ropeStyle}, activation ${c.activation}${c.gated ? " (gated)" : ""}, classifier ${c.sharedClassifier ? "shared with the embedding" : "separate"}`,
+        `  norm ${c.norm}, rope ${c.ropeStyle}, activation ${c.activation}${c.activationThreshold !== undefined ? ` (threshold ${c.activationThreshold})` : ""}${c.gated ? " (gated)" : ""}, classifier ${c.sharedClassifier ? "shared with the embedding" : "separate"}`,
         `dtype: resident ${m.dtype.resident}, FFN ${m.dtype.ffn}; bundle ${m.ffn.bundleBytes} B, stride ${m.ffn.bundleStride} B`,
         `resident part (kept in memory): ${formatBytes(resident)} (${((100 * resident) / source.byteLength).toFixed(1)}%)`,
         `flash part (FFN bundles, read on demand): ${formatBytes(flash)} (${((100 * flash) / source.byteLength).toFixed(1)}%)`,
         `tensors: ${m.tensors.length}; sections:`,
         ...m.sections.map((s) => `  ${s.name.padEnd(10)} offset ${String(s.offset).padStart(12)}  length ${String(s.length).padStart(12)}  crc32 ${s.crc32}`),
       ];
+      const p = m.predictor;
+      if (p) {
+        const ranks = [...new Set(p.layers.map((l) => l.rank))].join("/");
+        const from = p.input === "residual" ? "reading the residual stream before the FFN norm (imported from PowerInfer)" : "reading the FFN input";
+        lines.push(`predictors: low-rank, rank ${ranks}, ${from}${p.recallTarget !== undefined ? `, recall target ${p.recallTarget}` : ""}`);
+      } else lines.push("predictors: none (`flashllm calibrate` trains them)");
       if (m.provenance) lines.push(`provenance: ${JSON.stringify(m.provenance)}`);
       out.write(lines.join("\n") + "\n");
     }

@@ -1,6 +1,6 @@
 import type { FlmSink } from "../format/sink.js";
 import type { FlmDeclaration, TensorDeclaration } from "../format/layout.js";
-import type { Dtype, Manifest } from "../format/types.js";
+import type { Dtype, Manifest, PredictorInfo } from "../format/types.js";
 import { FlmWriter } from "../format/writer.js";
 import { isRowDtype } from "../format/rows.js";
 import type { RowDtype } from "../format/rows.js";
@@ -36,6 +36,11 @@ export interface TensorSource {
    * (a GGUF's own blocks): written verbatim instead of dequantized and quantized again.
    */
   getEncoded?(name: string, dtype: RowDtype): Promise<Uint8Array | undefined>;
+  /**
+   * Sparsity predictors that come with the model (PowerInfer's): stored as the file's predictors, their
+   * tensors `predictor.{l}.a|b|c` served by `getTensor`, the model fingerprint filled in by the writer.
+   */
+  predictor?: Omit<PredictorInfo, "kind" | "modelFingerprint">;
 }
 
 /** The tokenizer to store: a llama2.c `tokenizer.bin`, or a character vocabulary as a JSON array of strings. */
@@ -58,7 +63,7 @@ export async function convertLlama2c(checkpoint: Uint8Array, tokenizer: Uint8Arr
  * The `.flm` declaration {@link convertTensors} writes for `src` (architecture, resident tensors,
  * dtypes, tokenizer): also what `flashllm inspect` plans memory with before converting anything.
  */
-export function convertDeclaration(src: Pick<TensorSource, "config" | "has">, tokenizer: TokenizerFile, opts: ConvertOptions = {}): FlmDeclaration {
+export function convertDeclaration(src: Pick<TensorSource, "config" | "has" | "predictor">, tokenizer: TokenizerFile, opts: ConvertOptions = {}): FlmDeclaration {
   const config = src.config;
   const llama = config.norm === "rmsnorm" && config.gated && config.ropeStyle !== "none";
   const opt = config.norm === "layernorm" && !config.gated && config.ropeStyle === "none";
@@ -90,6 +95,13 @@ export function convertDeclaration(src: Pick<TensorSource, "config" | "has">, to
     optional("ffn_norm_bias", [dim]);
     optional("b2", [dim]);
   }
+  const p = src.predictor;
+  if (p) {
+    if (p.layers.length !== nLayers) throw new FlashError("WRONG_DIMS", `the model's predictors have ${p.layers.length} layers, the model ${nLayers}`);
+    p.layers.forEach(({ rank }, l) => {
+      decl.push({ name: `predictor.${l}.a`, shape: [rank, dim], dtype: "f32" }, { name: `predictor.${l}.b`, shape: [config.hiddenDim, rank], dtype: "f32" }, { name: `predictor.${l}.c`, shape: [config.hiddenDim], dtype: "f32" });
+    });
+  }
   const dtype = opts.dtype ?? "f32";
   return {
     architecture: llama ? "llama" : "opt",
@@ -100,6 +112,8 @@ export function convertDeclaration(src: Pick<TensorSource, "config" | "has">, to
     bundleAlignment: opts.bundleAlignment,
     provenance: { converter: "flashllm", ...opts.provenance },
     ...(opts.chatTemplate !== undefined ? { chatTemplate: opts.chatTemplate } : {}),
+    // the fingerprint (the ffn.crc section's CRC) is known once the bundles are written: the writer fills it
+    ...(p ? { predictor: { kind: "lowrank" as const, ...p, modelFingerprint: "00000000" }, fingerprintPredictor: true } : {}),
   };
 }
 

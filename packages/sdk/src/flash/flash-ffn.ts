@@ -3,7 +3,7 @@ import { NeuronCache } from "../cache/neuron-cache.js";
 import { ReadPlanner } from "../cache/read-planner.js";
 import { Act, KernelDtype } from "../kernels/loader.js";
 import { rowBytes } from "../format/rows.js";
-import type { Dtype } from "../format/types.js";
+import type { Activation, Dtype } from "../format/types.js";
 import type { Kernels, WasmBlock } from "../kernels/loader.js";
 import type { FfnBackend } from "../model/ffn.js";
 import type { NeuronSelector } from "../sparsity/selector.js";
@@ -23,7 +23,9 @@ export interface FfnStorageLayout {
   bundleStride: number;
   dtype: Dtype;
   gated: boolean;
-  activation: "silu" | "relu" | "gelu";
+  activation: Activation;
+  /** fatrelu's threshold (ignored by the other activations). */
+  activationThreshold?: number;
   /** Absolute offset of layer `l`'s first bundle. */
   layerOffsets: readonly number[];
 }
@@ -218,7 +220,7 @@ export class FlashFfn implements FfnBackend {
     this.stats.tokens++;
   }
 
-  async run(layer: number, x: number, out: number, signal?: AbortSignal): Promise<void> {
+  async run(layer: number, x: number, out: number, signal?: AbortSignal, residual?: number): Promise<void> {
     const { k, layout, stats, cache } = this;
     stats.layerRuns++;
     if (this.pending) await this.finishPrefetch();
@@ -226,8 +228,10 @@ export class FlashFfn implements FfnBackend {
 
     const t = performance.now();
     const naive = this.strategy === "naive";
+    // The selector reads the FFN input, or (PowerInfer's predictors) the residual stream before the FFN norm.
+    const selIn = this.selectorInput(x, residual);
     const select = (into: Int32Array): number => {
-      const n = this.opts.selector.select(layer, k.f32(x, layout.dim), into);
+      const n = this.opts.selector.select(layer, k.f32(selIn, layout.dim), into);
       checkSelection(this.opts.selector.name, layer, into, n, layout.neurons);
       return n;
     };
@@ -255,7 +259,7 @@ export class FlashFfn implements FfnBackend {
         stats.memoryMs += performance.now() - t2;
         await this.load(layer, idBase, this.missing, nMissing, signal);
       }
-      if (this.opts.prefetch && this.strategy === "windowed" && layer + 1 < layout.nLayers) this.startPrefetch(layer, x, tick, signal);
+      if (this.opts.prefetch && this.strategy === "windowed" && layer + 1 < layout.nLayers) this.startPrefetch(layer, selIn, tick, signal);
       const [ids, n] = nComputed < 0 ? [this.active, nActive] : [this.computed, nComputed];
       this.compute(x, out, ids, n, false);
       if (this.opts.onActivations) this.report(layer, x, idBase, ids, n);
@@ -407,6 +411,15 @@ export class FlashFfn implements FfnBackend {
     stats.memoryMs += performance.now() - t0;
   }
 
+  /** The pointer the selector reads: `x`, or `residual` when the selector asks for the residual stream. */
+  private selectorInput(x: number, residual: number | undefined): number {
+    if (this.opts.selector.input !== "residual") return x;
+    if (residual === undefined) {
+      throw new FlashError("UNSUPPORTED", `selector "${this.opts.selector.name}" reads the residual stream before the FFN norm, which this caller of the FFN does not pass`);
+    }
+    return residual;
+  }
+
   // Lookahead: names layer+1's neurons from this layer's input, protects them, makes room and starts
   // reading the missing ones into reserved slots. The next run() waits for and commits them first.
   private startPrefetch(layer: number, x: number, tick: number, signal?: AbortSignal): void {
@@ -483,7 +496,7 @@ export class FlashFfn implements FfnBackend {
     stats.memoryMs += t1 - t0;
     k.k.ffn_bundled(
       out, x, layout.dim, matrix.ptr, layout.bundleStride, this.slotIds.ptr, nActive,
-      KernelDtype[layout.dtype], layout.gated ? 1 : 0, Act[layout.activation], this.xq.ptr, this.hOut?.ptr ?? 0, accumulate ? 1 : 0,
+      KernelDtype[layout.dtype], layout.gated ? 1 : 0, Act[layout.activation], this.xq.ptr, this.hOut?.ptr ?? 0, accumulate ? 1 : 0, layout.activationThreshold ?? 0,
     );
     stats.computeMs += performance.now() - t1;
   }

@@ -38,6 +38,7 @@ export function ffnLayout(file: FlmFile, neurons?: Range): FfnStorageLayout {
     dtype: m.ffn.dtype,
     gated: m.ffn.gated,
     activation: c.activation,
+    activationThreshold: c.activationThreshold,
     layerOffsets: Array.from({ length: c.nLayers }, (_, l) => file.ffnLayerOffset(l) + first * m.ffn.bundleStride),
   };
 }

@@ -50,6 +50,8 @@ export const LIMITS = {
   nameLength: 256,
   /** Characters of the chat template (real ones are a few KiB; the largest known are ~20 KiB). */
   chatTemplateLength: 1 << 20,
+  /** Magnitude bound of a fatrelu threshold (ProSparse's is 0.01; anything near this bound zeroes every neuron). */
+  activationThreshold: 1e6,
 } as const;
 
 /** Name of the section with the resident tensors. */

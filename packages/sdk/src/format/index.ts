@@ -3,7 +3,8 @@
  * FFN neuron bundles, with a JSON manifest and CRC-32 checksums.
  */
 export { FLM_MAGIC, FLM_VERSION, HEADER_BYTES, SECTION_ALIGNMENT, TENSOR_ALIGNMENT, BUNDLE_HEADER_BYTES, DEFAULT_BUNDLE_ALIGNMENT, LIMITS, RESIDENT_SECTION, TOKENIZER_SECTION, FFN_CRC_SECTION, ffnSectionName } from "./constants.js";
-export type { Architecture, Dtype, RopeStyle, Activation, NormKind, TokenizerKind, ModelConfig, TensorEntry, FfnInfo, TokenizerInfo, SectionEntry, Manifest, PredictorInfo } from "./types.js";
+export type { Architecture, Dtype, RopeStyle, Activation, NormKind, TokenizerKind, ModelConfig, TensorEntry, FfnInfo, TokenizerInfo, SectionEntry, Manifest, PredictorInfo, PredictorInput } from "./types.js";
+export { isReluFamily } from "./types.js";
 export { crc32, Crc32, crcToHex, hexToCrc } from "./crc32.js";
 export { quantizeVector, quantizeRows, dequantizeRows, roundHalfAway } from "./quant.js";
 export type { QuantizedRows } from "./quant.js";

@@ -39,6 +39,8 @@ export interface FlmDeclaration {
   provenance?: Record<string, unknown>;
   /** Sparsity predictors whose tensors are among `tensors`. */
   predictor?: PredictorInfo;
+  /** Set `predictor.modelFingerprint` to this file's ffn.crc CRC at `finish` (predictors converted with their model). */
+  fingerprintPredictor?: boolean;
   /** Chat template (Jinja) stored in the manifest. */
   chatTemplate?: string;
 }

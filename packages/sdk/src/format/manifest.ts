@@ -74,7 +74,7 @@ export function validateConfig(v: unknown): ModelConfig {
   const normEps = num(c.normEps, "config.normEps", 0, 1);
   const ropeTheta = num(c.ropeTheta, "config.ropeTheta", 0, Number.MAX_VALUE);
   const ropeStyle = oneOf(c.ropeStyle, "config.ropeStyle", ["interleaved", "neox", "none"] as const);
-  const activation = oneOf(c.activation, "config.activation", ["silu", "relu", "gelu"] as const);
+  const activation = oneOf(c.activation, "config.activation", ["silu", "relu", "gelu", "fatrelu", "drelu"] as const);
   const gated = bool(c.gated, "config.gated");
   const sharedClassifier = bool(c.sharedClassifier, "config.sharedClassifier");
   const norm = oneOf(c.norm, "config.norm", ["rmsnorm", "layernorm"] as const);
@@ -82,6 +82,9 @@ export function validateConfig(v: unknown): ModelConfig {
   if (nHeads % nKvHeads !== 0) fail(W, "config.nKvHeads", `a divisor of config.nHeads (${nHeads})`, nKvHeads);
   if (ropeStyle !== "none" && (dim / nHeads) % 2 !== 0) fail(W, "config.nHeads", `a head size (dim/nHeads) that is even for RoPE`, nHeads);
   const config: ModelConfig = { dim, hiddenDim, nLayers, nHeads, nKvHeads, vocabSize, seqLen, normEps, ropeTheta, ropeStyle, activation, gated, sharedClassifier, norm };
+  if (activation === "fatrelu") config.activationThreshold = num(c.activationThreshold, "config.activationThreshold", -LIMITS.activationThreshold, LIMITS.activationThreshold);
+  else if (c.activationThreshold !== undefined) fail("BAD_MANIFEST", "config.activationThreshold", 'absent unless config.activation is "fatrelu"', c.activationThreshold);
+  if (activation === "drelu" && !gated) fail("BAD_MANIFEST", "config.activation", 'a gated FFN for "drelu" (ReLU on gate and up)', activation);
   if (c.maxPositions !== undefined) config.maxPositions = int(c.maxPositions, "config.maxPositions", 1, LIMITS.maxPositions, W);
   return config;
 }
@@ -301,7 +304,8 @@ export function decodeManifest(bytes: Uint8Array): unknown {
 function validatePredictor(v: unknown, config: ModelConfig, tensors: TensorEntry[]): PredictorInfo {
   const p = obj(v, "predictor");
   oneOf(p.kind, "predictor.kind", ["lowrank"] as const);
-  const recallTarget = num(p.recallTarget, "predictor.recallTarget", 0, 1);
+  const recallTarget = p.recallTarget === undefined ? undefined : num(p.recallTarget, "predictor.recallTarget", 0, 1);
+  const input = p.input === undefined ? undefined : oneOf(p.input, "predictor.input", ["ffn", "residual"] as const);
   const layersRaw = arr(p.layers, "predictor.layers", LIMITS.nLayers);
   if (layersRaw.length !== config.nLayers) fail("WRONG_DIMS", "predictor.layers", `${config.nLayers} entries (one per layer)`, layersRaw.length);
   const byName = new Map(tensors.map((t) => [t.name, t]));
@@ -317,7 +321,7 @@ function validatePredictor(v: unknown, config: ModelConfig, tensors: TensorEntry
     return { rank, threshold };
   });
   if (typeof p.modelFingerprint !== "string" || !/^[0-9a-f]{8}$/.test(p.modelFingerprint)) fail("BAD_MANIFEST", "predictor.modelFingerprint", "8 hex digits", p.modelFingerprint);
-  const info: PredictorInfo = { kind: "lowrank", recallTarget, layers, modelFingerprint: p.modelFingerprint as string };
+  const info: PredictorInfo = { kind: "lowrank", ...(recallTarget !== undefined ? { recallTarget } : {}), ...(input !== undefined ? { input } : {}), layers, modelFingerprint: p.modelFingerprint as string };
   if (p.calibration !== undefined) info.calibration = plainCopy(obj(p.calibration, "predictor.calibration"), "predictor.calibration");
   return info;
 }

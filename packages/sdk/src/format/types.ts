@@ -12,8 +12,18 @@ export type Architecture = "llama" | "opt";
 export type Dtype = "f32" | "q8" | "f16" | "q8_0" | "q4_0";
 /** How positions enter attention: RoPE on pairs (2j, 2j+1) (llama2.c), on (j, j+h/2) (HF), or none (learned positions). */
 export type RopeStyle = "interleaved" | "neox" | "none";
-/** FFN activation: act(gate)·up when gated, act(up) otherwise. */
-export type Activation = "silu" | "relu" | "gelu";
+/**
+ * FFN activation: act(gate)·up when gated, act(up) otherwise. `fatrelu`: `v` if `v > activationThreshold`
+ * else 0 (ProSparse). `drelu`: gate and up both through ReLU, `relu(gate)·relu(up)` (Bamboo, TurboSparse).
+ */
+export type Activation = "silu" | "relu" | "gelu" | "fatrelu" | "drelu";
+
+/** Activations whose inactive neurons give exactly zero (`h = 0`), so selection can be exact. */
+export function isReluFamily(a: Activation): boolean {
+  return a === "relu" || a === "fatrelu" || a === "drelu";
+}
+/** Which vector a sparsity predictor reads (see {@link PredictorInfo.input}). */
+export type PredictorInput = "ffn" | "residual";
 /** Normalisation layer type. */
 export type NormKind = "rmsnorm" | "layernorm";
 /** Tokenizer stored in the `tokenizer` section: llama2.c's `tokenizer.bin`, or none. */
@@ -43,6 +53,8 @@ export interface ModelConfig {
   ropeStyle: RopeStyle;
   /** FFN activation. */
   activation: Activation;
+  /** `fatrelu` only (and required there): the threshold a value must exceed to pass. */
+  activationThreshold?: number;
   /** True when the FFN has a gate projection (SwiGLU-style); bundles then carry a gate row. */
   gated: boolean;
   /** True when the classifier reuses the token embedding matrix (no separate output tensor). */
@@ -142,8 +154,16 @@ export interface Manifest {
  */
 export interface PredictorInfo {
   kind: "lowrank";
-  /** Share of truly active neurons the thresholds keep on the calibration's validation positions. */
-  recallTarget: number;
+  /**
+   * Share of truly active neurons the thresholds keep on the calibration's validation positions.
+   * Absent for imported predictors whose maker does not state one (PowerInfer's).
+   */
+  recallTarget?: number;
+  /**
+   * What `x` the predictor reads: `"ffn"` (default) the FFN input, after the FFN norm; `"residual"` the
+   * residual stream entering the FFN block, before its norm (PowerInfer's predictors read `ffn_inp`).
+   */
+  input?: PredictorInput;
   /** One entry per model layer. */
   layers: { rank: number; threshold: number }[];
   /** The `ffn.crc` section's CRC of the model the predictors were trained on: refuses a graft onto another model. */

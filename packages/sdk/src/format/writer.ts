@@ -61,11 +61,13 @@ export class FlmWriter {
   private busy = false;
   private failed: unknown = undefined;
   private finished = false;
+  private readonly fingerprintPredictor: boolean;
 
   /** Lays out the file; throws BAD_ARGUMENT or a FormatError (e.g. WRONG_DIMS) for a bad declaration. Writes nothing yet. */
   constructor(sink: FlmSink, declaration: FlmDeclaration) {
     this.sink = sink;
     this.plan = planFlm(declaration);
+    this.fingerprintPredictor = declaration.fingerprintPredictor === true;
     this.sections = new Map(this.plan.manifest.sections.map((s) => [s.name, s]));
     const { nLayers, hiddenDim } = this.plan.manifest.config;
     this.bundleCrcs = new Uint32Array(nLayers * hiddenDim);
@@ -177,6 +179,7 @@ export class FlmWriter {
 
       const manifest = JSON.parse(JSON.stringify(m)) as Manifest; // plain JSON: a deep copy keeping key order
       for (const s of manifest.sections) s.crc32 = crcToHex(this.sectionCrcs.get(s.name)!);
+      if (this.fingerprintPredictor && manifest.predictor) manifest.predictor.modelFingerprint = crcToHex(this.sectionCrcs.get(FFN_CRC_SECTION)!);
       const json = encodeManifest(manifest);
       // Fixed-width CRCs keep the length the planner reserved; anything else is a bug here.
       if (json.byteLength !== this.plan.manifestLength) throw new Error(`flm writer bug: manifest is ${json.byteLength} bytes, planned ${this.plan.manifestLength}`);

@@ -5,6 +5,12 @@
 
 /** "GGUF" as the first four bytes (read as a little-endian u32: 0x46554747). */
 export const GGUF_MAGIC = 0x46554747;
+/**
+ * "PWRI": PowerInfer's GGUF files (SJTU-IPADS/PowerInfer, `convert.py` and `convert-hf-to-powerinfer-gguf.py`
+ * overwrite the magic after writing; `ggml.c` `gguf_init_from_file` then turns on sparse inference).
+ * Everything after the magic is GGUF.
+ */
+export const POWERINFER_MAGIC = 0x49525750;
 /** Versions this reader accepts: 2 (u64 counts) and 3 (adds big-endian files, which we refuse). */
 export const GGUF_VERSIONS = [2, 3] as const;
 /** `general.alignment` when the file does not set it. */
@@ -37,6 +43,7 @@ export const GgmlType = {
   F16: 1,
   Q4_0: 2,
   Q4_1: 3,
+  Q5_0: 6,
   Q8_0: 8,
   Q4_K: 12,
   Q6_K: 14,

@@ -41,6 +41,9 @@ export function dequantize(type: number, src: Uint8Array, count: number, out: Fl
     case GgmlType.Q4_1:
       q4_1(src, count, out, outStart);
       return;
+    case GgmlType.Q5_0:
+      q5_0(src, count, out, outStart);
+      return;
     case GgmlType.Q4_K:
       q4_K(src, count, out, outStart);
       return;
@@ -48,7 +51,7 @@ export function dequantize(type: number, src: Uint8Array, count: number, out: Fl
       q6_K(src, count, out, outStart);
       return;
     default:
-      throw new FlashError("UNSUPPORTED", `cannot dequantize ggml type ${ggmlTypeName(type)} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K)`, { type });
+      throw new FlashError("UNSUPPORTED", `cannot dequantize ggml type ${ggmlTypeName(type)} (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q6_K)`, { type });
   }
 }
 
@@ -83,6 +86,23 @@ function q4_1(b: Uint8Array, count: number, out: Float32Array, o: number): void 
       const q = b[p + 4 + j];
       out[o + j] = d * (q & 15) + m;
       out[o + j + 16] = d * (q >> 4) + m;
+    }
+  }
+}
+
+/**
+ * block_q5_0 (22 B): f16 d, u8 qh[4] (bit j: the fifth bit of value j), u8 qs[16];
+ * x[j] = d·(((qs[j] & 15) | bit j << 4) − 16), x[j+16] = d·(((qs[j] >> 4) | bit j+16 << 4) − 16).
+ * PowerInfer's quantizer stores predictors (fc1/fc2) as Q5_0 in most of its quantized files.
+ */
+function q5_0(b: Uint8Array, count: number, out: Float32Array, o: number): void {
+  for (let blk = 0, p = 0; blk < count / 32; blk++, p += 22, o += 32) {
+    const d = half(b, p);
+    const qh = (b[p + 2] | (b[p + 3] << 8) | (b[p + 4] << 16) | (b[p + 5] << 24)) >>> 0;
+    for (let j = 0; j < 16; j++) {
+      const q = b[p + 6 + j];
+      out[o + j] = d * (((q & 15) | (((qh >>> j) & 1) << 4)) - 16);
+      out[o + j + 16] = d * (((q >> 4) | (((qh >>> (j + 16)) & 1) << 4)) - 16);
     }
   }
 }

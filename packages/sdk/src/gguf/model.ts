@@ -31,13 +31,38 @@ const PER_LAYER: Record<string, string> = {
   w3: "ffn_up.weight",
 };
 
-/** Architectures whose tensors and keys follow llama.cpp's LLM_ARCH_LLAMA layout. */
-export const GGUF_ARCHITECTURES = ["llama"] as const;
+/**
+ * Architectures whose tensors and keys follow llama.cpp's LLM_ARCH_LLAMA layout. `bamboo` is PowerInfer's
+ * (Bamboo-7B, TurboSparse-Mistral): the same tensors, its FFN dReLU (`LLM_FFN_SYM` + `LLM_FFN_RELU`:
+ * `relu(gate·x)·relu(up·x)`).
+ */
+export const GGUF_ARCHITECTURES = ["llama", "bamboo"] as const;
 
 /** Options of {@link ggufModel}. */
 export interface GgufModelOptions {
-  /** Override the FFN activation (llama GGUFs do not record it: llama.cpp runs SiLU). */
+  /**
+   * Override the FFN activation of a `llama` file, which does not record it: llama.cpp runs SiLU, and
+   * PowerInfer's sparse graph ReLU (the default here when the file carries PowerInfer predictors).
+   */
   activation?: "silu" | "relu";
+}
+
+/**
+ * PowerInfer's per-layer predictors as found in a GGUF (SJTU-IPADS/PowerInfer `llama.cpp`
+ * `llm_build_ffn_sparse`): `idx = fc2·relu(fc1·ffn_inp)`, a neuron skipped iff `idx < sparse_threshold`.
+ * `blk.N.fc1.weight` has GGUF dims `[dim, rank]` (PyTorch `[rank][dim]`, no bias), `blk.N.fc2.weight`
+ * `[rank, hidden]` (`[hidden][rank]`, no bias); `ffn_inp` is the residual stream entering the FFN block,
+ * before `ffn_norm`. `powerinfer.sparse_threshold` (f32) defaults to 0. This is flashllm's low-rank
+ * predictor with `A = fc1`, `B = fc2`, `c = 0`, input `"residual"`, and threshold the largest f32 below
+ * PowerInfer's (flashllm keeps `score > threshold`, PowerInfer `score >= threshold`).
+ */
+export interface GgufPredictors {
+  /** Rank (fc1 rows) per layer. */
+  ranks: number[];
+  /** `powerinfer.sparse_threshold` as stored (0 when absent). */
+  sparseThreshold: number;
+  /** The flashllm threshold: the largest f32 below `sparseThreshold`. */
+  threshold: number;
 }
 
 /** What {@link ggufModel} returns. */
@@ -49,6 +74,10 @@ export interface GgufModel {
   tensors: TensorSource;
   tokenizer: GgufTokenizer;
   chatTemplate?: string;
+  /** PowerInfer predictors, when the file carries `blk.N.fc1`/`fc2`. */
+  predictors?: GgufPredictors;
+  /** True when the FFN's down projection is stored transposed (`blk.N.ffn_down_t`, PowerInfer). */
+  downTransposed: boolean;
 }
 
 /** Maps `file` to flashllm's model terms; throws UNSUPPORTED / BAD_HEADER / WRONG_DIMS naming the key or tensor. */
@@ -90,7 +119,24 @@ export function ggufModel(file: GgufFile, opts: GgufModelOptions = {}): GgufMode
     attn_norm: [dim], wq: [dim, dim], wk: [dim, kv], wv: [dim, kv], wo: [dim, dim], ffn_norm: [dim],
     w1: [dim, hiddenDim], w2: [hiddenDim, dim], w3: [dim, hiddenDim],
   };
-  for (let l = 0; l < nLayers; l++) for (const [c, g] of Object.entries(PER_LAYER)) want(`layers.${l}.${c}`, `blk.${l}.${g}`, shapes[c]);
+  // PowerInfer stores the down projection transposed, one row per neuron (`ffn_down_t`, dims [dim, hidden]).
+  const downTransposed = file.tensor("blk.0.ffn_down.weight") === undefined && file.tensor("blk.0.ffn_down_t.weight") !== undefined;
+  for (let l = 0; l < nLayers; l++) {
+    for (const [c, g] of Object.entries(PER_LAYER)) {
+      if (c === "w2" && downTransposed) want(`layers.${l}.w2`, `blk.${l}.ffn_down_t.weight`, [dim, hiddenDim]);
+      else want(`layers.${l}.${c}`, `blk.${l}.${g}`, shapes[c]);
+    }
+  }
+  const predictors = powerInferPredictors(file, nLayers, dim, hiddenDim, m.num("powerinfer.sparse_threshold", 0));
+  if (predictors) {
+    for (let l = 0; l < nLayers; l++) {
+      names.set(`predictor.${l}.a`, file.expectTensor(`blk.${l}.fc1.weight`));
+      names.set(`predictor.${l}.b`, file.expectTensor(`blk.${l}.fc2.weight`));
+    }
+  }
+  if (arch === "bamboo" && opts.activation !== undefined) unsupported(`an activation override for architecture "bamboo" (its FFN is dReLU)`);
+  // PowerInfer's sparse graph runs llama files with predictors through ReLU (its dense fallback runs SiLU).
+  const activation = arch === "bamboo" ? "drelu" : (opts.activation ?? (predictors ? "relu" : "silu"));
 
   const config: ModelConfig = {
     dim,
@@ -103,7 +149,7 @@ export function ggufModel(file: GgufFile, opts: GgufModelOptions = {}): GgufMode
     normEps: m.num(k("attention.layer_norm_rms_epsilon"), 1e-5),
     ropeTheta: m.num(k("rope.freq_base"), 10000),
     ropeStyle: "interleaved",
-    activation: opts.activation ?? "silu",
+    activation,
     gated: true,
     sharedClassifier: shared,
     norm: "rmsnorm",
@@ -113,15 +159,68 @@ export function ggufModel(file: GgufFile, opts: GgufModelOptions = {}): GgufMode
     config,
     has: (n) => names.has(n),
     getTensor: async (n) => {
+      // the predictors' c: PowerInfer's have no bias
+      if (predictors && /^predictor\.\d+\.c$/.test(n)) return new Float32Array(hiddenDim);
       const t = names.get(n);
       if (!t) throw new FlashError("BAD_ARGUMENT", `GGUF model has no tensor for "${n}"`);
-      return file.readF32(t);
+      const v = await file.readF32(t);
+      // ffn_down_t [hidden][dim] → the canonical w2 [dim][hidden]
+      return downTransposed && /^layers\.\d+\.w2$/.test(n) ? transpose(v, hiddenDim, dim) : v;
     },
     getEncoded: async (n, dtype) => {
       const t = names.get(n);
+      if (downTransposed && /^layers\.\d+\.w2$/.test(n)) return undefined;
       return t && t.type === ggmlTypeOf(dtype) ? file.readRaw(t) : undefined;
     },
+    ...(predictors
+      ? {
+          predictor: {
+            input: "residual" as const,
+            layers: predictors.ranks.map((rank) => ({ rank, threshold: predictors.threshold })),
+            calibration: { importedFrom: "PowerInfer GGUF (blk.N.fc1/fc2)", sparseThreshold: predictors.sparseThreshold },
+          },
+        }
+      : {}),
   };
   const chatTemplate = m.optStr("tokenizer.chat_template");
-  return { architecture: arch, config, names, tensors, tokenizer, ...(chatTemplate !== undefined ? { chatTemplate } : {}) };
+  return { architecture: arch, config, names, tensors, tokenizer, ...(chatTemplate !== undefined ? { chatTemplate } : {}), ...(predictors ? { predictors } : {}), downTransposed };
+}
+
+/** `rows × cols` row-major → `cols × rows`. */
+function transpose(v: Float32Array, rows: number, cols: number): Float32Array {
+  const out = new Float32Array(v.length);
+  for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) out[c * rows + r] = v[r * cols + c];
+  return out;
+}
+
+/** PowerInfer's predictors of every layer (see {@link GgufPredictors}), checked; undefined when the file has none. */
+function powerInferPredictors(file: GgufFile, nLayers: number, dim: number, hidden: number, sparseThreshold: number): GgufPredictors | undefined {
+  const present = file.tensors.some((t) => /^blk\.\d+\.fc[12]\.weight$/.test(t.name));
+  if (!present) return undefined;
+  const ranks: number[] = [];
+  for (let l = 0; l < nLayers; l++) {
+    const fc1 = file.tensor(`blk.${l}.fc1.weight`);
+    const fc2 = file.tensor(`blk.${l}.fc2.weight`);
+    if (!fc1 || !fc2) throw new FormatError("BAD_HEADER", `GGUF: PowerInfer predictor of layer ${l} is incomplete (blk.${l}.fc1.weight ${fc1 ? "present" : "missing"}, blk.${l}.fc2.weight ${fc2 ? "present" : "missing"})`, { layer: l });
+    const rank = fc1.dims[1] ?? 0;
+    if (fc1.dims.length !== 2 || fc1.dims[0] !== dim || rank < 1 || rank > hidden) {
+      throw new FormatError("WRONG_DIMS", `GGUF: tensor blk.${l}.fc1.weight has dims [${fc1.dims.join(", ")}], a predictor needs [${dim}, rank ≤ ${hidden}]`, { tensor: fc1.name, dims: fc1.dims });
+    }
+    if (fc2.dims.length !== 2 || fc2.dims[0] !== rank || fc2.dims[1] !== hidden) {
+      throw new FormatError("WRONG_DIMS", `GGUF: tensor blk.${l}.fc2.weight has dims [${fc2.dims.join(", ")}], the predictor needs [${rank}, ${hidden}]`, { tensor: fc2.name, dims: fc2.dims });
+    }
+    ranks.push(rank);
+  }
+  if (!Number.isFinite(sparseThreshold)) throw new FormatError("BAD_HEADER", `GGUF: powerinfer.sparse_threshold is ${sparseThreshold}`, { key: "powerinfer.sparse_threshold" });
+  return { ranks, sparseThreshold, threshold: f32Below(sparseThreshold) };
+}
+
+/** The largest f32 strictly below `t`: for every f32 score `s`, `s > f32Below(t)` ⇔ `s >= t`. */
+export function f32Below(t: number): number {
+  const f = Math.fround(t);
+  if (f < t) return f; // t is not an f32 and rounded down: f is already below it
+  if (f === 0) return -Math.pow(2, -149); // below ±0: the smallest negative subnormal
+  const bits = new Uint32Array(new Float32Array([f]).buffer);
+  bits[0] += f > 0 ? -1 : 1; // one step toward -∞ in f32's sign-magnitude encoding
+  return new Float32Array(bits.buffer)[0];
 }

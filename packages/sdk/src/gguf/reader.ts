@@ -1,6 +1,6 @@
 import { FlashError, FormatError } from "../errors.js";
 import type { FlashSource } from "../source.js";
-import { GGML_TYPES, GGUF_DEFAULT_ALIGNMENT, GGUF_LIMITS, GGUF_MAGIC, GgufValueType, VALUE_BYTES, ggmlTypeName } from "./constants.js";
+import { GGML_TYPES, GGUF_DEFAULT_ALIGNMENT, GGUF_LIMITS, GGUF_MAGIC, POWERINFER_MAGIC, GgufValueType, VALUE_BYTES, ggmlTypeName } from "./constants.js";
 import { ByteCursor } from "./cursor.js";
 import { dequantize } from "./dequant.js";
 
@@ -57,6 +57,8 @@ export class GgufFile {
     readonly alignment: number,
     /** Absolute offset of the tensor data section. */
     readonly dataOffset: number,
+    /** True for PowerInfer's files (magic "PWRI"): predictors and `ffn_down_t` may be present. */
+    readonly powerinfer = false,
   ) {
     this.byName = new Map(tensors.map((t) => [t.name, t]));
   }
@@ -106,7 +108,7 @@ export async function openGguf(source: FlashSource, opts: OpenGgufOptions = {}):
   if (source.byteLength < 24) throw new FormatError("TRUNCATED", `GGUF: the file has ${source.byteLength} bytes, fewer than the 24-byte header`, { fileBytes: source.byteLength });
   await cur.need(24);
   const magic = cur.u32();
-  if (magic !== GGUF_MAGIC) throw new FormatError("BAD_MAGIC", `GGUF: magic 0x${magic.toString(16).padStart(8, "0")} is not "GGUF"`, { magic });
+  if (magic !== GGUF_MAGIC && magic !== POWERINFER_MAGIC) throw new FormatError("BAD_MAGIC", `GGUF: magic 0x${magic.toString(16).padStart(8, "0")} is not "GGUF" (or PowerInfer's "PWRI")`, { magic });
   const version = cur.u32();
   if (version !== 2 && version !== 3) {
     const swapped = ((version & 0xff) << 24) | ((version >> 8) & 0xff) << 16 | ((version >> 16) & 0xff) << 8 | (version >>> 24);
@@ -256,19 +258,20 @@ export async function openGguf(source: FlashSource, opts: OpenGgufOptions = {}):
     const b = sorted[i];
     if (a.offset + a.byteLength > b.offset) bad(`tensors "${a.name}" and "${b.name}" overlap`, { tensors: [a.name, b.name] });
   }
-  return new GgufFile(source, version, metadata, tensors, alignment, dataOffset);
+  return new GgufFile(source, version, metadata, tensors, alignment, dataOffset, magic === POWERINFER_MAGIC);
 }
 
 function safe(v: bigint): number | bigint {
   return v <= BigInt(Number.MAX_SAFE_INTEGER) && v >= BigInt(Number.MIN_SAFE_INTEGER) ? Number(v) : v;
 }
 
-/** True when `source` starts with the GGUF magic. Reads 4 bytes. */
+/** True when `source` starts with the GGUF magic (or PowerInfer's "PWRI"). Reads 4 bytes. */
 export async function isGguf(source: FlashSource, signal?: AbortSignal): Promise<boolean> {
   if (source.byteLength < 4) return false;
   const b = new Uint8Array(4);
   await source.read([{ offset: 0, length: 4, target: b }], signal);
-  return b[0] === 0x47 && b[1] === 0x47 && b[2] === 0x55 && b[3] === 0x46;
+  const magic = new DataView(b.buffer).getUint32(0, true);
+  return magic === GGUF_MAGIC || magic === POWERINFER_MAGIC;
 }
 
 /** Typed access to metadata with checks: `meta(file).int("llama.block_count")`. */

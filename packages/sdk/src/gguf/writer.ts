@@ -1,6 +1,6 @@
 import { FlashError } from "../errors.js";
 import type { FlmSink } from "../format/sink.js";
-import { GGML_TYPES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, GgmlType, GgufValueType, ggmlTypeName } from "./constants.js";
+import { GGML_TYPES, GGUF_DEFAULT_ALIGNMENT, GGUF_MAGIC, POWERINFER_MAGIC, GgmlType, GgufValueType, ggmlTypeName } from "./constants.js";
 import { typeBytes } from "./dequant.js";
 import { quantize } from "./quantize.js";
 import type { GgufKv, GgufValue } from "./reader.js";
@@ -138,9 +138,11 @@ export class GgufWriter {
     metadata: readonly GgufKv[],
     private readonly tensors: readonly GgufTensorDecl[],
     readonly alignment = GGUF_DEFAULT_ALIGNMENT,
+    /** Write PowerInfer's magic "PWRI" instead of "GGUF" (tests of PowerInfer files). */
+    powerinfer = false,
   ) {
     const h = new HeaderBytes();
-    h.u32(GGUF_MAGIC);
+    h.u32(powerinfer ? POWERINFER_MAGIC : GGUF_MAGIC);
     h.u32(3);
     h.u64(tensors.length);
     const meta = [...metadata];

@@ -33,7 +33,16 @@ type Json = Record<string, unknown>;
 const FILE = "config.json";
 
 /** Architectures {@link mapHfConfig} accepts. */
-export const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "OPTForCausalLM", "gpt-char-relu"] as const;
+export const SUPPORTED_ARCHITECTURES = ["LlamaForCausalLM", "SparseLlamaForCausalLM", "MistralForCausalLM", "BambooForCausalLM", "OPTForCausalLM", "gpt-char-relu"] as const;
+
+/**
+ * Llama-shaped architectures and the FFN activation their modelling code applies on top of `hidden_act`:
+ * - `SparseLlamaForCausalLM` (ProSparse-Llama-2, SparseLLM/prosparse-*): `hidden_act: "fatrelu"` with the
+ *   threshold in `hidden_act_param` (0.01), as in MiniCPM's configs and modelling code;
+ * - `BambooForCausalLM` (PowerInfer's Bamboo-7B and TurboSparse-Mistral): `hidden_act: "relu"`, and
+ *   `BambooMLP` applies it to both projections, `act(gate·x)·act(up·x)`: dReLU. Mistral-shaped.
+ */
+const LLAMA_SHAPED = new Set(["LlamaForCausalLM", "SparseLlamaForCausalLM", "MistralForCausalLM", "BambooForCausalLM"]);
 
 /**
  * Maps a parsed `config.json`. Throws FormatError: UNSUPPORTED (unknown architecture, or a feature
@@ -51,7 +60,7 @@ export function mapHfConfig(json: unknown): HfModelSpec {
     : c.model_type === "opt" ? "OPTForCausalLM"
     : String(c.model_type ?? "(none)");
   let spec: HfModelSpec;
-  if (architecture === "LlamaForCausalLM") spec = mapLlama(c, architecture);
+  if (LLAMA_SHAPED.has(architecture)) spec = mapLlama(c, architecture);
   else if (architecture === "OPTForCausalLM") spec = mapOpt(c, architecture);
   else if (architecture === "gpt-char-relu") spec = mapGpt(c, architecture);
   else {
@@ -75,8 +84,7 @@ function mapLlama(c: Json, architecture: string): HfModelSpec {
   if (headDim !== null && int(c, "head_dim") * nHeads !== dim) {
     unsupported("head_dim", `hidden_size/num_attention_heads = ${dim / nHeads}`, headDim);
   }
-  const act = str(c, "hidden_act", "silu");
-  const activation = act === "silu" || act === "swish" ? "silu" : act === "relu" ? "relu" : unsupported("hidden_act", '"silu" or "relu"', act);
+  const { activation, activationThreshold } = llamaActivation(c, architecture);
   // Scaled RoPE (linear, dynamic, llama3, yarn) changes the frequencies; computing plain RoPE would be wrong.
   if (c.rope_scaling != null) unsupported("rope_scaling", "null", c.rope_scaling);
   let ropeTheta = num(c, "rope_theta", NaN);
@@ -89,7 +97,11 @@ function mapLlama(c: Json, architecture: string): HfModelSpec {
   if (Number.isNaN(ropeTheta)) ropeTheta = 10000;
   if (bool(c, "attention_bias", false)) unsupported("attention_bias", "false", true);
   if (bool(c, "mlp_bias", false)) unsupported("mlp_bias", "false", true);
-  const seqLen = int(c, "max_position_embeddings", 2048);
+  let seqLen = int(c, "max_position_embeddings", 2048);
+  // Mistral-shaped models attend over a sliding window; within it attention is plain causal attention,
+  // so the context is capped at the window rather than computed wrongly beyond it.
+  const window = c.sliding_window;
+  if (typeof window === "number" && Number.isInteger(window) && window > 0 && window < seqLen) seqLen = window;
   return {
     architecture,
     family: "llama",
@@ -108,11 +120,31 @@ function mapLlama(c: Json, architecture: string): HfModelSpec {
       // HF checkpoints keep q/k rows in rotate_half order; the engine's neox RoPE pairs (j, j+head/2).
       ropeStyle: "neox",
       activation,
+      ...(activationThreshold === undefined ? {} : { activationThreshold }),
       gated: true,
       sharedClassifier: bool(c, "tie_word_embeddings", false),
       norm: "rmsnorm",
     },
   };
+}
+
+/** The FFN activation of a Llama-shaped architecture (see {@link LLAMA_SHAPED}). */
+function llamaActivation(c: Json, architecture: string): { activation: ModelConfig["activation"]; activationThreshold?: number } {
+  const act = str(c, "hidden_act", "silu");
+  if (architecture === "BambooForCausalLM") {
+    if (act !== "relu") unsupported("hidden_act", '"relu" for BambooForCausalLM (dReLU: ReLU on gate and up)', act);
+    return { activation: "drelu" };
+  }
+  if (act === "fatrelu") {
+    const t = c.hidden_act_param;
+    if (typeof t !== "number" || !Number.isFinite(t) || Math.abs(t) >= LIMITS.activationThreshold) {
+      fail("BAD_MANIFEST", `${FILE}: hidden_act "fatrelu" needs its threshold in hidden_act_param (a finite number), got ${show(t)}`, "hidden_act_param", t);
+    }
+    return { activation: "fatrelu", activationThreshold: t };
+  }
+  if (act === "silu" || act === "swish") return { activation: "silu" };
+  if (act === "relu") return { activation: "relu" };
+  return unsupported("hidden_act", '"silu", "relu" or "fatrelu"', act);
 }
 
 function mapOpt(c: Json, architecture: string): HfModelSpec {

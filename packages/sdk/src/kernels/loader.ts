@@ -24,6 +24,8 @@ export interface KernelExports {
   silu(x: number, n: number): void;
   relu(x: number, n: number): void;
   gelu(x: number, n: number): void;
+  /** FATReLU in place: `x` if `x > threshold`, else 0. */
+  fatrelu(x: number, n: number, threshold: number): void;
   mul(out: number, a: number, b: number, n: number): void;
   add(out: number, a: number, b: number, n: number): void;
   argmax(x: number, n: number): number;
@@ -34,7 +36,7 @@ export interface KernelExports {
   ): void;
   ffn_bundled(
     out: number, x: number, dim: number, slots: number, slotStride: number, slotIds: number, n: number,
-    dtype: number, gated: number, act: number, xq: number, hOut: number, accumulate: number,
+    dtype: number, gated: number, act: number, xq: number, hOut: number, accumulate: number, actParam: number,
   ): void;
   /**
    * CRC-32 of `len` bytes at `ptr`, continuing from `crcIn` (0 for a fresh start); the same result as
@@ -61,8 +63,8 @@ export function xqScratchBytes(cols: number): number {
   return (cols + 8) * 2;
 }
 
-/** Activation codes of the kernels' ABI. */
-export const Act = { relu: 0, silu: 1, gelu: 2 } as const;
+/** Activation codes of the kernels' ABI; `ffn_bundled`'s `actParam` is fatrelu's threshold (else unused). */
+export const Act = { relu: 0, silu: 1, gelu: 2, fatrelu: 3, drelu: 4 } as const;
 export type ActivationName = keyof typeof Act;
 
 /** A region of WASM memory owned by the SDK; `ptr` is its byte offset. */

@@ -10,8 +10,11 @@ import { WeightStore, matvec, transpose } from "./weights.js";
 export interface FfnBackend {
   /** Called once per token, before layer 0, with the token's position (windowing advances here). */
   beginToken(pos: number): void;
-  /** Writes `FFN_layer(x)` to `out`; both point at `dim` floats in WASM memory. */
-  run(layer: number, x: number, out: number, signal?: AbortSignal): Promise<void> | void;
+  /**
+   * Writes `FFN_layer(x)` to `out`; both point at `dim` floats in WASM memory. `residual`: the residual
+   * stream entering the FFN block (before its norm), for selectors that read it (PowerInfer's predictors).
+   */
+  run(layer: number, x: number, out: number, signal?: AbortSignal, residual?: number): Promise<void> | void;
   /** Releases WASM memory and handles. */
   dispose(): void | Promise<void>;
 }
@@ -61,9 +64,16 @@ export class DenseFfn implements FfnBackend {
     const downT = this.store.get(`${layer}.downT`);
     matvec(k, this.hb.ptr, gate, x, this.xq.ptr);
     matvec(k, this.hb2.ptr, up, x, this.xq.ptr);
-    if (config.activation === "silu") k.k.silu(this.hb.ptr, h);
-    else if (config.activation === "relu") k.k.relu(this.hb.ptr, h);
-    else k.k.gelu(this.hb.ptr, h);
+    switch (config.activation) {
+      case "silu": k.k.silu(this.hb.ptr, h); break;
+      case "relu": k.k.relu(this.hb.ptr, h); break;
+      case "gelu": k.k.gelu(this.hb.ptr, h); break;
+      case "fatrelu": k.k.fatrelu(this.hb.ptr, h, config.activationThreshold ?? 0); break;
+      case "drelu": // ReLU on both: relu(gate·x)·relu(up·x)
+        k.k.relu(this.hb.ptr, h);
+        k.k.relu(this.hb2.ptr, h);
+        break;
+    }
     k.k.mul(this.hb.ptr, this.hb.ptr, this.hb2.ptr, h);
     k.k.matvec_t_f32(out, downT.ptr, this.hb.ptr, h, config.dim);
   }

@@ -188,7 +188,7 @@ export class Transformer implements ForwardPass {
 
       // Feed-forward: the backend decides where the weights come from; the down bias is resident.
       this.norm(this.xb, this.x, L.ffnNorm);
-      await this.ffn.run(l, this.xb, this.xb2, signal);
+      await this.ffn.run(l, this.xb, this.xb2, signal, this.x);
       if (L.downBias) k.k.add(this.xb2, this.xb2, L.downBias, dim);
       k.k.add(this.x, this.x, this.xb2, dim);
     }

@@ -156,6 +156,10 @@ export class ShardEngine {
     if (!slice) throw new FlashError("BAD_ARGUMENT", `shard ${cfg.index} has no slice (${cfg.slices.length} shards)`);
     const withPredictor = cfg.selector === "predictor";
     if (withPredictor && !m.predictor) throw new FlashError("BAD_ARGUMENT", "this file has no predictors: run `flashllm calibrate` on it first, or choose another selector");
+    // Shards receive the FFN input only; a predictor of the residual stream (PowerInfer's) would need it too.
+    if (withPredictor && m.predictor!.input === "residual") {
+      throw new FlashError("UNSUPPORTED", "this file's predictors read the residual stream before the FFN norm (imported from PowerInfer), which sharded runs do not pass to shards: run it unsharded, or calibrate predictors of its own with `flashllm calibrate`");
+    }
     const k = await Kernels.load();
     const store = new WeightStore(k);
     let ffn: FlashFfn | undefined;
@@ -167,7 +171,6 @@ export class ShardEngine {
         ? (predictor = new LowRankPredictor(k, {
             dim: m.config.dim,
             hiddenDim: slice.neurons.count,
-            recallTarget: m.predictor!.recallTarget,
             layers: m.predictor!.layers.map((p, l) => ({ rank: p.rank, threshold: p.threshold, a: host.get(`predictor.${l}.a`)!, b: host.get(`predictor.${l}.b`)!, c: host.get(`predictor.${l}.c`)! })),
           }))
         : typeof cfg.selector === "object"

@@ -122,7 +122,8 @@ export async function writeWithPredictor(file: FlmFile, predictor: Predictor, si
   });
   const info: PredictorInfo = {
     kind: "lowrank",
-    recallTarget: predictor.recallTarget,
+    ...(predictor.recallTarget !== undefined ? { recallTarget: predictor.recallTarget } : {}),
+    ...(predictor.input !== undefined ? { input: predictor.input } : {}),
     layers: predictor.layers.map((p) => ({ rank: p.rank, threshold: p.threshold })),
     modelFingerprint: stored?.fingerprint ?? file.section(m.ffn.crcSection).crc32,
     calibration,
@@ -182,7 +183,8 @@ export async function readPredictor(file: FlmFile, signal?: AbortSignal): Promis
   return {
     dim: m.config.dim,
     hiddenDim: m.config.hiddenDim,
-    recallTarget: info.recallTarget,
+    ...(info.recallTarget !== undefined ? { recallTarget: info.recallTarget } : {}),
+    ...(info.input !== undefined ? { input: info.input } : {}),
     layers: info.layers.map((p, l) => ({ rank: p.rank, threshold: p.threshold, a: f32(`predictor.${l}.a`), b: f32(`predictor.${l}.b`), c: f32(`predictor.${l}.c`) })),
   };
 }

@@ -1,3 +1,4 @@
+import { FlashError } from "../errors.js";
 import type { FlashModel } from "../flash/open.js";
 import type { PredictingSelector } from "../flash/flash-ffn.js";
 import type { ShardedFlashModel } from "../shard/open-sharded.js";
@@ -52,6 +53,10 @@ export async function evaluateSparsity(
   opts: { maxPositions?: number; greedyPrompts?: string[]; greedyTokens?: number; signal?: AbortSignal } = {},
 ): Promise<EvalReport> {
   const c = dense.config;
+  // The truth tap hands over FFN inputs (after the norm); a residual-stream predictor would be asked the wrong question.
+  if (selector.input === "residual") {
+    throw new FlashError("UNSUPPORTED", `selector "${selector.name}" reads the residual stream before the FFN norm (imported from PowerInfer); recall is measured on FFN inputs only: calibrate predictors of this model's own to evaluate them`);
+  }
   const maxPositions = opts.maxPositions ?? 4000;
   const counts = Array.from({ length: c.nLayers }, () => ({ tp: 0, fp: 0, fn: 0, sel: 0, truth: 0, n: 0 }));
   const out = new Int32Array(c.hiddenDim);

@@ -2,6 +2,7 @@ import { FlashError } from "../errors.js";
 import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
 import type { Kernels, WasmBlock } from "../kernels/loader.js";
 import type { NeuronSelector } from "./selector.js";
+import type { PredictorInput } from "../format/types.js";
 
 /** One layer's low-rank predictor: `score = B·relu(A·x) + c`, neuron active when `score > threshold`. */
 export interface PredictorLayer {
@@ -22,8 +23,10 @@ export interface Predictor {
   dim: number;
   hiddenDim: number;
   layers: PredictorLayer[];
-  /** Share of truly active neurons the thresholds were chosen to keep (e.g. 0.95). */
-  recallTarget: number;
+  /** Share of truly active neurons the thresholds were chosen to keep (e.g. 0.95); unknown for some imported ones. */
+  recallTarget?: number;
+  /** The vector it reads: the FFN input (default) or the residual stream before the FFN norm (PowerInfer's). */
+  input?: PredictorInput;
 }
 
 /**
@@ -34,6 +37,7 @@ export interface Predictor {
  */
 export class LowRankPredictor implements NeuronSelector {
   readonly name = "predictor";
+  readonly input: PredictorInput;
   private readonly blocks: WasmBlock[] = [];
   private readonly ptrs: { a: number; b: number; c: number; rank: number; threshold: number }[] = [];
   private readonly x: WasmBlock;
@@ -42,6 +46,7 @@ export class LowRankPredictor implements NeuronSelector {
 
   constructor(private readonly k: Kernels, readonly predictor: Predictor) {
     const { dim, hiddenDim } = predictor;
+    this.input = predictor.input ?? "ffn";
     let maxRank = 1;
     for (const [l, p] of predictor.layers.entries()) {
       if (p.a.length !== p.rank * dim || p.b.length !== hiddenDim * p.rank || p.c.length !== hiddenDim) {

@@ -1,3 +1,5 @@
+import type { PredictorInput } from "../format/types.js";
+
 /**
  * Decides which FFN neurons a token needs in a layer: the engine reads and computes only those.
  * The flash engine calls it with the layer's FFN input; predictors (low-rank, gate-resident) implement
@@ -6,6 +8,11 @@
 export interface NeuronSelector {
   /** Short name for stats lines. */
   readonly name: string;
+  /**
+   * The vector `select` is given: the layer's FFN input (default), or the residual stream entering
+   * the FFN block before its norm (`"residual"`: PowerInfer's predictors).
+   */
+  readonly input?: PredictorInput;
   /**
    * Writes the ids of the neurons `layer` needs for FFN input `x` into `out`, ascending, and returns
    * how many. `out` has room for every neuron of the layer.

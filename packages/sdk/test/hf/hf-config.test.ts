@@ -117,7 +117,7 @@ describe("config.json → ModelConfig", () => {
 
   it("names an unknown architecture in an UNSUPPORTED error", async () => {
     for (const [json, name] of [
-      [{ architectures: ["MistralForCausalLM"], model_type: "mistral" }, "MistralForCausalLM"],
+      [{ architectures: ["GPTNeoXForCausalLM"], model_type: "gpt_neox" }, "GPTNeoXForCausalLM"],
       [{ model_type: "gpt2" }, "gpt2"],
       [{}, "(none)"],
     ] as const) {
