@@ -9,7 +9,7 @@ use crate::dot::dot;
 use crate::half::{add_scaled_f16, dot_f16};
 use crate::math::{gelu_f32, relu_f32, silu_f32};
 use crate::qblock::{self, add_scaled_q4_0, add_scaled_q8_0, dot_block, quantize_x, Block, Q4_0, Q8_0};
-use crate::quant::{dot_q8, padded_len, quantize_i16};
+use crate::quant::{dot_q8, dot_q8_pair, padded_len, quantize_i16};
 use core::slice;
 
 pub const HEADER_BYTES: usize = 16;
@@ -169,8 +169,13 @@ pub fn ffn_bundled(
                 }
                 Dtype::I8 => {
                     let (gate, up) = (as_i8s(gate), as_i8s(up));
-                    let u = scale_up * xs * dot_q8(up, xq) + bias_up;
-                    if fmt.gated { fmt.act.apply(scale_gate * xs * dot_q8(gate, xq)) * u } else { fmt.act.apply(u) }
+                    if fmt.gated {
+                        // both rows in one pass over xq; each dot is exactly dot_q8's
+                        let (dg, du) = dot_q8_pair(gate, up, xq);
+                        fmt.act.apply(scale_gate * xs * dg) * (scale_up * xs * du + bias_up)
+                    } else {
+                        fmt.act.apply(scale_up * xs * dot_q8(up, xq) + bias_up)
+                    }
                 }
                 Dtype::F16 => {
                     let u = dot_f16(up, x) + bias_up;
