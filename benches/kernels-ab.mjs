@@ -4,7 +4,8 @@
 //   node benches/kernels-ab.mjs OLD.wasm NEW.wasm [--rounds N]
 //
 // Kernels compared: matvec_q8 (4096×4096, 4096×11008), matvec_q4_0 (4096×11008) and ffn_bundled
-// (q8 and q4_0, dim 4096, 1101 of 11008 neurons at random slots, gated SiLU), plus read_floor over the
+// (q8 and q4_0, dim 4096, 1101 of 11008 neurons at random slots of 5504, gated SiLU; and q8 over 24000
+// slots with 16 active sets used in turn, so that bundles come from DRAM), plus read_floor over the
 // same bytes. Before timing, each pair of outputs is compared: equal bits are reported, as a check
 // that a change kept the documented summation order.
 
@@ -72,9 +73,11 @@ function setupCase(k, c) {
   // ffn_bundled
   const { dim, hidden, dtype } = c;
   const rowB = dtype === 1 ? dim : (dim / 32) * 18;
-  const bundle = 16 + 3 * rowB, stride = Math.ceil(bundle / 16) * 16, nSlots = hidden >> 1;
+  const bundle = 16 + 3 * rowB, stride = Math.ceil(bundle / 16) * 16, nSlots = c.slots ?? hidden >> 1;
   const slots = alloc(stride * nSlots), x = alloc(4 * dim), xq = alloc((dim + 8) * 2), out = alloc(4 * dim);
-  const nActive = Math.round(hidden * 0.1), ids = alloc(4 * nActive);
+  // `sets` different active sets, used in turn: with many slots, a call then finds its bundles in DRAM
+  // (as a model's layers do), not in the cache the previous call left them in.
+  const nActive = Math.round(hidden * 0.1), sets = c.sets ?? 1, ids = alloc(4 * nActive * sets);
   const tmp = new Float32Array(stride / 4);
   for (let s = 0; s < nSlots; s++) {
     fillRandom(tmp, 1000 + s);
@@ -85,13 +88,14 @@ function setupCase(k, c) {
     if (dtype === 4) for (let r = 0; r < 3; r++) for (let o = 16 + r * rowB; o < 16 + (r + 1) * rowB; o += 18) { b[o] = 0x66; b[o + 1] = 0x1e; }
   }
   fillRandom(new Float32Array(mem(), x, dim), 5);
-  const idv = new Uint32Array(mem(), ids, nActive);
+  const idv = new Uint32Array(mem(), ids, nActive * sets);
   let seed = 12345;
   for (let i = 0; i < nActive; i++) { seed = (seed * 1103515245 + 12345) >>> 0; idv[i] = seed % nSlots; }
   const spans = Array.from(idv, (s) => slots + s * stride);
+  let turn = 0, fturn = 0;
   return {
-    run: () => k.ffn_bundled(out, x, dim, slots, stride, ids, nActive, dtype, 1, 1, xq, 0, 0),
-    floor: () => { for (const p of spans) k.read_floor(p, bundle); },
+    run: () => k.ffn_bundled(out, x, dim, slots, stride, ids + 4 * nActive * (turn++ % sets), nActive, dtype, 1, 1, xq, 0, 0),
+    floor: () => { const f = (fturn++ % sets) * nActive; for (let i = f; i < f + nActive; i++) k.read_floor(spans[i], bundle); },
     bytes: nActive * bundle,
     out: () => new Float32Array(mem(), out, dim).slice(),
   };
@@ -104,6 +108,8 @@ const cases = [
   { name: "matvec_q4_0 4096×11008", kind: "matvec_q4_0", rows: 4096, cols: 11008 },
   { name: "ffn_bundled q8 10%", kind: "ffn", dim: 4096, hidden: 11008, dtype: 1 },
   { name: "ffn_bundled q4_0 10%", kind: "ffn", dim: 4096, hidden: 11008, dtype: 4 },
+  // 24000 slots (295 MB) and 16 active sets (216 MB): each call's bundles come from DRAM
+  { name: "ffn_bundled q8 10% DRAM", kind: "ffn", dim: 4096, hidden: 11008, dtype: 1, slots: 24000, sets: 16 },
 ];
 
 const A = await instance(files[0]), B = await instance(files[1]);

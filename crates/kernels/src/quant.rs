@@ -71,6 +71,16 @@ pub fn dot_q8_pair(a: &[i8], b: &[i8], xq: &[i16]) -> (f32, f32) {
     (r[0], r[1])
 }
 
+/// `dot_q8` of four rows of the same length (two neurons' gate and up rows), bit for bit, in one pass.
+#[inline]
+pub fn dot_q8_quad(rows: [&[i8]; 4], xq: &[i16]) -> [f32; 4] {
+    let n = rows[0].len();
+    let rows = rows.map(|r| &r[..n]);
+    let xq = &xq[..padded_len(n)];
+    // SAFETY: four rows of n values and padded_len(n) values of xq.
+    unsafe { dot_q8_rows::<4>(rows.map(|r| r.as_ptr()), xq.as_ptr(), n) }
+}
+
 /// Columns per step of the inner loop of `dot_q8_rows` (a divisor of `FLUSH_COLS`).
 const STEP: usize = 16;
 
