@@ -28,7 +28,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function open(direct: boolean): Promise<{ model: FlashModel; source: NodeFileSource }> {
   const source = await NodeFileSource.open(path, { direct });
-  const model = await openFlashModel(source, { contextLength: 4, selector: "all", workers: 1 });
+  const model = await openFlashModel(source, { contextLength: 4, selector: "all" });
   return { model, source };
 }
 
@@ -71,7 +71,7 @@ describe("opening with O_DIRECT", () => {
     await probe.model.dispose();
     await probe.source.close();
     const source = await NodeFileSource.open(path, { direct: true });
-    const model = await openFlashModel(source, { contextLength: 4, selector: "all", workers: 1, memoryBudget: tight });
+    const model = await openFlashModel(source, { contextLength: 4, selector: "all", memoryBudget: tight });
     try {
       await model.transformer.forward(1, 0);
       expect(model.memoryPlan.capacity).toBeGreaterThan(0);
