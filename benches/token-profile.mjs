@@ -3,20 +3,22 @@
 // touched; the selector is timed the same way; "JS between calls" is the rest of the token's CPU time
 // minus I/O wait and memory management as the flash FFN counts them. Prints figures; asserts nothing.
 //
-//   node benches/token-profile.mjs --model FILE [--budget 50%] [--tokens 8] [--warmup 6] [--trace opt-6.7b-paper]
+//   node benches/token-profile.mjs --model FILE [--budget 50%] [--tokens 8] [--warmup 6] [--trace opt-6.7b-paper] [--wasm K.wasm]
+//
+// --wasm runs another build of the kernels (e.g. an older one, for an A/B in the model).
 //
 // The model is opened as `flashllm bench` opens it for "windowed + bundled" (O_DIRECT, trace
 // selector, window 5). CPU time is the process's (all threads): during a kernel call the read
 // threads are idle in this variant (reads complete before a layer's FFN compute starts).
 
 import os from "node:os";
-import { statSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { Kernels, TRACE_PRESETS, TraceSelector, openFlashModel, openFlm } from "../packages/sdk/dist/internal.js";
 import { NodeFileSource, parseBudget } from "../packages/node-io/dist/index.js";
 
 const args = process.argv.slice(2);
-const o = { model: null, budget: "50%", tokens: 8, warmup: 6, trace: "opt-6.7b-paper", window: 5 };
+const o = { model: null, budget: "50%", tokens: 8, warmup: 6, trace: "opt-6.7b-paper", window: 5, wasm: null };
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   const v = () => args[++i];
@@ -25,6 +27,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--tokens") o.tokens = Number(v());
   else if (a === "--warmup") o.warmup = Number(v());
   else if (a === "--trace") o.trace = v();
+  else if (a === "--wasm") o.wasm = v();
   else {
     console.error(`token-profile.mjs: unknown argument ${a}`);
     process.exit(2);
@@ -52,7 +55,7 @@ const add = (cat, ms, bytes) => {
   acc.set(cat, a);
 };
 
-const kernels = await Kernels.load();
+const kernels = await Kernels.load(o.wasm ? readFileSync(o.wasm) : undefined);
 const raw = kernels.k;
 let vocab = 0;
 let bundleBytes = 0;
@@ -120,7 +123,7 @@ const s = model.flash.stats;
 const ioMs = (s.ioMs - s0.ioMs) / o.tokens;
 const memMs = (s.memoryMs - s0.memoryMs) / o.tokens;
 
-console.log(`token profile: ${o.model}, dim ${c.dim}, FFN ${c.hiddenDim}, ${c.nLayers} layers, vocab ${c.vocabSize}; budget ${o.budget}, trace ${o.trace}, windowed+bundled, O_DIRECT`);
+console.log(`token profile: ${o.model}${o.wasm ? ` (kernels ${o.wasm})` : ""}, dim ${c.dim}, FFN ${c.hiddenDim}, ${c.nLayers} layers, vocab ${c.vocabSize}; budget ${o.budget}, trace ${o.trace}, windowed+bundled, O_DIRECT`);
 console.log(`opened in ${openS.toFixed(1)} s; ${o.warmup} warm-up + ${o.tokens} measured tokens; load ${os.loadavg().map((v) => v.toFixed(2)).join(" ")}`);
 console.log(`per token: wall ${wallMs.toFixed(1)} ms (I/O wait ${ioMs.toFixed(1)}, memory management ${memMs.toFixed(1)}), CPU ${cpuMs.toFixed(1)} ms (all threads)`);
 console.log("");
