@@ -1,7 +1,10 @@
 // What opening a .flm costs: wall time, bytes read and how (direct / bounced), GB/s, and peak RSS
 // against the budget. Prints figures; asserts nothing.
 //
-//   node benches/open.mjs --model FILE [--budget 50%] [--workers K] [--no-direct] [--no-evict] [--repeat N]
+//   node benches/open.mjs --model FILE [--budget 50%] [--workers K] [--no-direct] [--no-evict] [--repeat N] [--no-placement]
+//
+// --no-placement (one instance only) drops the file offset `loadParts` gives `WeightStore.reserve`, so the
+// tensors are placed as before direct placement existed: the "before" of an A/B in the same process setup.
 //
 // Context 256 positions (--context N), selector "all". Before each open the file is evicted from the page cache (vmtouch -e, else dd iflag=nocache), so
 // the reads come from the device. Peak RSS is the process's VmHWM (/proc/self/status), read after
@@ -14,7 +17,7 @@ import { performance } from "node:perf_hooks";
 import { NodeFileSource, openModelFile, parseBudget } from "../packages/node-io/dist/index.js";
 
 const args = process.argv.slice(2);
-const opt = { model: null, budget: "50%", workers: 1, direct: true, evict: true, repeat: 1, context: 256 };
+const opt = { model: null, budget: "50%", workers: 1, direct: true, evict: true, repeat: 1, context: 256, placement: true };
 for (let i = 0; i < args.length; i++) {
   const a = args[i];
   if (a === "--model") opt.model = args[++i];
@@ -22,6 +25,7 @@ for (let i = 0; i < args.length; i++) {
   else if (a === "--workers") opt.workers = Number(args[++i]);
   else if (a === "--no-direct") opt.direct = false;
   else if (a === "--no-evict") opt.evict = false;
+  else if (a === "--no-placement") opt.placement = false;
   else if (a === "--repeat") opt.repeat = Number(args[++i]);
   else if (a === "--context") opt.context = Number(args[++i]);
   else {
@@ -49,7 +53,7 @@ function evict(path) {
   }
 }
 
-console.log(`open ${opt.model} (${(fileBytes / GiB).toFixed(2)} GiB), budget ${(budget / GiB).toFixed(2)} GiB, workers ${opt.workers}, ${opt.direct ? "O_DIRECT" : "page cache"}; load ${os.loadavg().map((v) => v.toFixed(2)).join(" ")}; RSS before ${(status("VmRSS") / 2 ** 20).toFixed(0)} MiB`);
+console.log(`open ${opt.model} (${(fileBytes / GiB).toFixed(2)} GiB), budget ${(budget / GiB).toFixed(2)} GiB, workers ${opt.workers}, ${opt.direct ? "O_DIRECT" : "page cache"}${opt.placement ? "" : ", no direct placement"}; load ${os.loadavg().map((v) => v.toFixed(2)).join(" ")}; RSS before ${(status("VmRSS") / 2 ** 20).toFixed(0)} MiB`);
 for (let r = 0; r < opt.repeat; r++) {
   const how = opt.evict ? evict(opt.model) : "not evicted";
   const cpu0 = process.cpuUsage();
@@ -59,7 +63,13 @@ for (let r = 0; r < opt.repeat; r++) {
   let model;
   if (opt.workers === 1) {
     source = await NodeFileSource.open(opt.model, { direct: opt.direct });
-    const { openFlashModel } = await import("../packages/sdk/dist/internal.js");
+    const { openFlashModel, WeightStore } = await import("../packages/sdk/dist/internal.js");
+    if (!opt.placement) {
+      const reserve = WeightStore.prototype.reserve;
+      WeightStore.prototype.reserve = function (name, dtype, rows, cols) {
+        return reserve.call(this, name, dtype, rows, cols);
+      };
+    }
     model = await openFlashModel(source, { memoryBudget: budget, contextLength: opt.context, workers: 1, selector: "all" });
   } else {
     model = await openModelFile(opt.model, { workers: opt.workers, direct: opt.direct, memoryBudget: budget, contextLength: opt.context, selector: "all" });
