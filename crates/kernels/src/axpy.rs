@@ -47,6 +47,40 @@ pub fn add_scaled_i8(out: &mut [f32], a: f32, scale: f32, q: &[i8]) {
     }
 }
 
+/// `add_scaled_i8` of four int8 rows in turn (`out[c] + a0·(s0·q0[c])`, then `+ a1·(s1·q1[c])`, ...),
+/// bit-identical to four calls, with `out` loaded and stored once per 16 values instead of four times.
+#[inline]
+pub fn add_scaled_i8_4(out: &mut [f32], a: [f32; 4], scale: [f32; 4], q: [&[i8]; 4]) {
+    let n = out.len();
+    let q = q.map(|r| &r[..n]);
+    let av = a.map(F32x4::splat);
+    let sv = scale.map(F32x4::splat);
+    let n16 = n / 16 * 16;
+    let mut c = 0;
+    while c < n16 {
+        // SAFETY: c + 16 ≤ n for `out` and every row.
+        unsafe {
+            let op = out.as_mut_ptr().add(c);
+            let mut o = [0, 1, 2, 3].map(|g| F32x4::load_ptr(op.add(4 * g)));
+            for r in 0..4 {
+                let w = F32x4::load_i8x16(q[r].as_ptr().add(c));
+                for g in 0..4 {
+                    o[g] = o[g] + av[r] * (sv[r] * w[g]);
+                }
+            }
+            for (g, v) in o.iter().enumerate() {
+                v.store_ptr(op.add(4 * g));
+            }
+        }
+        c += 16;
+    }
+    for c in n16..n {
+        for r in 0..4 {
+            out[c] += a[r] * (scale[r] * q[r][c] as f32);
+        }
+    }
+}
+
 /// `add_scaled` of four rows in turn (`out[c] + a0·r0[c]`, then `+ a1·r1[c]`, ...), bit-identical to
 /// four calls, with `out` loaded and stored once.
 #[inline]
@@ -98,6 +132,18 @@ mod tests {
             let mut want = init.clone();
             add_scaled(&mut want, a, &deq);
             assert_bits_eq(out.inner(), &want, "add_scaled_i8");
+
+            // four int8 rows at once = four calls in order
+            let qs: Vec<Vec<i8>> = (0..4).map(|_| rng.vec_i8(n + 1)).collect();
+            let (a4, s4) = ([0; 4].map(|_| rng.range(-2.0, 2.0)), [0; 4].map(|_| rng.range(0.001, 0.1)));
+            let mut out = Guarded::from(&init, F32_SENTINEL);
+            add_scaled_i8_4(out.inner_mut(), a4, s4, [&qs[0][..], &qs[1], &qs[2], &qs[3]]);
+            out.check();
+            let mut want = init.clone();
+            for r in 0..4 {
+                add_scaled_i8(&mut want, a4[r], s4[r], &qs[r]);
+            }
+            assert_bits_eq(out.inner(), &want, "add_scaled_i8_4");
 
             // four rows at once = four calls in order
             let rows: Vec<Vec<f32>> = (0..4).map(|_| rng.vec(n, -3.0, 3.0)).collect();

@@ -12,7 +12,7 @@ export type { ModelConfig } from "./model/config.js";
 export { headSize, kvDim } from "./model/config.js";
 export { readLlama2cCheckpoint, readLlama2cHeader, llama2cTensorSource } from "./model/llama2c.js";
 export type { Llama2cCheckpoint, Llama2cLayout, Llama2cOptions } from "./model/llama2c.js";
-export { WeightStore, matvec, transpose } from "./model/weights.js";
+export { DIRECT_PLACEMENT_ALIGN, DIRECT_PLACEMENT_MIN_BYTES, WeightStore, directPlacementSlack, matvec, transpose } from "./model/weights.js";
 export type { Matrix, TensorData } from "./model/weights.js";
 export { DenseFfn } from "./model/ffn.js";
 export type { FfnBackend } from "./model/ffn.js";

@@ -3,6 +3,7 @@ import { BudgetError } from "../errors.js";
 import type { Manifest } from "../format/types.js";
 import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
 import { Transformer } from "../model/transformer.js";
+import { directPlacementSlack } from "../model/weights.js";
 import type { FfnStorageLayout, FlashStrategy } from "./flash-ffn.js";
 import { flashScratchBytes, maxUsefulSlots } from "./flash-ffn.js";
 
@@ -48,8 +49,9 @@ export function residentBytes(m: Manifest): number {
   for (const t of m.tensors) {
     const n = t.shape.reduce((a, b) => a * b, 1);
     const cols = t.shape[t.shape.length - 1];
-    if (t.dtype === "q8") total += n + (n / cols) * 4 + 2 * BLOCK_OVERHEAD;
-    else total += (n / cols) * rowBytes(t.dtype, cols) + BLOCK_OVERHEAD;
+    const data = t.dtype === "q8" ? n : (n / cols) * rowBytes(t.dtype, cols);
+    // (q8: + one f32 scale per row in a block of its own)
+    total += data + directPlacementSlack(data) + (t.dtype === "q8" ? (n / cols) * 4 + 2 * BLOCK_OVERHEAD : BLOCK_OVERHEAD);
   }
   return total;
 }

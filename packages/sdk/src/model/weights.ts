@@ -19,6 +19,24 @@ export interface Matrix {
 export type TensorData = Float32Array | { q: Int8Array; scales: Float32Array } | { dtype: RowDtype; raw: Uint8Array };
 
 /**
+ * Resident tensors of at least this many bytes are placed so that their address agrees with their
+ * offset in the file modulo {@link DIRECT_PLACEMENT_ALIGN}: an O_DIRECT source (page-aligned reads)
+ * then reads them straight into WASM memory instead of through a bounce buffer and a copy.
+ */
+export const DIRECT_PLACEMENT_MIN_BYTES = 1 << 20;
+/** The O_DIRECT unit: node-io's `BLOCK` (the page size, which covers 512-byte and 4Kn devices). */
+export const DIRECT_PLACEMENT_ALIGN = 4096;
+
+/**
+ * Extra WASM bytes a tensor of `dataBytes` takes for that placement: the block is `ALIGN` bytes longer
+ * (the data starts up to `ALIGN − 1` bytes into it) and aligned to `ALIGN` (up to `ALIGN` bytes of gap
+ * before it). Memory plans charge it, so the budget still bounds the memory.
+ */
+export function directPlacementSlack(dataBytes: number): number {
+  return dataBytes >= DIRECT_PLACEMENT_MIN_BYTES ? 2 * DIRECT_PLACEMENT_ALIGN : 0;
+}
+
+/**
  * The resident weights of a model, uploaded once into WASM memory and freed together. Each tensor
  * is its own block so a model's footprint is the sum of what it keeps.
  */
@@ -66,24 +84,37 @@ export class WeightStore {
    * Allocates a tensor's blocks under `name` and returns them unfilled, for a caller that reads the
    * values straight into WASM memory (no host copy). Fill before use; views die when memory grows.
    */
-  reserve(name: string, dtype: Dtype, rows: number, cols: number): Matrix {
+  reserve(name: string, dtype: Dtype, rows: number, cols: number, fileOffset?: number): Matrix {
     const k = this.kernels;
     let m: Matrix;
     if (dtype !== "q8") {
       // f32, and the row encodings (f16, q8_0, q4_0): rows of rowBytes each, nothing apart.
-      const b = k.alloc(rows * rowBytes(dtype, cols));
-      this.blocks.push(b);
-      m = { dtype, rows, cols, ptr: b.ptr, scalesPtr: 0 };
+      const ptr = this.placed(rows * rowBytes(dtype, cols), fileOffset);
+      m = { dtype, rows, cols, ptr, scalesPtr: 0 };
     } else {
-      const n = rows * cols;
-      const b = k.alloc(n);
-      this.blocks.push(b);
+      const ptr = this.placed(rows * cols, fileOffset);
       const s = k.alloc(rows * 4);
       this.blocks.push(s);
-      m = { dtype, rows, cols, ptr: b.ptr, scalesPtr: s.ptr };
+      m = { dtype, rows, cols, ptr, scalesPtr: s.ptr };
     }
     this.matrices.set(name, m);
     return m;
+  }
+
+  /**
+   * A new block for `bytes` of data; returns where the data starts. When the data will be read from
+   * `fileOffset` and is large ({@link directPlacementSlack}), that start agrees with the offset modulo
+   * {@link DIRECT_PLACEMENT_ALIGN}, so an O_DIRECT read can land in place.
+   */
+  private placed(bytes: number, fileOffset: number | undefined): number {
+    if (fileOffset === undefined || directPlacementSlack(bytes) === 0) {
+      const b = this.kernels.alloc(bytes);
+      this.blocks.push(b);
+      return b.ptr;
+    }
+    const b = this.kernels.alloc(bytes + DIRECT_PLACEMENT_ALIGN, DIRECT_PLACEMENT_ALIGN);
+    this.blocks.push(b);
+    return b.ptr + (fileOffset % DIRECT_PLACEMENT_ALIGN);
   }
 
   /** Registers another name for an uploaded tensor (a shared classifier is the embedding). */

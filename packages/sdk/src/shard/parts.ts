@@ -1,5 +1,6 @@
 import { rowBytes } from "../format/rows.js";
 import { ALLOC_BLOCK_OVERHEAD } from "../kernels/alloc-overhead.js";
+import { directPlacementSlack } from "../model/weights.js";
 import type { Manifest, TensorEntry } from "../format/types.js";
 import type { Range, ShardSlice } from "./plan.js";
 import { evenSplit } from "./plan.js";
@@ -109,7 +110,8 @@ export function partBytes(m: Manifest, parts: readonly TensorPart[]): number {
     const t = byName.get(p.tensor)!;
     const cols = p.cols?.count ?? matrixShape(t).cols;
     const data = p.rows.count * rowBytes(t.dtype, cols);
-    total += t.dtype === "q8" ? data + p.rows.count * 4 + 2 * ALLOC_BLOCK_OVERHEAD : data + ALLOC_BLOCK_OVERHEAD;
+    const slack = p.cols ? 0 : directPlacementSlack(data); // whole rows are placed for direct reads (loadParts)
+    total += slack + (t.dtype === "q8" ? data + p.rows.count * 4 + 2 * ALLOC_BLOCK_OVERHEAD : data + ALLOC_BLOCK_OVERHEAD);
   }
   return total;
 }

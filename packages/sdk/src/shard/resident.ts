@@ -73,7 +73,9 @@ export async function loadParts(
       host.set(p.as, new Float32Array(p.rows.count * shape.cols));
       return undefined;
     }
-    return store.reserve(p.as, t.dtype, p.rows.count, p.cols?.count ?? shape.cols);
+    // Whole rows are read in place: placed to agree with their file offset, they need no bounce buffer.
+    const at = p.cols ? undefined : section.offset + t.offset + p.rows.first * colBytes(t, 0, shape.cols);
+    return store.reserve(p.as, t.dtype, p.rows.count, p.cols?.count ?? shape.cols, at);
   });
   // 2. Row ranges: straight into their blocks (or host arrays), all reads at once.
   const requests: ReadRequest[] = [];
