@@ -151,7 +151,9 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
     await verifyResident(file, [...own.pieces, ...started.pieces], opts.signal);
     const tokenizer = parseTokenizer(m.tokenizer.kind, await file.readTokenizer({ signal: opts.signal }), c.vocabSize);
     transformer = new ShardedTransformer(kernels, c, store, group, contextLength);
-    return new ShardedFlashModel([kernels, transformer, tokenizer, group, store], memoryPlan, file, group, slices, started.memoryBytes);
+    const model = new ShardedFlashModel([kernels, transformer, tokenizer, group, store], memoryPlan, file, group, slices, started.memoryBytes);
+    model.chatTemplate = m.chatTemplate; // as the single-instance path does: chat works across shards too
+    return model;
   } catch (e) {
     transformer?.dispose();
     await group?.dispose();

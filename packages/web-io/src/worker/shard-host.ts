@@ -1,0 +1,87 @@
+import type { ShardHost, ShardPort } from "@flashllm/sdk";
+import type { FromShard, ToShard } from "@flashllm/sdk/internal";
+import type { ModelSourceSpec } from "../protocol.js";
+
+/** The first message a shard worker gets: where its own handle on the model is (then the SDK's protocol). */
+export interface ShardOpen {
+  t: "flashllm-shard-source";
+  source: ModelSourceSpec;
+}
+
+/**
+ * Shard workers as nested Web Workers of the engine's worker: each runs `shard-worker.js` (the SDK's
+ * `runShard`), opens its own source from `source` (a File/Blob, an HTTP URL, or an OPFS name) and
+ * loads its slice into its own WASM memory. `live` counts the workers started and not yet
+ * terminated (what the engine reports to the page).
+ */
+export class WebShardHost implements ShardHost {
+  private static running = 0;
+
+  constructor(
+    readonly source: ModelSourceSpec,
+    /** URL of the shard worker module (default: `shard-worker.js` beside this module). */
+    readonly workerUrl?: string | URL,
+  ) {}
+
+  /** Shard workers of every host in this worker, started and not yet terminated. */
+  static get live(): number {
+    return WebShardHost.running;
+  }
+
+  spawn(index: number): ShardPort {
+    const name = `flashllm-shard-${index}`;
+    // Written out in full so that bundlers see and emit the shard worker.
+    const worker = this.workerUrl
+      ? new Worker(this.workerUrl, { type: "module", name })
+      : new Worker(new URL("./shard-worker.js", import.meta.url), { type: "module", name });
+    WebShardHost.running++;
+    const open: ShardOpen = { t: "flashllm-shard-source", source: this.source };
+    worker.postMessage(open);
+    return new WebShardPort(worker, () => WebShardHost.running--);
+  }
+}
+
+class WebShardPort implements ShardPort {
+  private exitListener: ((e: Error) => void) | undefined;
+  private ended = false; // reported or terminated: no second report
+  private terminated = false;
+
+  constructor(
+    private readonly worker: Worker,
+    private readonly onGone: () => void,
+  ) {
+    // A Web Worker has no exit event: it dies by an uncaught error (including a script that does not
+    // load, and running out of memory), or a message it cannot read.
+    worker.addEventListener("error", (e: ErrorEvent) => {
+      e.preventDefault();
+      this.report(new Error(e.message || "the shard worker failed to start (is shard-worker.js served beside worker.js, as a JavaScript module?)"));
+    });
+    worker.addEventListener("messageerror", () => this.report(new Error("a message from the shard worker could not be read")));
+  }
+
+  private report(e: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    this.exitListener?.(e);
+  }
+
+  postMessage(message: ToShard): void {
+    this.worker.postMessage(message);
+  }
+
+  onMessage(listener: (message: FromShard) => void): void {
+    this.worker.addEventListener("message", (e: MessageEvent<FromShard>) => listener(e.data));
+  }
+
+  onExit(listener: (error: Error) => void): void {
+    this.exitListener = listener;
+  }
+
+  async terminate(): Promise<void> {
+    this.ended = true;
+    if (this.terminated) return;
+    this.terminated = true;
+    this.worker.terminate(); // synchronous: the thread and its WASM memory are gone
+    this.onGone();
+  }
+}
