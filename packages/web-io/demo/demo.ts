@@ -1,7 +1,7 @@
 // The demo page: pick a model (shipped, kept in this browser, a file, a URL), set a budget, generate with
 // streaming text and the run's figures; manage the models kept in OPFS; see what the tab offers the engine.
 // Built into dist/demo.js (self-contained) beside dist/worker.js.
-import { FlashError } from "@flashllm/sdk";
+import { FlashError, ShardError } from "@flashllm/sdk";
 import type { ChatMessage, FlashStats } from "@flashllm/sdk";
 import { FlashWorkerClient } from "../src/client.js";
 import type { ModelSource } from "../src/client.js";
@@ -577,5 +577,5 @@ const ready = (async () => {
   document.body.dataset.ready = "true";
 })();
 
-// For tests and the curious: the client class and this page's engine.
-Object.assign(globalThis, { flashllmDemo: { FlashWorkerClient, ready, get engine() { return engine; } } });
+// For tests and the curious: the client class, the error class of a failed shard, and this page's engine.
+Object.assign(globalThis, { flashllmDemo: { FlashWorkerClient, ShardError, ready, get engine() { return engine; } } });

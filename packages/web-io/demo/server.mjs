@@ -30,8 +30,10 @@ const webIo = resolve(here, "..");
  * - slow:      every response waits `slowMs` first, and again after each 64 KiB of body (so a test can
  *              abort mid-generation or mid-import); `?slowMs=N` overrides the delay
  * - no-cors:   like range, without Access-Control-Allow-Origin: a page of another origin may not read it
+ * - bad-tail:  like range, but a read reaching byte `?from=N` or beyond fails with 410 Gone (a server
+ *              that lost part of the file): only a reader of those bytes fails, e.g. one shard worker
  */
-export const MODES = ["range", "no-range", "truncated", "flaky", "cut", "changing", "slow", "no-cors"];
+export const MODES = ["range", "no-range", "truncated", "flaky", "cut", "changing", "slow", "no-cors", "bad-tail"];
 
 /** Values of Cross-Origin-Embedder-Policy the server can send ("none": neither COOP nor COEP). */
 export const COEP = ["credentialless", "require-corp", "none"];
@@ -86,7 +88,8 @@ export async function startDemoServer(options = {}) {
     }
     if ((m = /^\/test\/([a-z-]+)\/([^/]+)$/.exec(path)) && MODES.includes(m[1])) {
       const delay = Number(url.searchParams.get("slowMs") ?? slowMs);
-      return serveModel(req, res, models[m[2]], { mode: m[1], path, delay });
+      const badFrom = Number(url.searchParams.get("from") ?? Infinity);
+      return serveModel(req, res, models[m[2]], { mode: m[1], path, delay, badFrom });
     }
     if (path === "/" || path === "/index.html") return serveStatic(req, res, join(here, "index.html"));
     if (path === "/demo.css") return serveStatic(req, res, join(here, "demo.css"));
@@ -111,7 +114,7 @@ export async function startDemoServer(options = {}) {
     res.end(req.method === "HEAD" ? undefined : body);
   }
 
-  function serveModel(req, res, file, { mode, truncate, path, delay = slowMs }) {
+  function serveModel(req, res, file, { mode, truncate, path, delay = slowMs, badFrom = Infinity }) {
     if (!file) return end(res, 404, "no such model");
     const st = statSync(file);
     const size = mode === "truncated" ? Math.floor(st.size / 2) : Math.min(st.size, truncate ?? Infinity);
@@ -146,6 +149,7 @@ export async function startDemoServer(options = {}) {
           res.setHeader("Content-Range", `bytes */${size}`);
           return finish(end(res, 416, "range not satisfiable"));
         }
+        if (r && mode === "bad-tail" && r[1] > badFrom) return finish(end(res, 410, "this part of the file is gone"));
         if (r) {
           [start, stop] = r;
           status = 206;

@@ -10,6 +10,7 @@ import { serializeError } from "../errors.js";
 import type { HttpRangeSource } from "../http-range-source.js";
 import { importToOpfs, removeFromOpfs, storageInfo } from "../opfs-import.js";
 import type { EngineLayout, EngineStats, GenerationResult, LoadOptions, ModelInfo, ModelSourceSpec, WorkerRequest, WorkerResponse } from "../protocol.js";
+import { OpfsSource } from "../opfs-source.js";
 import { openSource } from "./open-source.js";
 import { WebShardHost } from "./shard-host.js";
 
@@ -149,7 +150,7 @@ export function hostFlashWorker(scope: WorkerScope = globalThis as unknown as Wo
             choice = chooseWorkers(asked, tab, source.byteLength, opts.memoryBudget, transport);
             model =
               choice.workers > 1
-                ? await openFlashModel(counted.source, { ...opts, signal, workers: choice.workers, transport: choice.transport, shardHost: new WebShardHost(m.source, options.shardWorkerUrl) })
+                ? await openFlashModel(counted.source, { ...opts, signal, workers: choice.workers, transport: choice.transport, shardHost: new WebShardHost(m.source, { workerUrl: options.shardWorkerUrl, exclusive: source instanceof OpfsSource && !source.shared }) })
                 : await openFlashModel(counted.source, { ...opts, signal });
           } catch (err) {
             await source.close();

@@ -6,6 +6,8 @@ import type { ModelSourceSpec } from "../protocol.js";
 export interface ShardOpen {
   t: "flashllm-shard-source";
   source: ModelSourceSpec;
+  /** The engine's worker holds the OPFS file through an exclusive handle: read it as a File instead. */
+  exclusive: boolean;
 }
 
 /**
@@ -19,8 +21,12 @@ export class WebShardHost implements ShardHost {
 
   constructor(
     readonly source: ModelSourceSpec,
-    /** URL of the shard worker module (default: `shard-worker.js` beside this module). */
-    readonly workerUrl?: string | URL,
+    readonly options: {
+      /** URL of the shard worker module (default: `shard-worker.js` beside this module). */
+      workerUrl?: string | URL;
+      /** The engine's worker holds an OPFS source through an exclusive handle (see `OpfsSource.shared`). */
+      exclusive?: boolean;
+    } = {},
   ) {}
 
   /** Shard workers of every host in this worker, started and not yet terminated. */
@@ -31,11 +37,12 @@ export class WebShardHost implements ShardHost {
   spawn(index: number): ShardPort {
     const name = `flashllm-shard-${index}`;
     // Written out in full so that bundlers see and emit the shard worker.
-    const worker = this.workerUrl
-      ? new Worker(this.workerUrl, { type: "module", name })
+    const url = this.options.workerUrl;
+    const worker = url
+      ? new Worker(url, { type: "module", name })
       : new Worker(new URL("./shard-worker.js", import.meta.url), { type: "module", name });
     WebShardHost.running++;
-    const open: ShardOpen = { t: "flashllm-shard-source", source: this.source };
+    const open: ShardOpen = { t: "flashllm-shard-source", source: this.source, exclusive: this.options.exclusive ?? false };
     worker.postMessage(open);
     return new WebShardPort(worker, () => WebShardHost.running--);
   }

@@ -3,7 +3,7 @@
 // shard runtime, which talks to the coordinator through this worker's port.
 import { runShard } from "@flashllm/sdk";
 import type { ToShard } from "@flashllm/sdk/internal";
-import { openSource } from "./open-source.js";
+import { openShardSource } from "./open-source.js";
 import type { ShardOpen } from "./shard-host.js";
 
 interface Scope {
@@ -13,11 +13,11 @@ interface Scope {
 }
 const scope = globalThis as unknown as Scope;
 
-let source: ShardOpen["source"] | undefined;
+let open: ShardOpen | undefined;
 let listener: ((m: ToShard) => void) | undefined;
 scope.addEventListener("message", (e) => {
   const m = e.data as ShardOpen | ToShard;
-  if (m.t === "flashllm-shard-source") source = m.source;
+  if (m.t === "flashllm-shard-source") open = m;
   else listener?.(m);
 });
 runShard(
@@ -27,7 +27,7 @@ runShard(
     close: () => scope.close(),
   },
   async () => {
-    if (!source) throw new Error("the shard worker got no model source before init");
-    return openSource(source);
+    if (!open) throw new Error("the shard worker got no model source before init");
+    return openShardSource(open.source, open.exclusive);
   },
 );
