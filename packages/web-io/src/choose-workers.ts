@@ -41,21 +41,22 @@ export function chooseWorkers(asked: number | "auto" | undefined, tab: TabCapabi
   const byMemory = Math.ceil(need / ONE_INSTANCE_BYTES);
   const pick = (workers: number, why: string): WorkerChoice =>
     workers === 1 ? { workers, why } : { workers, transport: transport ?? (tab.isolated ? "shared" : "message"), why };
-  if (asked === undefined || asked === 1) return pick(1, "one worker, as asked");
+  if (asked === undefined) return pick(1, "the default");
+  if (asked === 1) return pick(1, "the number asked for");
   if (asked !== "auto") {
     if (!(Number.isSafeInteger(asked) && asked >= 1)) throw new FlashError("BAD_ARGUMENT", `workers must be an integer ≥ 1 or "auto", got ${String(asked)}`);
-    return pick(asked, tab.isolated || transport === "message" ? `${asked} workers, as asked` : `${asked} workers, as asked; this page is not cross-origin isolated, so they exchange messages (slower than shared memory)`);
+    return pick(asked, tab.isolated || transport === "message" ? "the number asked for" : "the number asked for; this page is not cross-origin isolated, so they exchange messages (slower than shared memory)");
   }
   const cores = Math.max(1, Math.floor(tab.cores) || 1);
   if (!tab.isolated) {
     return byMemory > 1
       ? pick(byMemory, `the model needs ${byMemory} workers' memory; this page is not cross-origin isolated, so they exchange messages (slower than shared memory)`)
-      : pick(1, "this page is not cross-origin isolated (no SharedArrayBuffer), so one worker: shards would have to exchange messages, which costs more than they save");
+      : pick(1, "this page is not cross-origin isolated (no SharedArrayBuffer); shard workers would have to exchange messages, which costs more than they save");
   }
   const bySize = Math.max(1, Math.floor(need / MIN_SHARD_BYTES));
   const workers = Math.max(byMemory, Math.min(cores, bySize));
   if (workers === 1) {
-    return pick(1, cores === 1 ? "this device reports one core" : `one worker: split over ${cores} cores, each would hold less than ${MIN_SHARD_BYTES / 1024 ** 2} MiB of this model, too little to pay for the round trips between workers`);
+    return pick(1, cores === 1 ? "this device reports one core" : `split over ${cores} cores, each worker would hold less than ${MIN_SHARD_BYTES / 1024 ** 2} MiB of this model, too little to pay for the round trips between workers`);
   }
-  return pick(workers, workers > cores ? `the model needs ${workers} workers' memory (4 GiB each at most)` : workers === cores ? `one worker per core (${cores})` : `${workers} workers, each with at least ${MIN_SHARD_BYTES / 1024 ** 2} MiB of the model (${cores} cores)`);
+  return pick(workers, workers > cores ? `the model needs ${workers} workers' memory (4 GiB each at most)` : workers === cores ? `one per core (${cores})` : `each with at least ${MIN_SHARD_BYTES / 1024 ** 2} MiB of the model (${cores} cores)`);
 }
