@@ -164,6 +164,11 @@ describe("the sharded engine in a tab", () => {
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
     const url = `${server.url}models/${PLAIN}`;
     await expectShardedGreedy(page, cdp, { url }, "shared", "HTTP");
+    // An abort reaches both shards: AbortedError, then the same model gives Node's tokens again.
+    const aborted = (await page.evaluate(() => (window as any).t.generate("Once upon a time", { temperature: 0, maxTokens: 32 }, 3))) as Generated;
+    expect(aborted.error).toMatchObject({ name: "AbortedError", code: "ABORTED" });
+    expect(aborted.tokens.length).toBeLessThan(N);
+    expect((await api(page).generate(8)).tokens).toEqual(nodeTokens.slice(0, 8));
     // A picked File: each shard reads its own clone of the File object.
     await page.setInputFiles("#file", server.models[PLAIN]);
     await expectShardedGreedy(page, cdp, { input: "#file" }, "shared", "File");
