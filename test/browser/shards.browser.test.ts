@@ -269,6 +269,25 @@ describe("the sharded engine in a tab", () => {
     await expect.poll(() => shardWorkers(cdp), { timeout: 10_000 }).toBe(0);
     await context.close();
   });
+
+  it("a shard worker that cannot start (its script is missing): the load fails with a ShardError, no shard worker left", async () => {
+    const { page, context, cdp } = await openPage(server);
+    // An engine from bundles served without shard-worker.js beside worker.js.
+    await page.evaluate((u) => {
+      const w = window as any;
+      w.t.client.terminate();
+      w.t.client = w.flashllmDemo.FlashWorkerClient.create({ workerUrl: u });
+    }, `${server.url}test/no-shard-worker/dist/worker.js`);
+    const t = api(page);
+    const failed = await t.load({ url: `${server.url}models/${PLAIN}` }, { contextLength: CONTEXT, workers: 2 });
+    expect(failed.error).toMatchObject({ name: "ShardError", code: "SHARD_FAILED" });
+    expect(failed.error?.message).toMatch(/^shard [01]: Error: worker ended: the shard worker failed to start \(is shard-worker\.js served beside worker\.js/);
+    await expect.poll(() => shardWorkers(cdp), { timeout: 10_000 }).toBe(0);
+    // One worker needs no shard script: the same engine loads and gives Node's tokens.
+    expect((await t.load({ url: `${server.url}models/${PLAIN}` }, { contextLength: CONTEXT, workers: 1 })).error).toBeUndefined();
+    expect((await t.generate()).tokens).toEqual(nodeTokens);
+    await context.close();
+  });
 });
 
 describe("chat through the engine's worker", () => {

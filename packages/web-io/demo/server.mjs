@@ -94,6 +94,11 @@ export async function startDemoServer(options = {}) {
     if (path === "/" || path === "/index.html") return serveStatic(req, res, join(here, "index.html"));
     if (path === "/demo.css") return serveStatic(req, res, join(here, "demo.css"));
     if (path.startsWith("/dist/")) return serveStatic(req, res, inside(join(webIo, "dist"), path.slice(6)));
+    // The bundles without the shard worker (a deployment that forgot it): shard workers fail to start.
+    if (path.startsWith("/test/no-shard-worker/dist/")) {
+      const file = path.slice("/test/no-shard-worker/dist/".length);
+      return file.startsWith("shard-worker.js") ? end(res, 404, "not found") : serveStatic(req, res, inside(join(webIo, "dist"), file));
+    }
     if (path === "/favicon.ico") return end(res, 204);
     return end(res, 404, "not found");
   });
