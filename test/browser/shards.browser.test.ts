@@ -394,6 +394,7 @@ describe("the demo page: workers and chat", () => {
     expect(await page.isDisabled("#mode-chat")).toBe(true);
     expect(await page.isChecked("#mode-complete")).toBe(true);
     expect(await page.textContent("#generate")).toBe("Generate");
+    expect(await page.inputValue("#prompt")).toBe(PROMPT); // a prompt to continue, not the emptied message box
     await page.$eval("#gen-section", (el) => el.scrollIntoView());
     await page.screenshot({ path: join(ARTIFACTS, `chat-none-${suffix}.png`) });
 

@@ -69,6 +69,7 @@ interface ServerModel {
 
 /** The page's default: the sparse model, the one the method is for. */
 const DEFAULT_MODEL = "server:stories260K-relu-pred.flm";
+const DEFAULT_PROMPT = "Once upon a time";
 const SAVED = { model: "flashllm.demo.model", copy: "flashllm.demo.copyToOpfs", workers: "flashllm.demo.workers" };
 
 let engine = FlashWorkerClient.create();
@@ -142,7 +143,7 @@ function onModelChange(): void {
   const shipped = serverModels.find((m) => `server:${m.name}` === v);
   const stored = storedModels.find((f) => `opfs:${f.name}` === v);
   ui.about.textContent = shipped
-    ? `${formatBytes(shipped.bytes)}. ${shipped.about}.`
+    ? `${formatBytes(shipped.bytes)}.${shipped.about ? ` ${shipped.about}.` : ""}`
     : stored
       ? `${formatBytes(stored.bytes)}, read from this browser's storage.`
       : v === "url"
@@ -362,7 +363,9 @@ function onModeChange(): void {
   ui.chatReset.hidden = !chat;
   ui.output.hidden = chat;
   ui.chatLog.hidden = !chat || ui.chatLog.childElementCount === 0;
-  if (chat && ui.prompt.value === "Once upon a time") ui.prompt.value = "";
+  // The story opening is a prompt, not a message; an empty box gets it back in completion mode.
+  if (chat && ui.prompt.value === DEFAULT_PROMPT) ui.prompt.value = "";
+  if (!chat && ui.prompt.value === "") ui.prompt.value = DEFAULT_PROMPT;
 }
 
 function resetConversation(): void {
@@ -410,6 +413,7 @@ function suggestCopy(start: FlashStats, now: EngineStats): void {
   ui.suggest.hidden = true;
   if (!info || info.source.startsWith("opfs:")) return;
   const f = now.flash;
+  if (f.bytesRead === start.bytesRead) return; // everything came from the cache: nothing to speed up
   const io = f.ioMs - start.ioMs;
   const all = io + (f.memoryMs - start.memoryMs) + (f.computeMs - start.computeMs);
   if (!(all > 0)) return;
