@@ -178,11 +178,6 @@ export function hostFlashWorker(scope: WorkerScope = globalThis as unknown as Wo
   post({ type: "ready" });
 }
 
-/** Live shard workers started by this engine (for tests: none may outlive a model). */
-export function liveShardWorkers(): number {
-  return WebShardHost.live;
-}
-
 /**
  * The shards' FFN figures as one: counts summed; times are the slowest shard's, since the shards run
  * side by side and a step waits for the last of them.

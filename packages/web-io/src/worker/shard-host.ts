@@ -13,12 +13,9 @@ export interface ShardOpen {
 /**
  * Shard workers as nested Web Workers of the engine's worker: each runs `shard-worker.js` (the SDK's
  * `runShard`), opens its own source from `source` (a File/Blob, an HTTP URL, or an OPFS name) and
- * loads its slice into its own WASM memory. `live` counts the workers started and not yet
- * terminated (what the engine reports to the page).
+ * loads its slice into its own WASM memory.
  */
 export class WebShardHost implements ShardHost {
-  private static running = 0;
-
   constructor(
     readonly source: ModelSourceSpec,
     readonly options: {
@@ -29,11 +26,6 @@ export class WebShardHost implements ShardHost {
     } = {},
   ) {}
 
-  /** Shard workers of every host in this worker, started and not yet terminated. */
-  static get live(): number {
-    return WebShardHost.running;
-  }
-
   spawn(index: number): ShardPort {
     const name = `flashllm-shard-${index}`;
     // Written out in full so that bundlers see and emit the shard worker.
@@ -41,22 +33,17 @@ export class WebShardHost implements ShardHost {
     const worker = url
       ? new Worker(url, { type: "module", name })
       : new Worker(new URL("./shard-worker.js", import.meta.url), { type: "module", name });
-    WebShardHost.running++;
     const open: ShardOpen = { t: "flashllm-shard-source", source: this.source, exclusive: this.options.exclusive ?? false };
     worker.postMessage(open);
-    return new WebShardPort(worker, () => WebShardHost.running--);
+    return new WebShardPort(worker);
   }
 }
 
 class WebShardPort implements ShardPort {
   private exitListener: ((e: Error) => void) | undefined;
   private ended = false; // reported or terminated: no second report
-  private terminated = false;
 
-  constructor(
-    private readonly worker: Worker,
-    private readonly onGone: () => void,
-  ) {
+  constructor(private readonly worker: Worker) {
     // A Web Worker has no exit event: it dies by an uncaught error (including a script that does not
     // load, and running out of memory), or a message it cannot read.
     worker.addEventListener("error", (e: ErrorEvent) => {
@@ -86,9 +73,6 @@ class WebShardPort implements ShardPort {
 
   async terminate(): Promise<void> {
     this.ended = true;
-    if (this.terminated) return;
-    this.terminated = true;
-    this.worker.terminate(); // synchronous: the thread and its WASM memory are gone
-    this.onGone();
+    this.worker.terminate(); // synchronous (a second call does nothing): the thread and its WASM memory are gone
   }
 }
