@@ -287,6 +287,8 @@ describe("the sharded engine in a tab", () => {
     expect((await t.load({ url: `${server.url}models/${PLAIN}` }, { contextLength: CONTEXT, workers: 1 })).error).toBeUndefined();
     expect((await t.generate()).tokens).toEqual(nodeTokens);
     await context.close();
+    // The failed start reached the page as the load's error only, never as an unhandled rejection.
+    expect(pageErrors).toEqual([]);
   });
 });
 

@@ -138,6 +138,9 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
 
   // Shards load their slices while the coordinator loads its own.
   const starting = ShardGroup.start(kernels, opts.shardHost, configs, c.dim, c.vocabSize, transport);
+  // A shard may fail before the coordinator's own loading is done: its rejection is handled below
+  // (await starting), not reported as unhandled meanwhile (a browser worker reports it to the page).
+  starting.catch(() => {});
   const store = new WeightStore(kernels);
   let group: ShardGroup | undefined;
   let transformer: ShardedTransformer | undefined;
