@@ -13,6 +13,7 @@ import {
 import { NodeFileSource, NodeShardHost, convertFile, openModelFile } from "@flashllm/node-io";
 import { NodeFileSink } from "../packages/node-io/src/file-sink.js";
 import { ROOT, SHARED_MODELS, STORIES_BIN, STORIES_REF, STORIES_TOK, readJson, rng } from "./helpers.js";
+import { LLAMA2_TEMPLATE } from "./chat-templates.js";
 
 interface RefCase { prompt: string; prompt_tokens: number[]; tokens: number[]; steps: number }
 
@@ -144,6 +145,25 @@ describe("stories260K across shards", () => {
     expect(d).toBeLessThan(2e-3);
     await three.dispose();
     await one.dispose();
+  });
+
+  it("a file's chat template crosses into the sharded model: chat gives one instance's reply", async () => {
+    const path = join(dir, "stories260K-chat.flm");
+    await convertFile(STORIES_BIN, STORIES_TOK, path, { chatTemplate: LLAMA2_TEMPLATE });
+    const messages = [{ role: "user", content: "Tell me about a cat." }];
+    const reply = async (model: LanguageModel) => {
+      const ids: number[] = [];
+      for await (const t of model.chat(messages, { temperature: 0, maxTokens: 20 })) ids.push(t.token);
+      return ids;
+    };
+    const one = await openModelFile(path, { contextLength: 128 });
+    const two = await openModelFile(path, { workers: 2, contextLength: 128 });
+    expect(two.chatTemplate).toBe(LLAMA2_TEMPLATE);
+    const expected = await reply(one);
+    expect(expected.length).toBeGreaterThan(0);
+    expect(await reply(two)).toEqual(expected);
+    await one.dispose();
+    await two.dispose();
   });
 
   it("workers: 1 is the single-instance path, bit for bit", async () => {

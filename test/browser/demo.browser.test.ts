@@ -266,10 +266,11 @@ describe("the demo page", () => {
     const page = await open(DESKTOP);
     expect(await page.evaluate(() => crossOriginIsolated)).toBe(true);
     expect(await page.textContent("#e-isolated")).toBe("yes");
-    expect(await page.textContent("#e-workers")).toBe("1");
+    expect(await page.textContent("#e-workers")).toBe("–"); // no model yet
     await page.uncheck("#opfs");
     await page.click("#load");
     await page.waitForSelector("body[data-state=idle] #model-summary:not(:text('No model loaded.'))");
+    expect(await page.textContent("#e-workers")).toBe("1"); // the page's default
     expect(await page.textContent("#e-mem")).toMatch(/^[\d.]+ (KiB|MiB)$/);
     await page.context().close();
 

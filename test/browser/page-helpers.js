@@ -45,6 +45,21 @@
       }
     },
 
+    /** A chat reply (streamed like generate). */
+    async chat(messages, options) {
+      const tokens = [];
+      let text = "";
+      try {
+        for await (const t of window.t.client.chat(messages, options)) {
+          tokens.push(t.token);
+          text += t.text;
+        }
+        return { tokens, text, result: window.t.client.lastStats };
+      } catch (e) {
+        return { tokens, text, error: plainError(e) };
+      }
+    },
+
     /** Import into OPFS; with `abortMidway`, aborts at the first progress report past 0 bytes. */
     async importToOpfs(from, name, options, abortMidway) {
       const c = new AbortController();

@@ -8,7 +8,7 @@
  */
 
 // Errors: every deliberate failure is a FlashError with a stable code.
-export { FlashError, FormatError, SourceError, BudgetError, AbortedError, throwIfAborted } from "./errors.js";
+export { FlashError, FormatError, SourceError, BudgetError, AbortedError, ShardError, throwIfAborted } from "./errors.js";
 export type { FlashErrorCode } from "./errors.js";
 
 // Storage: what a backend implements, and an in-memory one.

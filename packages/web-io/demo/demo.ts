@@ -1,12 +1,12 @@
 // The demo page: pick a model (shipped, kept in this browser, a file, a URL), set a budget, generate with
 // streaming text and the run's figures; manage the models kept in OPFS; see what the tab offers the engine.
 // Built into dist/demo.js (self-contained) beside dist/worker.js.
-import { FlashError } from "@flashllm/sdk";
-import type { FlashStats } from "@flashllm/sdk";
+import { FlashError, ShardError } from "@flashllm/sdk";
+import type { ChatMessage, FlashStats } from "@flashllm/sdk";
 import { FlashWorkerClient } from "../src/client.js";
 import type { ModelSource } from "../src/client.js";
 import { ProgressMeter, formatDuration } from "../src/progress-meter.js";
-import type { EngineStats, ModelInfo, Progress, StorageInfo } from "../src/protocol.js";
+import type { EngineStats, GenerationResult, ModelInfo, Progress, StorageInfo, StreamedToken } from "../src/protocol.js";
 import { formatBytes } from "../src/util.js";
 import { drawChart } from "./chart.js";
 import type { TokenFigures } from "./chart.js";
@@ -30,6 +30,13 @@ const ui = {
   budget: $<HTMLInputElement>("budget"),
   unlimited: $<HTMLInputElement>("unlimited"),
   ctx: $<HTMLInputElement>("ctx"),
+  workers: $<HTMLSelectElement>("workers"),
+  modeComplete: $<HTMLInputElement>("mode-complete"),
+  modeChat: $<HTMLInputElement>("mode-chat"),
+  chatNote: $("chat-note"),
+  promptLabel: $("prompt-label"),
+  chatLog: $("chat-log"),
+  chatReset: $<HTMLButtonElement>("chat-reset"),
   load: $<HTMLButtonElement>("load"),
   progressBox: $("progress-box"),
   progress: $<HTMLProgressElement>("progress"),
@@ -62,7 +69,8 @@ interface ServerModel {
 
 /** The page's default: the sparse model, the one the method is for. */
 const DEFAULT_MODEL = "server:stories260K-relu-pred.flm";
-const SAVED = { model: "flashllm.demo.model", copy: "flashllm.demo.copyToOpfs" };
+const DEFAULT_PROMPT = "Once upon a time";
+const SAVED = { model: "flashllm.demo.model", copy: "flashllm.demo.copyToOpfs", workers: "flashllm.demo.workers" };
 
 let engine = FlashWorkerClient.create();
 let loadedKey = ""; // what the loaded model was loaded from, with which settings
@@ -70,6 +78,8 @@ let busy: AbortController | undefined;
 let serverModels: ServerModel[] = [];
 let storedModels: StorageInfo["files"] = [];
 const figures: TokenFigures[] = [];
+/** The conversation in chat mode: the user's messages and the model's replies so far. */
+const conversation: ChatMessage[] = [];
 const meter = new ProgressMeter();
 
 function setState(state: "idle" | "loading" | "generating" | "done" | "error"): void {
@@ -78,6 +88,7 @@ function setState(state: "idle" | "loading" | "generating" | "done" | "error"): 
   ui.load.disabled = working;
   ui.generate.disabled = working;
   ui.suggestCopy.disabled = working;
+  ui.chatReset.disabled = working;
   ui.stop.disabled = !working;
 }
 
@@ -132,7 +143,7 @@ function onModelChange(): void {
   const shipped = serverModels.find((m) => `server:${m.name}` === v);
   const stored = storedModels.find((f) => `opfs:${f.name}` === v);
   ui.about.textContent = shipped
-    ? `${formatBytes(shipped.bytes)}. ${shipped.about}.`
+    ? `${formatBytes(shipped.bytes)}.${shipped.about ? ` ${shipped.about}.` : ""}`
     : stored
       ? `${formatBytes(stored.bytes)}, read from this browser's storage.`
       : v === "url"
@@ -178,10 +189,12 @@ async function load(): Promise<ModelInfo> {
   const memoryBudget = budgetBytes();
   const contextLength = Math.max(8, Math.floor(Number(ui.ctx.value) || 128));
   const copy = ui.opfs.checked && !c.stored;
-  const settingsKey = `${c.key}|${memoryBudget}|${contextLength}|${copy}`;
+  const workers = ui.workers.value === "auto" ? "auto" : Number(ui.workers.value);
+  const settingsKey = `${c.key}|${memoryBudget}|${contextLength}|${copy}|${workers}`;
   if (settingsKey === loadedKey && engine.info) return engine.info;
   busy = new AbortController();
   clearRun(); // a new model: the last story and its figures no longer describe it
+  resetConversation(); // a conversation belongs to the model that had it
   setState("loading");
   const onProgress = (p: Progress) => showProgress(p);
   try {
@@ -196,9 +209,10 @@ async function load(): Promise<ModelInfo> {
       if (!storage.last?.persisted) await storage.persist();
     } else activity(`Loading ${c.name}…`);
     meter.reset();
-    const info = await engine.load(from, { memoryBudget, contextLength, verifyReads: true, signal: busy.signal, onProgress });
+    const info = await engine.load(from, { memoryBudget, contextLength, workers, verifyReads: true, signal: busy.signal, onProgress });
     loadedKey = settingsKey;
     describeModel(info);
+    showChatAvailability(info);
     activity(copy ? "Ready: reading from this browser's storage." : "Ready.");
     setState("idle");
     return info;
@@ -210,7 +224,7 @@ async function load(): Promise<ModelInfo> {
     ui.progressBox.hidden = true;
     busy = undefined;
     void storage.refresh();
-    showEngine($, 1, engine.info?.wasmMemoryBytes);
+    showEngine($, engine.info);
   }
 }
 
@@ -253,42 +267,111 @@ function showProgress(p: Progress): void {
 
 async function generate(): Promise<void> {
   try {
-    await load();
+    const info = await load();
     hideError();
     const maxTokens = Math.max(1, Math.floor(Number(ui.maxTokens.value) || 100));
     const temperature = Math.max(0, Number(ui.temperature.value) || 0);
     const topP = Number(ui.topP.value);
     const seed = ui.seed.value.trim() === "" ? undefined : Math.floor(Number(ui.seed.value));
     if (seed !== undefined && !(seed >= 0)) throw new UserError("The seed must be a whole number from 0 up, or empty for a random one.");
+    const chatting = ui.modeChat.checked && info.hasChatTemplate;
+    if (chatting && ui.prompt.value.trim() === "") throw new UserError("Write a message first.");
     busy = new AbortController();
     setState("generating");
     clearRun();
-    ui.output.textContent = ui.prompt.value;
+    const settings = { maxTokens, temperature, topP, seed, signal: busy.signal };
+    let out: HTMLElement;
+    let tokens: AsyncGenerator<StreamedToken, GenerationResult>;
+    if (chatting) {
+      conversation.push({ role: "user", content: ui.prompt.value });
+      showTurn("user", ui.prompt.value);
+      out = showTurn("assistant", "");
+      tokens = engine.chat([...conversation], settings);
+    } else {
+      out = ui.output;
+      out.textContent = ui.prompt.value;
+      tokens = engine.generate(ui.prompt.value, settings);
+    }
     genStatus("Generating…");
     const start = (await engine.stats()).flash;
     let prev = start;
     let tFirst = 0;
-    for await (const t of engine.generate(ui.prompt.value, { maxTokens, temperature, topP, seed, signal: busy.signal })) {
-      ui.output.append(t.text);
-      figures.push(delta(prev, t.stats.flash));
-      prev = t.stats.flash;
-      const now = performance.now();
-      if (figures.length === 1) tFirst = now;
-      // Tokens after the first per second: the first one carries the prompt. The same measure as the
-      // engine's final figure, which replaces it at the end.
-      showRun(start, t.stats, figures.length > 1 ? ((figures.length - 1) * 1000) / (now - tFirst) : undefined);
+    let reply = "";
+    try {
+      for await (const t of tokens) {
+        out.append(t.text);
+        reply += t.text;
+        figures.push(delta(prev, t.stats.flash));
+        prev = t.stats.flash;
+        const now = performance.now();
+        if (figures.length === 1) tFirst = now;
+        // Tokens after the first per second: the first one carries the prompt. The same measure as the
+        // engine's final figure, which replaces it at the end.
+        showRun(start, t.stats, figures.length > 1 ? ((figures.length - 1) * 1000) / (now - tFirst) : undefined);
+      }
+    } finally {
+      // What was said stays in the conversation, even a reply that was stopped.
+      if (chatting) conversation.push({ role: "assistant", content: reply });
     }
+    if (chatting) ui.prompt.value = "";
     const s = engine.lastStats!;
     showRun(start, s.stats, s.tokensPerSecond || undefined);
     genStatus(`Done: ${s.generatedTokens} tokens; stopped because ${reason(s.finishReason)}.`);
     suggestCopy(start, s.stats);
-    showEngine($, 1, s.stats.peakWasmMemoryBytes);
+    showEngine($, engine.info, s.stats.workerMemoryBytes);
     setState("done");
   } catch (e) {
     showError(e, "gen");
   } finally {
     busy = undefined;
   }
+}
+
+/** Adds one turn of the conversation to the chat log; returns the element its text goes into. */
+function showTurn(role: "user" | "assistant", text: string): HTMLElement {
+  const turn = document.createElement("div");
+  turn.className = `turn ${role}`;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = role === "user" ? "You" : "Model";
+  const body = document.createElement("span");
+  body.className = "text";
+  body.textContent = text;
+  turn.append(who, body);
+  ui.chatLog.append(turn);
+  ui.chatLog.hidden = false;
+  return body;
+}
+
+/** Chat needs the model's chat template: without one, the page says so and keeps completion mode. */
+function showChatAvailability(info: ModelInfo | undefined): void {
+  const none = info !== undefined && !info.hasChatTemplate;
+  ui.modeChat.disabled = none;
+  if (none && ui.modeChat.checked) ui.modeComplete.checked = true;
+  ui.chatNote.textContent = none
+    ? "This model has no chat template, so it continues text only. Chat works with models converted with one (from a Hugging Face folder whose tokenizer_config.json has chat_template, or a GGUF that carries it)."
+    : info && ui.modeChat.checked
+      ? "The conversation is rendered with the model's chat template; its reply ends at the template's end-of-turn marker."
+      : "";
+  onModeChange();
+}
+
+function onModeChange(): void {
+  const chat = ui.modeChat.checked;
+  ui.promptLabel.textContent = chat ? "Your message" : "Prompt";
+  ui.generate.textContent = chat ? "Send" : "Generate";
+  ui.chatReset.hidden = !chat;
+  ui.output.hidden = chat;
+  ui.chatLog.hidden = !chat || ui.chatLog.childElementCount === 0;
+  // The story opening is a prompt, not a message; an empty box gets it back in completion mode.
+  if (chat && ui.prompt.value === DEFAULT_PROMPT) ui.prompt.value = "";
+  if (!chat && ui.prompt.value === "") ui.prompt.value = DEFAULT_PROMPT;
+}
+
+function resetConversation(): void {
+  conversation.length = 0;
+  ui.chatLog.replaceChildren();
+  ui.chatLog.hidden = true;
 }
 
 function delta(a: FlashStats, b: FlashStats): TokenFigures {
@@ -330,6 +413,7 @@ function suggestCopy(start: FlashStats, now: EngineStats): void {
   ui.suggest.hidden = true;
   if (!info || info.source.startsWith("opfs:")) return;
   const f = now.flash;
+  if (f.bytesRead === start.bytesRead) return; // everything came from the cache: nothing to speed up
   const io = f.ioMs - start.ioMs;
   const all = io + (f.memoryMs - start.memoryMs) + (f.computeMs - start.computeMs);
   if (!(all > 0)) return;
@@ -377,6 +461,7 @@ function showError(e: unknown, slot: "model" | "gen" | "storage"): void {
   }
   if (!engine.info) {
     clearRun(); // nothing loaded: no story or figures of a model that is gone
+    resetConversation();
     describeModel(undefined);
   }
   setState(aborted ? "idle" : "error");
@@ -463,6 +548,13 @@ ui.prompt.addEventListener("keydown", (e) => {
 document.addEventListener("keydown", (e) => {
   if (e.key === "Escape" && busy) busy.abort();
 });
+ui.workers.addEventListener("change", () => localStorage.setItem(SAVED.workers, ui.workers.value));
+ui.modeComplete.addEventListener("change", () => showChatAvailability(engine.info));
+ui.modeChat.addEventListener("change", () => showChatAvailability(engine.info));
+ui.chatReset.addEventListener("click", () => {
+  resetConversation();
+  clearRun();
+});
 ui.model.addEventListener("change", () => {
   onModelChange();
   localStorage.setItem(SAVED.model, ui.model.value);
@@ -475,9 +567,11 @@ window.addEventListener("resize", () => requestAnimationFrame(redraw));
 // The copy is offered by default (reads from storage are what the method is built for); a choice the
 // user made is remembered.
 ui.opfs.checked = localStorage.getItem(SAVED.copy) !== "0";
+ui.workers.value = ["1", "2", "auto"].includes(localStorage.getItem(SAVED.workers) ?? "") ? localStorage.getItem(SAVED.workers)! : "1";
+ui.workers.options[2].textContent = `auto (${navigator.hardwareConcurrency || 1} cores)`;
 setState("idle");
 redraw();
-showEngine($, 1, undefined);
+showEngine($, undefined);
 const ready = (async () => {
   const saved = localStorage.getItem(SAVED.model) ?? DEFAULT_MODEL;
   await listServerModels();
@@ -487,5 +581,5 @@ const ready = (async () => {
   document.body.dataset.ready = "true";
 })();
 
-// For tests and the curious: the client class and this page's engine.
-Object.assign(globalThis, { flashllmDemo: { FlashWorkerClient, ready, get engine() { return engine; } } });
+// For tests and the curious: the client class, the error class of a failed shard, and this page's engine.
+Object.assign(globalThis, { flashllmDemo: { FlashWorkerClient, ShardError, ready, get engine() { return engine; } } });

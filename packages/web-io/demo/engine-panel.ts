@@ -1,6 +1,7 @@
-// What the tab offers the engine: cross-origin isolation (SharedArrayBuffer, which the sharded engine's
-// workers synchronise through), and if not, why; how many workers run and the memory of each. This build
-// runs one worker; the sharded engine fills in `e-workers` and `e-mem` per worker when it lands.
+// What the tab offers the engine (cross-origin isolation: SharedArrayBuffer, which shard workers
+// synchronise through; and if not, why), and what the loaded model runs on: how many workers, how they
+// synchronise, and the memory of each.
+import type { ModelInfo } from "../src/protocol.js";
 import { formatBytes } from "../src/util.js";
 
 export interface Isolation {
@@ -20,14 +21,21 @@ export function isolation(): Isolation {
   };
 }
 
-export function showEngine(el: (id: string) => HTMLElement, workers: number, memoryPerWorker: number | undefined): void {
+/** Fills section 5 from the loaded model (`info`), or with what the tab offers when none is loaded. */
+export function showEngine(el: (id: string) => HTMLElement, info: ModelInfo | undefined, memoryPerWorker?: number[]): void {
   const iso = isolation();
   const cores = navigator.hardwareConcurrency || 1;
   el("e-isolated").textContent = iso.isolated ? "yes" : "no";
-  el("e-workers").textContent = String(workers);
-  el("e-mem").textContent = memoryPerWorker === undefined ? "– (no model loaded)" : formatBytes(memoryPerWorker);
   el("e-cores").textContent = String(cores);
+  const e = info?.engine;
+  el("e-workers").textContent = e ? String(e.workers) : "–";
+  el("e-transport").textContent = !e ? "–" : e.workers === 1 ? "– (one worker)" : e.transport === "shared" ? "shared memory (Atomics)" : "messages";
+  const mem = memoryPerWorker ?? e?.memoryPerWorker;
+  el("e-mem").textContent = !mem ? "– (no model loaded)" : mem.map((b) => formatBytes(b)).join(" · ");
+  el("e-choice").textContent = !e
+    ? ""
+    : `${e.workers === 1 ? "One worker" : `${e.workers} workers`}: ${e.why}.${e.coordinatorBytes !== undefined ? ` The engine's own worker holds ${formatBytes(e.coordinatorBytes)} (embeddings, norms) and coordinates them.` : ""}`;
   el("e-why").textContent = iso.isolated
-    ? `SharedArrayBuffer is available, so a sharded engine can split a model over up to ${cores} workers in this tab, each with its own memory. This build runs the engine in one worker.`
-    : `Not isolated: ${iso.why}. Without SharedArrayBuffer a sharded engine falls back to one worker (or to messages between workers, which is slower); this build runs one worker either way.`;
+    ? `SharedArrayBuffer is available: shard workers synchronise through shared memory. “auto” can use up to ${cores} workers.`
+    : `Not isolated: ${iso.why}. Without SharedArrayBuffer, “auto” falls back to one worker; with 2 workers chosen, they exchange messages, which is slower.`;
 }

@@ -30,8 +30,10 @@ const webIo = resolve(here, "..");
  * - slow:      every response waits `slowMs` first, and again after each 64 KiB of body (so a test can
  *              abort mid-generation or mid-import); `?slowMs=N` overrides the delay
  * - no-cors:   like range, without Access-Control-Allow-Origin: a page of another origin may not read it
+ * - bad-tail:  like range, but a read reaching byte `?from=N` or beyond fails with 410 Gone (a server
+ *              that lost part of the file): only a reader of those bytes fails, e.g. one shard worker
  */
-export const MODES = ["range", "no-range", "truncated", "flaky", "cut", "changing", "slow", "no-cors"];
+export const MODES = ["range", "no-range", "truncated", "flaky", "cut", "changing", "slow", "no-cors", "bad-tail"];
 
 /** Values of Cross-Origin-Embedder-Policy the server can send ("none": neither COOP nor COEP). */
 export const COEP = ["credentialless", "require-corp", "none"];
@@ -86,11 +88,17 @@ export async function startDemoServer(options = {}) {
     }
     if ((m = /^\/test\/([a-z-]+)\/([^/]+)$/.exec(path)) && MODES.includes(m[1])) {
       const delay = Number(url.searchParams.get("slowMs") ?? slowMs);
-      return serveModel(req, res, models[m[2]], { mode: m[1], path, delay });
+      const badFrom = Number(url.searchParams.get("from") ?? Infinity);
+      return serveModel(req, res, models[m[2]], { mode: m[1], path, delay, badFrom });
     }
     if (path === "/" || path === "/index.html") return serveStatic(req, res, join(here, "index.html"));
     if (path === "/demo.css") return serveStatic(req, res, join(here, "demo.css"));
     if (path.startsWith("/dist/")) return serveStatic(req, res, inside(join(webIo, "dist"), path.slice(6)));
+    // The bundles without the shard worker (a deployment that forgot it): shard workers fail to start.
+    if (path.startsWith("/test/no-shard-worker/dist/")) {
+      const file = path.slice("/test/no-shard-worker/dist/".length);
+      return file.startsWith("shard-worker.js") ? end(res, 404, "not found") : serveStatic(req, res, inside(join(webIo, "dist"), file));
+    }
     if (path === "/favicon.ico") return end(res, 204);
     return end(res, 404, "not found");
   });
@@ -111,7 +119,7 @@ export async function startDemoServer(options = {}) {
     res.end(req.method === "HEAD" ? undefined : body);
   }
 
-  function serveModel(req, res, file, { mode, truncate, path, delay = slowMs }) {
+  function serveModel(req, res, file, { mode, truncate, path, delay = slowMs, badFrom = Infinity }) {
     if (!file) return end(res, 404, "no such model");
     const st = statSync(file);
     const size = mode === "truncated" ? Math.floor(st.size / 2) : Math.min(st.size, truncate ?? Infinity);
@@ -146,6 +154,7 @@ export async function startDemoServer(options = {}) {
           res.setHeader("Content-Range", `bytes */${size}`);
           return finish(end(res, 416, "range not satisfiable"));
         }
+        if (r && mode === "bad-tail" && r[1] > badFrom) return finish(end(res, 410, "this part of the file is gone"));
         if (r) {
           [start, stop] = r;
           status = 206;

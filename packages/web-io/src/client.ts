@@ -1,7 +1,8 @@
 import { throwIfAborted } from "@flashllm/sdk";
+import type { ChatMessage } from "@flashllm/sdk";
 import { deserializeError } from "./errors.js";
 import type {
-  EngineStats, GenerateSettings, GenerationResult, ImportResult, ImportSettings, LoadOptions, ModelInfo, ModelSourceSpec, Progress,
+  ChatSettings, EngineStats, GenerateSettings, GenerationResult, ImportResult, ImportSettings, LoadOptions, ModelInfo, ModelSourceSpec, Progress,
   WorkerRequest, WorkerResponse, StorageInfo, StreamedToken,
 } from "./protocol.js";
 
@@ -22,6 +23,12 @@ export interface ClientLoadOptions extends LoadOptions {
 /** Options of {@link FlashWorkerClient.generate}: the SDK's `GenerateOptions`. */
 export interface ClientGenerateOptions extends GenerateSettings {
   /** Stops generation; the iterator then throws the SDK's `AbortedError` and the model stays usable. */
+  signal?: AbortSignal;
+}
+
+/** Options of {@link FlashWorkerClient.chat}: sampling and stop strings. */
+export interface ClientChatOptions extends ChatSettings {
+  /** Stops the reply; the iterator then throws the SDK's `AbortedError` and the model stays usable. */
   signal?: AbortSignal;
 }
 
@@ -115,6 +122,21 @@ export class FlashWorkerClient extends EventTarget {
    */
   async *generate(prompt: string, options: ClientGenerateOptions = {}): AsyncGenerator<StreamedToken, GenerationResult> {
     const { signal, ...settings } = options;
+    return yield* this.stream({ type: "generate", prompt, options: settings }, signal);
+  }
+
+  /**
+   * Streams the model's reply to a conversation: `messages` rendered with the model's chat template
+   * (`info.hasChatTemplate`; without one the call fails with NO_CHAT_TEMPLATE), ending at the
+   * template's end-of-turn marker, `stop` strings, `maxTokens` or the end of the context. Tokens and
+   * figures stream as with {@link generate}.
+   */
+  async *chat(messages: ChatMessage[], options: ClientChatOptions = {}): AsyncGenerator<StreamedToken, GenerationResult> {
+    const { signal, ...settings } = options;
+    return yield* this.stream({ type: "chat", messages, options: settings }, signal);
+  }
+
+  private async *stream(request: DistributiveOmit<Extract<WorkerRequest, { type: "generate" | "chat" }>, "id">, signal?: AbortSignal): AsyncGenerator<StreamedToken, GenerationResult> {
     throwIfAborted(signal);
     this.checkAlive();
     const id = this.nextId++;
@@ -128,7 +150,7 @@ export class FlashWorkerClient extends EventTarget {
     });
     const onAbort = () => this.post({ type: "abort", id: this.nextId++, target: id });
     signal?.addEventListener("abort", onAbort, { once: true });
-    this.post({ type: "generate", id, prompt, options: settings });
+    this.post({ ...request, id } as WorkerRequest);
     try {
       for (;;) {
         if (tokens.length > 0) {

@@ -1,4 +1,4 @@
-import { AbortedError, BudgetError, FlashError, FormatError, SourceError } from "@flashllm/sdk";
+import { AbortedError, BudgetError, FlashError, FormatError, ShardError, SourceError } from "@flashllm/sdk";
 import type { FlashErrorCode } from "@flashllm/sdk";
 import type { SerializedError } from "./protocol.js";
 
@@ -38,6 +38,10 @@ export function deserializeError(s: SerializedError): Error {
       break;
     case "FormatError":
       e = new FormatError(s.code as FlashErrorCode, s.message, details);
+      break;
+    case "ShardError":
+      e = new ShardError(Number(details.shard ?? -1), "", details);
+      e.message = s.message; // already "shard N: …"
       break;
     case "QuotaError":
       e = new QuotaError(s.message, details);

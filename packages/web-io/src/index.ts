@@ -12,9 +12,12 @@ export type { HttpRangeSourceOptions, HttpRangeSourceStats } from "./http-range-
 export { importToOpfs, removeFromOpfs, storageInfo, progressStep, MAX_PROGRESS_STEP } from "./opfs-import.js";
 export type { ImportOptions } from "./opfs-import.js";
 export { FlashWorkerClient } from "./client.js";
-export type { ClientGenerateOptions, ClientImportOptions, ClientLoadOptions, CreateClientOptions, ModelSource } from "./client.js";
-export { hostFlashWorker } from "./worker/host.js";
-export type { WorkerScope } from "./worker/host.js";
+export type { ClientChatOptions, ClientGenerateOptions, ClientImportOptions, ClientLoadOptions, CreateClientOptions, ModelSource } from "./client.js";
+export { hostFlashWorker, combineShardStats } from "./worker/host.js";
+export type { HostOptions, WorkerScope } from "./worker/host.js";
+export { WebShardHost } from "./worker/shard-host.js";
+export { chooseWorkers, MIN_SHARD_BYTES, ONE_INSTANCE_BYTES } from "./choose-workers.js";
+export type { TabCapabilities, WorkerChoice } from "./choose-workers.js";
 export { QuotaError, serializeError, deserializeError } from "./errors.js";
 export { ProgressMeter, formatDuration } from "./progress-meter.js";
 export type { ProgressReading } from "./progress-meter.js";

@@ -53,6 +53,11 @@ const DEFAULT_MAX_READ = 64 * 1024;
  */
 export class OpfsSource implements FlashSource {
   readonly byteLength: number;
+  /**
+   * True when the handle is read-only, so other workers may hold one on the same file at once
+   * (Chromium 121+); false for the exclusive handle of browsers without read-only handles.
+   */
+  shared = false;
   private closed = false;
 
   private readonly maxRead: number;
@@ -84,12 +89,14 @@ export class OpfsSource implements FlashSource {
       throw new SourceError(`cannot read ${path} from OPFS here: synchronous file access exists only in dedicated workers (run the engine in a worker)`, 0, 0);
     }
     let handle: SyncAccessHandle;
+    let shared = true;
     try {
       // Read-only handles (Chromium 121+) may be shared by several workers and tabs; older browsers
       // reject the option, and then an exclusive handle is the only kind there is.
       handle = await file.createSyncAccessHandle({ mode: "read-only" }).catch((e: unknown) => {
-        if ((e as Error)?.name === "TypeError") return file.createSyncAccessHandle!();
-        throw e;
+        if ((e as Error)?.name !== "TypeError") throw e;
+        shared = false;
+        return file.createSyncAccessHandle!();
       });
     } catch (e) {
       const busy = (e as DOMException)?.name === "NoModificationAllowedError";
@@ -103,7 +110,9 @@ export class OpfsSource implements FlashSource {
       );
     }
     try {
-      return new OpfsSource(handle, path, options);
+      const source = new OpfsSource(handle, path, options);
+      source.shared = shared;
+      return source;
     } catch (e) {
       handle.close(); // bad options: the handle must not stay open, it would lock the file against imports
       throw e;

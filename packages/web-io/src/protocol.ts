@@ -3,7 +3,7 @@
  * must survive `structuredClone`: plain data, `Blob`s and `ArrayBuffer`s, no classes or functions.
  * Errors cross as {@link SerializedError} and are rebuilt as the SDK's error classes on arrival.
  */
-import type { FlashErrorCode, FlashStats, FlashStrategy, GenerationStats, MemoryPlan, ModelConfig } from "@flashllm/sdk";
+import type { ChatMessage, FlashErrorCode, FlashStats, FlashStrategy, GenerationStats, MemoryPlan, ModelConfig } from "@flashllm/sdk";
 import type { HttpRangeSourceOptions } from "./http-range-source.js";
 import type { OpfsSourceOptions } from "./opfs-source.js";
 
@@ -31,6 +31,35 @@ export interface LoadOptions {
   contextLength?: number;
   /** Check each bundle read against the file's CRC-32: a corrupted file fails with CHECKSUM_MISMATCH instead of giving wrong text. */
   verifyReads?: boolean;
+  /**
+   * Shard workers (default 1: the model runs in the engine's worker). K > 1 cuts the model across K
+   * nested workers, each with its own WASM memory (up to 4 GiB each) and its own handle on the model;
+   * "auto" takes `navigator.hardwareConcurrency` workers when the page is cross-origin isolated, fewer
+   * when a worker would hold too little of the model to pay for its round trips (see {@link chooseWorkers}).
+   */
+  workers?: number | "auto";
+  /**
+   * How shard workers synchronise: "shared" (SharedArrayBuffer + Atomics, needs cross-origin isolation)
+   * or "message" (postMessage). Default: "shared" when the page is cross-origin isolated.
+   */
+  transport?: ShardTransportKind;
+}
+
+/** How shard workers synchronise with the engine's worker. */
+export type ShardTransportKind = "shared" | "message";
+
+/** The engine a load ended up with. */
+export interface EngineLayout {
+  /** Workers holding the model: 1 (the engine's worker) or the number of shard workers. */
+  workers: number;
+  /** Shards only: how they synchronise. */
+  transport?: ShardTransportKind;
+  /** Why this many workers (and this transport), in words. */
+  why: string;
+  /** WASM memory of each worker right after loading (one entry with 1 worker). */
+  memoryPerWorker: number[];
+  /** Shards only: the engine worker's own WASM memory (embeddings, norms, activations). */
+  coordinatorBytes?: number;
 }
 
 /** Sampling options of one generation (the SDK's `GenerateOptions` minus the signal). */
@@ -57,13 +86,23 @@ export interface ModelInfo {
   wasmMemoryBytes: number;
   /** Time to open the model (header, manifest, resident weights, tokenizer), ms. */
   loadMs: number;
+  /** Workers and memory per worker. */
+  engine: EngineLayout;
+  /** The model's `.flm` carries a chat template, so `chat` works. */
+  hasChatTemplate: boolean;
 }
 
 /** A snapshot of the engine's figures, sent with every token (cumulative since load: diff for per-token). */
 export interface EngineStats {
+  /**
+   * The FFN's figures; with shard workers, counts (bytes, neurons, hits, requests) are summed over the
+   * shards and times (I/O, cache, compute) are the slowest shard's, as the shards run side by side.
+   */
   flash: FlashStats;
-  /** Current WASM memory size, bytes. */
+  /** Current WASM memory size, bytes (with shard workers: the engine's worker's and every shard's). */
   wasmMemoryBytes: number;
+  /** Current WASM memory of each worker holding the model. */
+  workerMemoryBytes: number[];
   /** Largest WASM memory size seen since load, bytes. */
   peakWasmMemoryBytes: number;
 }
@@ -89,6 +128,11 @@ export interface Progress {
   total?: number;
   /** Import only: bytes that were already in OPFS from an earlier, interrupted import. */
   resumedFrom?: number;
+}
+
+/** Options of one chat reply: sampling, plus stop strings besides the template's end-of-turn markers. */
+export interface ChatSettings extends GenerateSettings {
+  stop?: string[];
 }
 
 /** Options of an OPFS import that can cross a worker boundary. */
@@ -135,6 +179,8 @@ export interface SerializedError {
 export type WorkerRequest =
   | { type: "load"; id: number; source: ModelSourceSpec; options: LoadOptions }
   | { type: "generate"; id: number; prompt: string; options: GenerateSettings }
+  /** A reply to `messages`, rendered with the model's chat template; streams tokens like generate. */
+  | { type: "chat"; id: number; messages: ChatMessage[]; options: ChatSettings }
   | { type: "import"; id: number; from: Blob | string; name: string; options: ImportSettings }
   | { type: "stats"; id: number }
   | { type: "storage"; id: number }

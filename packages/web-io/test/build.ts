@@ -9,7 +9,7 @@ import { fileURLToPath } from "node:url";
 export const WEB_IO = fileURLToPath(new URL("..", import.meta.url));
 export const ROOT = join(WEB_IO, "../..");
 export const SDK_DIST = join(ROOT, "packages/sdk/dist/index.js");
-const OUTPUTS = ["index.js", "index.d.ts", "worker.js", "demo.js"].map((f) => join(WEB_IO, "dist", f));
+const OUTPUTS = ["index.js", "index.d.ts", "worker.js", "shard-worker.js", "demo.js"].map((f) => join(WEB_IO, "dist", f));
 
 function newest(paths: string[]): number {
   let t = 0;

@@ -25,6 +25,7 @@ const bundles: [string, string, string[]][] = [
   ...sdkFiles.map((f): [string, string, string[]] => [`sdk dist/${f}`, join(sdkDist, f), ["@huggingface/jinja", "@huggingface/tokenizers"]]),
   ["web-io dist/index.js", join(WEB_IO, "dist/index.js"), ["@flashllm/sdk", "@flashllm/sdk/internal"]],
   ["web-io dist/worker.js", join(WEB_IO, "dist/worker.js"), []],
+  ["web-io dist/shard-worker.js", join(WEB_IO, "dist/shard-worker.js"), []],
   ["web-io dist/demo.js", join(WEB_IO, "dist/demo.js"), []],
 ];
 

@@ -138,6 +138,9 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
 
   // Shards load their slices while the coordinator loads its own.
   const starting = ShardGroup.start(kernels, opts.shardHost, configs, c.dim, c.vocabSize, transport);
+  // A shard may fail before the coordinator's own loading is done: its rejection is handled below
+  // (await starting), not reported as unhandled meanwhile (a browser worker reports it to the page).
+  starting.catch(() => {});
   const store = new WeightStore(kernels);
   let group: ShardGroup | undefined;
   let transformer: ShardedTransformer | undefined;
@@ -151,7 +154,9 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
     await verifyResident(file, [...own.pieces, ...started.pieces], opts.signal);
     const tokenizer = parseTokenizer(m.tokenizer.kind, await file.readTokenizer({ signal: opts.signal }), c.vocabSize);
     transformer = new ShardedTransformer(kernels, c, store, group, contextLength);
-    return new ShardedFlashModel([kernels, transformer, tokenizer, group, store], memoryPlan, file, group, slices, started.memoryBytes);
+    const model = new ShardedFlashModel([kernels, transformer, tokenizer, group, store], memoryPlan, file, group, slices, started.memoryBytes);
+    model.chatTemplate = m.chatTemplate; // as the single-instance path does: chat works across shards too
+    return model;
   } catch (e) {
     transformer?.dispose();
     await group?.dispose();
