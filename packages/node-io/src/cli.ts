@@ -102,13 +102,15 @@ program
   .argument("<model>", ".flm file")
   .requiredOption("--corpus <text>", "calibration text (UTF-8; stories separated by <|endoftext|> or blank lines)")
   .option("-o, --out <file>", "output .flm (default: <model>-pred.flm)")
-  .option("--rank <r>", "predictor rank per layer", int("--rank"), 32)
-  .option("--recall <r>", "share of truly active neurons each layer must keep", num("--recall"), 0.95)
-  .option("--positions <n>", "token positions to record", int("--positions"), 8000)
-  .option("--epochs <n>", "training passes", int("--epochs"), 8)
+  .option("--rank <r>", "predictor rank per layer (default: max(64, dim/4))", int("--rank"))
+  .option("--recall <r>", "share of truly active neurons each layer must keep on unseen text", num("--recall"), 0.95)
+  .option("--recall-margin <m>", "thresholds are chosen for recall + margin on the held-out calibration split", num("--recall-margin"), 0.01)
+  .option("--positions <n>", "token positions to record", int("--positions"), 16000)
+  .option("--epochs <n>", "training passes", int("--epochs"), 6)
   .option("--keep-norm <s>", "SwiGLU: neurons count as active while they hold this share of the activation norm", num("--keep-norm"), 0.95)
   .option("--text-offset <bytes>", "start reading the corpus here", int("--text-offset"), 0)
   .option("--text-bytes <bytes>", "read at most this many bytes", int("--text-bytes"))
+  .option("--no-lookahead", "skip training the lookahead (layer l+1's neurons from layer l's input) that prefetch reads ahead with")
   .action((model, opts) => calibrateCommand(model, opts));
 
 program
