@@ -154,6 +154,7 @@ program
   .option("--overlap <f>", "override: share of a token's set active for the previous token", num("--overlap"))
   .option("--skew <s>", "override: Zipf exponent of neuron hotness", num("--skew"))
   .option("--lookahead-recall <r>", "share of the next layer's set the lookahead names", num("--lookahead-recall"), 1)
+  .addOption(new Option("--selector <s>", "trace: the activation trace on random tokens; predictor: a calibrated --model's own predictors and lookahead on a fixed story").choices(["trace", "predictor"]).default("trace"))
   .option("--window <k>", "window (tokens)", int("--window"), 5)
   .option("--tokens <n>", "measured tokens per variant", int("--tokens"), 16)
   .option("--warmup <n>", "unmeasured tokens first (fill the window)", int("--warmup"), 6)
