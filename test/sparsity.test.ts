@@ -7,6 +7,7 @@ import {
   loadLlama2c, openFlashModel, openFlm, readPredictor, recordCorpus, trainPredictors, writeWithPredictor, type Predictor, type TrainOptions,
 } from "@flashllm/sdk/internal";
 import { readFileSync } from "node:fs";
+import { withManifest } from "../packages/sdk/test/format/helpers.js";
 import { ROOT, SHARED_MODELS, STORIES_BIN, STORIES_TOK, hasShared, readBytes, readJson } from "./helpers.js";
 
 const RELU_BIN = `${ROOT}packages/node-io/models/stories260K-relu/stories260K_relu.bin`;
@@ -204,6 +205,14 @@ describe("stories260K-relu", () => {
     // A lookahead needs one entry per layer but the last, when writing and when loading.
     const bad = { dim: 64, hiddenDim: 172, recallTarget: 0.9, layers: Array(5).fill(layer), lookahead: Array(5).fill(layer) };
     await expect(writeWithPredictor(relu, bad, new MemorySink())).rejects.toMatchObject({ code: "WRONG_DIMS", message: expect.stringMatching(/lookahead has 5 entries; a model of 5 layers needs 4/) });
+    // A file whose manifest lists a lookahead entry too few, or a rank its tensors do not have, is refused when opened.
+    const good = new MemorySink();
+    await writeWithPredictor(relu, { ...bad, lookahead: Array(4).fill(layer) }, good);
+    expect((await openFlm(new MemorySource(good.bytes()))).manifest.predictor?.lookahead?.length).toBe(4);
+    const short = withManifest(good.bytes(), (m) => m.predictor.lookahead.pop());
+    await expect(openFlm(new MemorySource(short))).rejects.toMatchObject({ code: "WRONG_DIMS", message: expect.stringMatching(/predictor\.lookahead.*4 entries/) });
+    const wrongRank = withManifest(good.bytes(), (m) => (m.predictor.lookahead[2].rank = 2));
+    await expect(openFlm(new MemorySource(wrongRank))).rejects.toMatchObject({ code: "WRONG_DIMS", message: expect.stringMatching(/predictor\.2\.next\.a/) });
     const small = await openFlashModel(new MemorySource(flm), { contextLength: 8 });
     expect(() => new LowRankPredictor(small.kernels, bad)).toThrow(/lookahead has 5 entries; 5 layers need 4/);
     await small.dispose();

@@ -21,8 +21,6 @@ export interface TrainOptions {
   /** Adam learning rate. Default 3e-3. */
   learningRate?: number;
   batchSize?: number;
-  /** Weight of a truly active neuron in the loss. Default: negatives/positives (each class carries half). */
-  positiveWeight?: number;
   /** Share of truly active neurons each layer must keep on text calibration never saw. Default 0.95. */
   recallTarget?: number;
   /**
@@ -73,7 +71,9 @@ export interface PredictorQuality {
  * Trains the low-rank predictors (ARCHITECTURE.md §4): per layer `score = B·relu(A·x) + c`, with a balanced
  * binary cross-entropy (positives weighted by negatives/positives: active neurons are rare and a miss
  * costs quality while a false alarm only costs I/O), Adam, and a threshold per layer chosen on held-out
- * positions to reach the target recall. The matrix-vector products run on the WASM kernels.
+ * positions to reach the target recall plus a margin; then, unless `lookahead: false`, one lookahead per
+ * layer but the last (layer l+1's activity from layer l's inputs). The matrix-vector products run on the
+ * WASM kernels.
  */
 export function trainPredictors(k: Kernels, layers: LayerActivations[], dim: number, hidden: number, opts: TrainOptions = {}): { predictor: Predictor; quality: PredictorQuality[]; lookaheadQuality?: PredictorQuality[] } {
   const recallTarget = opts.recallTarget ?? 0.95;
@@ -113,7 +113,7 @@ function trainLayer(k: Kernels, d: LayerActivations, dim: number, hidden: number
   let pos = 0;
   for (let i = 0; i < nTrain * hidden; i++) pos += d.active[i];
   // Balance: each class carries half the loss. A dead layer (no positives) keeps the weight at 1.
-  const wPos = o.positiveWeight ?? (pos > 0 ? Math.min(1000, (nTrain * hidden - pos) / pos) : 1);
+  const wPos = pos > 0 ? Math.min(1000, (nTrain * hidden - pos) / pos) : 1;
   let seed = (o.seed ?? 1) >>> 0 || 1;
   const rnd = () => ((seed = (seed * 1664525 + 1013904223) >>> 0) / 4294967296) * 2 - 1;
   const a = Float32Array.from({ length: rank * dim }, () => rnd() / Math.sqrt(dim));
