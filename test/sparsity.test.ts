@@ -3,11 +3,12 @@
 // calibration, and the errors a user can run into.
 import { beforeAll, describe, expect, it } from "vitest";
 import {
-  ActivationRecorder, GateExactSelector, MemorySink, MemorySource, TruthTap, convertLlama2c, corpusSequences, evaluateSparsity,
-  loadLlama2c, openFlashModel, openFlm, recordCorpus, trainPredictors, writeWithPredictor,
+  ActivationRecorder, GateExactSelector, LowRankPredictor, MemorySink, MemorySource, TruthTap, convertLlama2c, corpusSequences, evaluateSparsity,
+  loadLlama2c, openFlashModel, openFlm, readPredictor, recordCorpus, trainPredictors, writeWithPredictor, type Predictor, type TrainOptions,
 } from "@flashllm/sdk/internal";
 import { readFileSync } from "node:fs";
-import { ROOT, STORIES_BIN, STORIES_TOK, readBytes, readJson } from "./helpers.js";
+import { withManifest } from "../packages/sdk/test/format/helpers.js";
+import { ROOT, SHARED_MODELS, STORIES_BIN, STORIES_TOK, hasShared, readBytes, readJson } from "./helpers.js";
 
 const RELU_BIN = `${ROOT}packages/node-io/models/stories260K-relu/stories260K_relu.bin`;
 const RELU_TOK = `${ROOT}packages/node-io/models/stories260K-relu/tok512.bin`;
@@ -19,6 +20,39 @@ async function convert(bin: string, tok: string, activation: "silu" | "relu") {
   const sink = new MemorySink();
   await convertLlama2c(readBytes(bin), readBytes(tok), sink, { activation });
   return sink.bytes();
+}
+
+/** Records `positions` positions of `text` with the dense model, trains with the defaults, writes a copy with the predictors. */
+async function calibrated(file: Uint8Array, dim: number, hidden: number, nLayers: number, text: string, positions: number, opts: TrainOptions = {}) {
+  let recorder!: ActivationRecorder;
+  const dense = await openFlashModel(new MemorySource(file), { selector: "all", contextLength: 256, onActivations: (...a) => recorder.record(...a) });
+  recorder = new ActivationRecorder(dim, hidden, nLayers, positions, { kind: "nonzero" });
+  await recordCorpus(dense, corpusSequences(text, dense.tokenizer, 256), recorder);
+  expect(recorder.positions).toBe(positions);
+  const { predictor, quality } = trainPredictors(dense.kernels, recorder.layers.map((l) => ({ ...l, n: positions })), dim, hidden, opts);
+  for (const q of quality) expect(q.recall).toBeGreaterThanOrEqual(0.96 - 1e-9); // chosen on the validation split at 0.95 + the 0.01 margin
+  const sink = new MemorySink();
+  await writeWithPredictor(dense.file, predictor, sink, { test: true });
+  await dense.dispose();
+  return { withPred: sink.bytes(), predictor };
+}
+
+/** Dense (with a truth tap) vs sparse (the file's predictor, or `selector`'s) on held-out text. */
+async function heldOutReport(file: Uint8Array, hidden: number, text: string, positions: number, predictor?: Predictor) {
+  let tap!: TruthTap;
+  const ref = await openFlashModel(new MemorySource(file), { selector: "all", contextLength: 256, onActivations: (...a) => tap.hook(...a) });
+  tap = new TruthTap(hidden);
+  const selector = predictor ? new LowRankPredictor(ref.kernels, predictor) : undefined;
+  const sparse = await openFlashModel(new MemorySource(file), { contextLength: 256, ...(selector ? { selector } : {}) });
+  const r = await evaluateSparsity(ref, sparse, selector ?? sparse.predictor!, tap, corpusSequences(text, ref.tokenizer, 256), { maxPositions: positions });
+  console.log(
+    `${r.selector} on ${r.positions} held-out positions: loss dense ${r.denseLoss.toFixed(4)} sparse ${r.sparseLoss.toFixed(4)} (${(100 * (r.sparseLoss / r.denseLoss - 1)).toFixed(2)}%), ` +
+      `skipped ${(100 * r.neuronsSkipped).toFixed(1)}%, recall ${r.layers.map((q) => q.recall.toFixed(3)).join(" ")}, precision ${r.layers.map((q) => q.precision.toFixed(2)).join(" ")}`,
+  );
+  await sparse.dispose();
+  selector?.dispose();
+  await ref.dispose();
+  return r;
 }
 
 beforeAll(async () => {
@@ -58,46 +92,52 @@ describe("stories260K-relu", () => {
     await dense.dispose();
   });
 
-  it("calibrate → store in the .flm → reopen → evaluate on held-out text", async () => {
-    let recorder!: ActivationRecorder;
-    const dense = await openFlashModel(new MemorySource(flm), { selector: "all", contextLength: 256, onActivations: (...a) => recorder.record(...a) });
-    recorder = new ActivationRecorder(64, 172, 5, 4000, { kind: "nonzero" });
-    await recordCorpus(dense, corpusSequences(calibText, dense.tokenizer, 256), recorder);
-    expect(recorder.positions).toBe(4000);
-    const { predictor, quality } = trainPredictors(dense.kernels, recorder.layers.map((l) => ({ ...l, n: 4000 })), 64, 172, { rank: 32, epochs: 6, recallTarget: 0.97 });
-    for (const q of quality) expect(q.recall).toBeGreaterThanOrEqual(0.96); // chosen on the validation split itself
-    const sink = new MemorySink();
-    await writeWithPredictor(dense.file, predictor, sink, { test: true });
-    const withPred = sink.bytes();
+  it("default calibration meets the aims on held-out text; the trained lookahead beats the untrained one; both survive the .flm", async () => {
+    // Issue 12's aims, with trainPredictors' defaults: loss ≤ +2% vs dense, ≥ 85% of neurons skipped,
+    // recall ≥ 0.95 in every layer, on text calibration never saw (test/data: the sample's first
+    // 400 kB calibrates, its last 60 kB is held out). 16,000 positions is the CLI's default.
+    const { withPred, predictor } = await calibrated(flm, 64, 172, 5, calibText, 16000);
+    expect(predictor.layers.map((l) => l.rank)).toEqual([64, 64, 64, 64, 64]); // defaultRank(64, 172)
+    expect(predictor.lookahead?.length).toBe(4);
     const reopened = await openFlm(new MemorySource(withPred));
     expect(reopened.manifest.predictor?.layers.length).toBe(5);
-    expect(reopened.section("ffn.crc").crc32).toBe(dense.file.section("ffn.crc").crc32);
+    expect(reopened.manifest.predictor?.lookahead?.length).toBe(4);
+    expect(reopened.section("ffn.crc").crc32).toBe((await openFlm(new MemorySource(flm))).section("ffn.crc").crc32);
+    const back = (await readPredictor(reopened))!;
+    expect(back.lookahead!.map((l) => [l.rank, l.threshold])).toEqual(predictor.lookahead!.map((l) => [l.rank, l.threshold]));
+    expect(Array.from(back.lookahead![2].b)).toEqual(Array.from(predictor.lookahead![2].b));
 
     // A fresh dense model with a truth tap, and the sparse model using the stored predictor by default.
-    let tap!: TruthTap;
-    const ref = await openFlashModel(new MemorySource(withPred), { selector: "all", contextLength: 256, onActivations: (...a) => tap.hook(...a) });
-    tap = new TruthTap(172);
-    const sparse = await openFlashModel(new MemorySource(withPred), { contextLength: 256 });
-    expect(sparse.predictor).toBeDefined();
-    const r = await evaluateSparsity(ref, sparse, sparse.predictor!, tap, corpusSequences(heldOut, ref.tokenizer, 256), { maxPositions: 1500, greedyPrompts: ["Once upon a time"], greedyTokens: 50 });
-    console.log(
-      `predictor on ${r.positions} held-out positions: loss dense ${r.denseLoss.toFixed(4)} sparse ${r.sparseLoss.toFixed(4)}, top-1 ${(100 * r.top1Agreement).toFixed(1)}%, ` +
-        `skipped ${(100 * r.neuronsSkipped).toFixed(1)}%, recall ${r.layers.map((q) => q.recall.toFixed(3)).join(" ")}, greedy ${r.greedy[0].agreed}/${r.greedy[0].of}`,
-    );
+    const r = await heldOutReport(withPred, 172, heldOut, 1500);
     expect(r.positions).toBe(1500);
-    expect(r.neuronsSkipped).toBeGreaterThan(0.6);
-    expect(r.sparseLoss / r.denseLoss).toBeLessThan(1.04);
-    expect(r.top1Agreement).toBeGreaterThan(0.85);
-    for (const q of r.layers) expect(q.recall).toBeGreaterThan(0.85);
-    // The lookahead (layer l+1's predictor on layer l's input), measured against layer l+1's truth.
+    expect(r.sparseLoss / r.denseLoss).toBeLessThanOrEqual(1.02);
+    expect(r.neuronsSkipped).toBeGreaterThanOrEqual(0.85);
+    for (const q of r.layers) expect(q.recall).toBeGreaterThanOrEqual(0.95);
+    // The lookahead, measured against the dense model's true active sets of the next layer: the
+    // trained one keeps what it was trained for (0.9 on the validation split), far above what layer
+    // l+1's own predictor names from layer l's input.
+    const untrained = await heldOutReport(withPred, 172, heldOut, 1500, { ...back, lookahead: undefined });
     expect(r.lookahead?.length).toBe(4);
-    console.log(`lookahead recall ${r.lookahead!.map((q) => q.recall.toFixed(3)).join(" ")}, precision ${r.lookahead!.map((q) => q.precision.toFixed(3)).join(" ")}`);
     for (const [i, q] of r.lookahead!.entries()) {
       expect(q.truth).toBeCloseTo(r.layers[i + 1].truth, 10);
-      expect(q.recall).toBeGreaterThan(0.6);
+      expect(q.recall).toBeGreaterThanOrEqual(0.85);
+      expect(q.recall).toBeGreaterThan(untrained.lookahead![i].recall + 0.1);
     }
-    for (const m of [dense, ref, sparse]) await m.dispose();
-  }, 120_000);
+    console.log(`lookahead recall trained ${r.lookahead!.map((q) => q.recall.toFixed(3)).join(" ")} vs untrained ${untrained.lookahead!.map((q) => q.recall.toFixed(3)).join(" ")}`);
+  }, 180_000);
+
+  it.skipIf(!hasShared)("babyllama-tok105-relu: default calibration meets the aims on held-out text (every layer but the dead one)", async () => {
+    const bin = `${SHARED_MODELS}/babyllama-tok105-relu/model5000_relu.bin`, tok = `${SHARED_MODELS}/babyllama-tok105-relu/tok105.bin`;
+    const baby = await convert(bin, tok, "relu");
+    const { withPred } = await calibrated(baby, 128, 352, 5, calibText, 16000, { lookahead: false });
+    const r = await heldOutReport(withPred, 352, heldOut, 1500);
+    expect(r.sparseLoss / r.denseLoss).toBeLessThanOrEqual(1.02);
+    expect(r.neuronsSkipped).toBeGreaterThanOrEqual(0.85);
+    // Layer 0 is dead (about one neuron in 352 fires per token): a miss there is one neuron in a thousand tokens.
+    expect(r.layers[0].truth).toBeLessThan(2);
+    for (const q of r.layers.slice(1)) expect(q.recall).toBeGreaterThanOrEqual(0.95);
+  }, 180_000);
+  if (!hasShared) it.skip(`babyllama-tok105-relu aims: ${SHARED_MODELS} is missing (the machine-local model collection)`, () => {});
 
   it("lookahead quality counts each layer's named set against the next layer's truth", async () => {
     let tap!: TruthTap;
@@ -162,6 +202,20 @@ describe("stories260K-relu", () => {
     const err = await openFlashModel(new MemorySource(bytes)).catch((e) => e);
     expect(err.message).toMatch(/trained for another model .* calibrate again/);
     expect(m.config.dim).toBe(64);
+    // A lookahead needs one entry per layer but the last, when writing and when loading.
+    const bad = { dim: 64, hiddenDim: 172, recallTarget: 0.9, layers: Array(5).fill(layer), lookahead: Array(5).fill(layer) };
+    await expect(writeWithPredictor(relu, bad, new MemorySink())).rejects.toMatchObject({ code: "WRONG_DIMS", message: expect.stringMatching(/lookahead has 5 entries; a model of 5 layers needs 4/) });
+    // A file whose manifest lists a lookahead entry too few, or a rank its tensors do not have, is refused when opened.
+    const good = new MemorySink();
+    await writeWithPredictor(relu, { ...bad, lookahead: Array(4).fill(layer) }, good);
+    expect((await openFlm(new MemorySource(good.bytes()))).manifest.predictor?.lookahead?.length).toBe(4);
+    const short = withManifest(good.bytes(), (m) => m.predictor.lookahead.pop());
+    await expect(openFlm(new MemorySource(short))).rejects.toMatchObject({ code: "WRONG_DIMS", message: expect.stringMatching(/predictor\.lookahead.*4 entries/) });
+    const wrongRank = withManifest(good.bytes(), (m) => (m.predictor.lookahead[2].rank = 2));
+    await expect(openFlm(new MemorySource(wrongRank))).rejects.toMatchObject({ code: "WRONG_DIMS", message: expect.stringMatching(/predictor\.2\.next\.a/) });
+    const small = await openFlashModel(new MemorySource(flm), { contextLength: 8 });
+    expect(() => new LowRankPredictor(small.kernels, bad)).toThrow(/lookahead has 5 entries; 5 layers need 4/);
+    await small.dispose();
     // And dims that do not fit are refused when writing.
     await expect(writeWithPredictor(silu, { dim: 32, hiddenDim: 172, recallTarget: 0.9, layers: [] }, new MemorySink())).rejects.toMatchObject({ code: "WRONG_DIMS" });
   });

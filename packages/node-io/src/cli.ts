@@ -102,14 +102,16 @@ program
   .argument("<model>", ".flm file")
   .requiredOption("--corpus <text>", "calibration text (UTF-8; stories separated by <|endoftext|> or blank lines)")
   .option("-o, --out <file>", "output .flm (default: <model>-pred.flm)")
-  .option("--rank <r>", "predictor rank per layer", int("--rank"), 32)
-  .option("--recall <r>", "share of truly active neurons each layer must keep", num("--recall"), 0.95)
-  .option("--positions <n>", "token positions to record", int("--positions"), 8000)
-  .option("--epochs <n>", "training passes", int("--epochs"), 8)
+  .option("--rank <r>", "predictor rank per layer (default: max(64, dim/4))", int("--rank"))
+  .option("--recall <r>", "share of truly active neurons each layer must keep on unseen text", num("--recall"), 0.95)
+  .option("--recall-margin <m>", "thresholds are chosen for recall + margin on the held-out calibration split", num("--recall-margin"), 0.01)
+  .option("--positions <n>", "token positions to record", int("--positions"), 16000)
+  .option("--epochs <n>", "training passes", int("--epochs"), 6)
   .option("--keep-norm <s>", "SwiGLU: neurons count as active while they hold this share of the activation norm", num("--keep-norm"), 0.95)
   .option("--text-offset <bytes>", "start reading the corpus here", int("--text-offset"), 0)
   .option("--text-bytes <bytes>", "read at most this many bytes", int("--text-bytes"))
   .option("--no-reorder", "keep the neurons' storage order (default: store neurons that fire together next to each other)")
+  .option("--no-lookahead", "skip training the lookahead (layer l+1's neurons from layer l's input) that prefetch reads ahead with")
   .action((model, opts) => calibrateCommand(model, opts));
 
 program
@@ -154,6 +156,7 @@ program
   .option("--skew <s>", "override: Zipf exponent of neuron hotness", num("--skew"))
   .option("--coactivation <c>", "override: how clustered a token's new neurons are in storage, in [0, 1) (0: stored in no particular order; presets: fitted to calibrate's co-activation order)", num("--coactivation"))
   .option("--lookahead-recall <r>", "share of the next layer's set the lookahead names", num("--lookahead-recall"), 1)
+  .addOption(new Option("--selector <s>", "trace: the activation trace on random tokens; predictor: a calibrated --model's own predictors and lookahead on a fixed story").choices(["trace", "predictor"]).default("trace"))
   .option("--window <k>", "window (tokens)", int("--window"), 5)
   .option("--tokens <n>", "measured tokens per variant", int("--tokens"), 16)
   .option("--warmup <n>", "unmeasured tokens first (fill the window)", int("--warmup"), 6)

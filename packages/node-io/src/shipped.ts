@@ -21,7 +21,7 @@ const RECIPES: Record<ShippedName, { checkpoint: string; tokenizer: string; acti
     tokenizer: `${SHIPPED_MODELS_DIR}stories260K-relu/tok512.bin`,
     activation: "relu",
     // docs/sparsity.md's settings for this model: rank 24, 97% recall.
-    calibration: { corpus: `${SHIPPED_MODELS_DIR}stories260K-relu/calibration.txt`, rank: 24, recall: 0.97, positions: 8000, epochs: 10, keepNorm: 0.95, textOffset: 0 },
+    calibration: { corpus: `${SHIPPED_MODELS_DIR}stories260K-relu/calibration.txt`, rank: 24, recall: 0.97, recallMargin: 0, lookahead: false, positions: 8000, epochs: 10, keepNorm: 0.95, textOffset: 0 },
   },
   stories260K: {
     checkpoint: `${SHIPPED_MODELS_DIR}stories260K/stories260K.bin`,

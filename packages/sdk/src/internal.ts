@@ -50,7 +50,7 @@ export { openFlashModel, FlashModel } from "./flash/open.js";
 export type { OpenFlashOptions } from "./flash/open.js";
 export { LowRankPredictor } from "./sparsity/predictor.js";
 export type { Predictor, PredictorLayer } from "./sparsity/predictor.js";
-export { trainPredictors } from "./sparsity/train.js";
+export { trainPredictors, measure, defaultRank } from "./sparsity/train.js";
 export type { LayerActivations, TrainOptions, PredictorQuality } from "./sparsity/train.js";
 export { ActivationRecorder, recordCorpus, corpusSequences, writeWithPredictor, readPredictor, markActive, MIN_CALIBRATION_POSITIONS } from "./sparsity/calibrate.js";
 export type { ActivityRule } from "./sparsity/calibrate.js";

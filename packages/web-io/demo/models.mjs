@@ -70,6 +70,8 @@ export async function ensureSparseModel(cacheDir = DEFAULT_CACHE, log = (line) =
         rank: CALIBRATION.rank,
         epochs: CALIBRATION.epochs,
         recallTarget: CALIBRATION.recall,
+        recallMargin: 0, // the shipped recipe: threshold at exactly `recall` on the validation split, no lookahead
+        lookahead: false,
       });
       const out = new s.MemorySink();
       await s.writeWithPredictor(dense.file, predictor, out, {

@@ -40,7 +40,17 @@ export interface BenchCommandOptions {
   queue?: number;
   /** Shard workers (1: the single-instance variants above). */
   workers?: number;
+  /**
+   * `predictor`: a real model's own trained predictors (and lookahead) on the tokens of a fixed story,
+   * instead of the activation trace on random tokens (for `--model` files made by `flashllm calibrate`).
+   */
+  selector?: "trace" | "predictor";
 }
+
+/** The text `--selector predictor` feeds (teacher-forced), repeated as needed. */
+const BENCH_STORY =
+  "Once upon a time, there was a little girl named Lily. She loved to play outside in the park with her dog, Max. One day, Lily saw a big red ball under a tree. " +
+  "She ran to the ball and kicked it very high. Max barked and ran after it. They played all day until the sun went down, and then they went home happy. ";
 
 /** The variants of one run (docs/benchmarks.md): the paper's baselines and the full method, in one process. */
 const VARIANTS = {
@@ -143,7 +153,9 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
   const header = [
     `flashllm bench — ${new Date().toISOString()}`,
     `model: ${path} (${shapeName}; ${m.architecture}, dim ${c.dim}, FFN ${c.hiddenDim}${m.ffn.gated ? " gated" : ""} ${c.activation}, ${c.nLayers} layers, vocab ${c.vocabSize}), ${formatBytes(fileBytes)}, FFN ${formatBytes(ffnBytes)} (${m.ffn.dtype}, bundle ${m.ffn.bundleBytes} B, stride ${m.ffn.bundleStride} B)`,
-    `RANDOM WEIGHTS: this measures I/O, memory management and the compute path at this shape, not text quality. Active sets come from the activation-trace selector, not the weights.`,
+    o.selector === "predictor"
+      ? `Active sets come from the file's own trained predictors (prefetch: its lookahead${m.predictor?.lookahead ? ", trained" : ", untrained: layer l+1's predictor on layer l's input"}), on a fixed story, teacher-forced; the trace line below is unused.`
+      : `RANDOM WEIGHTS: this measures I/O, memory management and the compute path at this shape, not text quality. Active sets come from the activation-trace selector, not the weights.`,
     `trace "${preset.name}" (${preset.source}): active ${(100 * params.activeFraction).toFixed(1)}%/token, overlap with previous token ${(100 * params.overlap).toFixed(0)}%, hotness skew (Zipf) ${params.skew}, co-activation ${params.coactivation} (${params.coactivation ? "neurons stored in co-activation order" : "neurons stored in no particular order"}); ` +
       `measured: newly needed per token with a window of ${o.window}: ${(100 * traceStats.newPerToken).toFixed(2)}% of the FFN (paper, OPT-6.7B: 2.4%), union over k=1/2/4/8 tokens ${[1, 2, 4, 8].map((k) => (100 * traceStats.union[k]).toFixed(1)).join("/")}%, top-10% neurons ${(100 * traceStats.top10Share).toFixed(1)}% of activations, ${traceStats.newRunsPerNeuron.toFixed(2)} storage runs per newly needed neuron`,
     `budget ${formatBytes(budget)} (${o.memoryBudget} of the file), window ${o.window} tokens, ${o.warmup} warm-up + ${o.tokens} measured tokens per variant, ${o.inFlight} reads in flight (UV_THREADPOOL_SIZE=${uv}, UV_USE_IO_URING=${process.env.UV_USE_IO_URING ?? "unset"}; ${o.queue ?? o.inFlight} submitted at once), runs merged across gaps ≤ ${formatBytes(o.maxGap)}, lookahead recall ${params.lookaheadRecall}`,
@@ -171,7 +183,7 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
   const names = (o.variants?.split(",").map((s) => s.trim()) ?? Object.keys(VARIANTS)) as VariantName[];
   for (const n of names) if (!(n in VARIANTS)) throw new Error(`unknown variant "${n}"; known: ${Object.keys(VARIANTS).join(", ")}`);
   const results: VariantResult[] = [];
-  const tokenIds = Array.from({ length: o.warmup + o.tokens + 1 }, ((r) => () => r.int(c.vocabSize))(new XorShift32(o.seed + 17)));
+  const tokenIds = o.selector === "predictor" ? await storyTokens(path, o.warmup + o.tokens + 1) : Array.from({ length: o.warmup + o.tokens + 1 }, ((r) => () => r.int(c.vocabSize))(new XorShift32(o.seed + 17)));
   for (const name of names) {
     const spec = VARIANTS[name];
     if (spec.inMemory && fileBytes > 3.75 * 2 ** 30) {
@@ -232,6 +244,19 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
   say(`[bench] wrote ${base}.json and ${base}.svg`);
 }
 
+/** `n` token ids of {@link BENCH_STORY} (repeated) in the model's own tokenizer. */
+async function storyTokens(path: string, n: number): Promise<number[]> {
+  const source = await NodeFileSource.open(path);
+  try {
+    const model = await openFlashModel(source, { contextLength: 8 });
+    const ids = model.tokenizer.encode(BENCH_STORY.repeat(Math.ceil(n / 20)), true, false).slice(0, n);
+    await model.dispose();
+    return ids;
+  } finally {
+    await source.close();
+  }
+}
+
 interface RunContext extends BenchCommandOptions {
   budget: number;
   params: TraceParams;
@@ -255,7 +280,7 @@ async function runVariant(path: string, name: VariantName, o: RunContext): Promi
       contextLength: o.warmup + o.tokens + 2,
       strategy: spec.strategy,
       window: o.window,
-      selector: spec.inMemory ? new PreloadFirst(trace, c.hiddenDim) : trace,
+      selector: o.selector === "predictor" ? "predictor" : spec.inMemory ? new PreloadFirst(trace, c.hiddenDim) : trace,
       bundling: spec.bundling,
       prefetch: spec.prefetch,
       naiveComputes: spec.naiveComputes,

@@ -1,5 +1,5 @@
 import { Presets, SingleBar } from "cli-progress";
-import { ActivationRecorder, coactivationOrder, corpusSequences, storageRuns, openFlashModel, recordCorpus, trainPredictors, writeWithPredictor, type FlashModel, type PredictorQuality } from "@flashllm/sdk/internal";
+import { ActivationRecorder, coactivationOrder, corpusSequences, defaultRank, storageRuns, openFlashModel, recordCorpus, trainPredictors, writeWithPredictor, type FlashModel, type PredictorQuality } from "@flashllm/sdk/internal";
 import { basename } from "node:path";
 import { NodeFileSink } from "../file-sink.js";
 import { requireFile } from "../input-files.js";
@@ -9,8 +9,11 @@ import { pct, readText, ruleFor } from "./sparsity-common.js";
 export interface CalibrateOptions {
   corpus: string;
   out?: string;
-  rank: number;
+  /** Predictor rank; default `defaultRank(dim, hidden)`. */
+  rank?: number;
   recall: number;
+  /** Thresholds are chosen for `recall + recallMargin` on the validation split. Default 0.01. */
+  recallMargin?: number;
   positions: number;
   epochs: number;
   keepNorm: number;
@@ -18,6 +21,8 @@ export interface CalibrateOptions {
   textBytes?: number;
   /** Store each layer's neurons in co-activation order (sparsity/neuron-order.ts). Default true. */
   reorder?: boolean;
+  /** Train the lookahead (layer l+1's neurons from layer l's input) too. Default true. */
+  lookahead?: boolean;
 }
 
 /** What {@link calibrateFile} measured, for the command's report. */
@@ -25,9 +30,15 @@ export interface CalibrationResult {
   positions: number;
   rule: string;
   hiddenDim: number;
+  rank: number;
   quality: PredictorQuality[];
   /** With reordering: per layer, mean runs of consecutive stored neurons a position's active set falls into, before and after. */
   order?: { method: string; runsBefore: number[]; runsAfter: number[] };
+  /** The trained lookahead's quality on the validation split (entry l: layer l+1 named from layer l). */
+  lookaheadQuality?: PredictorQuality[];
+  /** Wall time of recording and of training, ms. */
+  recordMs: number;
+  trainMs: number;
 }
 
 /**
@@ -48,17 +59,24 @@ export async function calibrateFile(model: string, out: string, o: CalibrateOpti
     recorder = new ActivationRecorder(c.dim, c.hiddenDim, c.nLayers, o.positions, rule);
     const text = await readText(o.corpus, o.textOffset, o.textBytes);
     const sequences = corpusSequences(text, flash.tokenizer, flash.transformer.contextLength);
+    const t0 = performance.now();
     progress?.start(o.positions, 0, { task: "recording activations" });
     await recordCorpus(flash, sequences, recorder, (n) => progress?.update(n));
     progress?.update(recorder.positions);
     progress?.stop();
-    progress?.start(c.nLayers * o.epochs, 0, { task: "training predictors" });
-    const { predictor, quality } = trainPredictors(flash.kernels, recorder.layers.map((l) => ({ ...l, n: recorder!.positions })), c.dim, c.hiddenDim, {
-      rank: o.rank,
+    const t1 = performance.now();
+    const lookahead = o.lookahead ?? true;
+    const rank = o.rank ?? defaultRank(c.dim, c.hiddenDim);
+    progress?.start((lookahead ? 2 * c.nLayers - 1 : c.nLayers) * o.epochs, 0, { task: "training predictors" });
+    const { predictor, quality, lookaheadQuality } = trainPredictors(flash.kernels, recorder.layers.map((l) => ({ ...l, n: recorder!.positions })), c.dim, c.hiddenDim, {
+      rank,
       recallTarget: o.recall,
+      recallMargin: o.recallMargin,
       epochs: o.epochs,
+      lookahead,
       onProgress: (l, e) => progress?.update(l * o.epochs + e + 1),
     });
+    const t2 = performance.now();
     progress?.stop();
     const order = o.reorder === false ? undefined : neuronOrder(recorder);
     const sink = await NodeFileSink.create(out);
@@ -68,17 +86,19 @@ export async function calibrateFile(model: string, out: string, o: CalibrateOpti
         textOffset: o.textOffset,
         positions: recorder.positions,
         rule: rule.kind === "nonzero" ? "relu: h != 0" : `swiglu: neurons keeping ${o.keepNorm} of |h|^2`,
-        rank: o.rank,
+        rank,
+        recallMargin: o.recallMargin ?? 0.01,
         epochs: o.epochs,
         quality,
         neuronOrder: order ? { method: order.method, runsBefore: order.runsBefore, runsAfter: order.runsAfter } : "as converted",
+        ...(lookaheadQuality ? { lookaheadQuality } : {}),
       }, undefined, order?.orders);
       await sink.commit();
     } catch (e) {
       await sink.abort();
       throw e;
     }
-    return { positions: recorder.positions, rule: rule.kind, hiddenDim: c.hiddenDim, quality, order };
+    return { positions: recorder.positions, rule: rule.kind, hiddenDim: c.hiddenDim, rank, quality, lookaheadQuality, recordMs: t1 - t0, trainMs: t2 - t1, order };
   } finally {
     progress?.stop();
     await flash?.dispose();
@@ -105,9 +125,15 @@ export async function calibrateCommand(model: string, o: CalibrateOptions): Prom
   const bar = new SingleBar({ format: "{task} [{bar}] {value}/{total}", hideCursor: true, stream: process.stderr }, Presets.shades_classic);
   const r = await calibrateFile(model, out, o, bar);
   const w = (t: string) => process.stdout.write(t);
-  w(`calibrated on ${r.positions} positions (rule: ${r.rule}); predictors of rank ${o.rank}, recall target ${o.recall}; validation split:\n`);
+  w(`calibrated on ${r.positions} positions (rule: ${r.rule}); predictors of rank ${r.rank}, recall target ${o.recall} (thresholds at ${(o.recall + (o.recallMargin ?? 0.01)).toFixed(3)} on the validation split); validation split:\n`);
   w(`layer  recall  precision  predicted/token  truly active/token  of ${r.hiddenDim}\n`);
-  r.quality.forEach((q, l) => w(`${String(l).padStart(5)}  ${pct(q.recall).padStart(6)}  ${pct(q.precision).padStart(9)}  ${q.predicted.toFixed(1).padStart(15)}  ${q.truth.toFixed(1).padStart(18)}\n`));
+  const row = (l: number, q: PredictorQuality) => w(`${String(l).padStart(5)}  ${pct(q.recall).padStart(6)}  ${pct(q.precision).padStart(9)}  ${q.predicted.toFixed(1).padStart(15)}  ${q.truth.toFixed(1).padStart(18)}\n`);
+  r.quality.forEach((q, l) => row(l, q));
+  if (r.lookaheadQuality) {
+    w(`lookahead (layer l's neurons named from layer l-1's FFN input):\n`);
+    r.lookaheadQuality.forEach((q, l) => row(l + 1, q));
+  }
+  w(`recording ${(r.recordMs / 1000).toFixed(1)} s, training ${(r.trainMs / 1000).toFixed(1)} s\n`);
   if (r.order) w(`neurons stored in co-activation order: a position's active set falls into ${r.order.runsBefore.map((b, l) => `${b}→${r.order!.runsAfter[l]}`).join(", ")} runs per layer (--no-reorder keeps the order)\n`);
   w(`wrote ${out}\n`);
 }

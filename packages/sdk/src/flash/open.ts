@@ -123,7 +123,7 @@ async function openSingle(source: FlashSource, opts: OpenFlashOptions): Promise<
   if (wantPredictor && !m.predictor) throw new FlashError("BAD_ARGUMENT", "this file has no predictors: run `flashllm calibrate` on it first, or choose another selector");
   const kernels = opts.kernels ?? (await Kernels.load());
   // Plan before allocating anything: a budget that cannot work fails before memory grows.
-  const maxRank = Math.max(1, ...(m.predictor?.layers.map((l) => l.rank) ?? [1]));
+  const maxRank = Math.max(1, ...[...(m.predictor?.layers ?? []), ...(m.predictor?.lookahead ?? [])].map((l) => l.rank));
   const predictorScratch = wantPredictor ? (c.dim + maxRank + c.hiddenDim) * 4 + 3 * ALLOC_BLOCK_OVERHEAD : 0;
   const plan = planMemory(m, layout, strategy, contextLength, kernels.memoryBytes, opts.memoryBudget, predictorScratch);
   const predictorData = wantPredictor ? await readPredictor(file, opts.signal) : undefined;

@@ -309,19 +309,26 @@ function validatePredictor(v: unknown, config: ModelConfig, tensors: TensorEntry
   const layersRaw = arr(p.layers, "predictor.layers", LIMITS.nLayers);
   if (layersRaw.length !== config.nLayers) fail("WRONG_DIMS", "predictor.layers", `${config.nLayers} entries (one per layer)`, layersRaw.length);
   const byName = new Map(tensors.map((t) => [t.name, t]));
-  const layers = layersRaw.map((raw, l) => {
-    const e = obj(raw, `predictor.layers[${l}]`);
-    const rank = int(e.rank, `predictor.layers[${l}].rank`, 1, config.hiddenDim);
-    const threshold = num(e.threshold, `predictor.layers[${l}].threshold`, -1e30, 1e30);
-    const want: [string, number[]][] = [[`predictor.${l}.a`, [rank, config.dim]], [`predictor.${l}.b`, [config.hiddenDim, rank]], [`predictor.${l}.c`, [config.hiddenDim]]];
+  // One low-rank entry: its rank, threshold, and tensors `${prefix}.a/.b/.c` present with the right shapes.
+  const entry = (raw: unknown, field: string, prefix: string) => {
+    const e = obj(raw, field);
+    const rank = int(e.rank, `${field}.rank`, 1, config.hiddenDim);
+    const threshold = num(e.threshold, `${field}.threshold`, -1e30, 1e30);
+    const want: [string, number[]][] = [[`${prefix}.a`, [rank, config.dim]], [`${prefix}.b`, [config.hiddenDim, rank]], [`${prefix}.c`, [config.hiddenDim]]];
     for (const [name, shape] of want) {
       const t = byName.get(name);
       if (t?.dtype !== "f32" || t.shape.join(",") !== shape.join(",")) fail("WRONG_DIMS", `tensors.${name}`, `f32 [${shape.join(", ")}]`, t ? `${t.dtype} [${t.shape.join(", ")}]` : "missing");
     }
     return { rank, threshold };
-  });
+  };
+  const layers = layersRaw.map((raw, l) => entry(raw, `predictor.layers[${l}]`, `predictor.${l}`));
   if (typeof p.modelFingerprint !== "string" || !/^[0-9a-f]{8}$/.test(p.modelFingerprint)) fail("BAD_MANIFEST", "predictor.modelFingerprint", "8 hex digits", p.modelFingerprint);
   const info: PredictorInfo = { kind: "lowrank", ...(recallTarget !== undefined ? { recallTarget } : {}), ...(input !== undefined ? { input } : {}), layers, modelFingerprint: p.modelFingerprint as string };
+  if (p.lookahead !== undefined) {
+    const raw = arr(p.lookahead, "predictor.lookahead", LIMITS.nLayers);
+    if (raw.length !== config.nLayers - 1) fail("WRONG_DIMS", "predictor.lookahead", `${config.nLayers - 1} entries (one per layer but the last)`, raw.length);
+    info.lookahead = raw.map((r, l) => entry(r, `predictor.lookahead[${l}]`, `predictor.${l}.next`));
+  }
   if (p.calibration !== undefined) info.calibration = plainCopy(obj(p.calibration, "predictor.calibration"), "predictor.calibration");
   return info;
 }

@@ -166,6 +166,12 @@ export interface PredictorInfo {
   input?: PredictorInput;
   /** One entry per model layer. */
   layers: { rank: number; threshold: number }[];
+  /**
+   * Trained lookahead (optional; readers that do not know it ignore it): entry `l` (one per layer but
+   * the last) names layer `l+1`'s active neurons from layer `l`'s FFN input, with tensors
+   * `predictor.{l}.next.a` / `.next.b` / `.next.c` of the same shapes as a layer's predictor.
+   */
+  lookahead?: { rank: number; threshold: number }[];
   /** The `ffn.crc` section's CRC of the model the predictors were trained on: refuses a graft onto another model. */
   modelFingerprint: string;
   /** How they were made: corpus, positions, activity rule (free-form). */

@@ -7,7 +7,7 @@ import type { Manifest, PredictorInfo } from "../format/types.js";
 import { FlmWriter } from "../format/writer.js";
 import type { FlashModel } from "../flash/open.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
-import type { Predictor } from "./predictor.js";
+import type { Predictor, PredictorLayer } from "./predictor.js";
 import type { LayerActivations } from "./train.js";
 import { storedInOrder } from "./neuron-order.js";
 
@@ -117,9 +117,14 @@ export async function writeWithPredictor(file: FlmFile, predictor: Predictor, si
   const resident = await file.readResident({ signal });
   const kept = m.tensors.filter((t) => !t.name.startsWith("predictor."));
   const decl: TensorDeclaration[] = kept.map((t) => ({ name: t.name, shape: t.shape, dtype: t.dtype }));
-  predictor.layers.forEach((p, l) => {
-    decl.push({ name: `predictor.${l}.a`, shape: [p.rank, c.dim], dtype: "f32" }, { name: `predictor.${l}.b`, shape: [c.hiddenDim, p.rank], dtype: "f32" }, { name: `predictor.${l}.c`, shape: [c.hiddenDim], dtype: "f32" });
-  });
+  // Each low-rank entry as `${prefix}.a/.b/.c`: the layers' predictors, then the trained lookahead's.
+  const entries: [string, PredictorLayer][] = [...predictor.layers.map((p, l): [string, PredictorLayer] => [`predictor.${l}`, p]), ...(predictor.lookahead ?? []).map((p, l): [string, PredictorLayer] => [`predictor.${l}.next`, p])];
+  if (predictor.lookahead && predictor.lookahead.length !== c.nLayers - 1) {
+    throw new FlashError("WRONG_DIMS", `predictor lookahead has ${predictor.lookahead.length} entries; a model of ${c.nLayers} layers needs ${c.nLayers - 1}`);
+  }
+  for (const [name, p] of entries) {
+    decl.push({ name: `${name}.a`, shape: [p.rank, c.dim], dtype: "f32" }, { name: `${name}.b`, shape: [c.hiddenDim, p.rank], dtype: "f32" }, { name: `${name}.c`, shape: [c.hiddenDim], dtype: "f32" });
+  }
   const info: PredictorInfo = {
     kind: "lowrank",
     ...(predictor.recallTarget !== undefined ? { recallTarget: predictor.recallTarget } : {}),
@@ -128,6 +133,7 @@ export async function writeWithPredictor(file: FlmFile, predictor: Predictor, si
     modelFingerprint: stored?.fingerprint ?? file.section(m.ffn.crcSection).crc32,
     calibration,
   };
+  if (predictor.lookahead) info.lookahead = predictor.lookahead.map((p) => ({ rank: p.rank, threshold: p.threshold }));
   const tokenizer = await file.readTokenizer({ signal });
   const stride = m.ffn.bundleStride;
   const writer = new FlmWriter(sink, {
@@ -145,10 +151,10 @@ export async function writeWithPredictor(file: FlmFile, predictor: Predictor, si
     const r = resident.get(t.name)!;
     await writer.writeTensor(t.name, residentData(r));
   }
-  for (const [l, p] of predictor.layers.entries()) {
-    await writer.writeTensor(`predictor.${l}.a`, p.a);
-    await writer.writeTensor(`predictor.${l}.b`, p.b);
-    await writer.writeTensor(`predictor.${l}.c`, p.c);
+  for (const [name, p] of entries) {
+    await writer.writeTensor(`${name}.a`, p.a);
+    await writer.writeTensor(`${name}.b`, p.b);
+    await writer.writeTensor(`${name}.c`, p.c);
   }
   await writer.writeTokenizer(tokenizer);
   for (let l = 0; l < c.nLayers; l++) {
@@ -180,11 +186,14 @@ export async function readPredictor(file: FlmFile, signal?: AbortSignal): Promis
     if (t?.dtype !== "f32") throw new FlashError("BAD_MANIFEST", `predictor tensor ${name} is missing`);
     return t.data.slice();
   };
-  return {
+  const layer = (p: { rank: number; threshold: number }, prefix: string): PredictorLayer => ({ rank: p.rank, threshold: p.threshold, a: f32(`${prefix}.a`), b: f32(`${prefix}.b`), c: f32(`${prefix}.c`) });
+  const out: Predictor = {
     dim: m.config.dim,
     hiddenDim: m.config.hiddenDim,
     ...(info.recallTarget !== undefined ? { recallTarget: info.recallTarget } : {}),
     ...(info.input !== undefined ? { input: info.input } : {}),
-    layers: info.layers.map((p, l) => ({ rank: p.rank, threshold: p.threshold, a: f32(`predictor.${l}.a`), b: f32(`predictor.${l}.b`), c: f32(`predictor.${l}.c`) })),
+    layers: info.layers.map((p, l) => layer(p, `predictor.${l}`)),
   };
+  if (info.lookahead) out.lookahead = info.lookahead.map((p, l) => layer(p, `predictor.${l}.next`));
+  return out;
 }

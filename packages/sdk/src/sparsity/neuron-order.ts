@@ -171,7 +171,11 @@ export function permutePredictorLayer(p: PredictorLayer, order: Int32Array): Pre
 /** Every layer's predictor in its layer's storage order. */
 export function permutePredictor(predictor: Predictor, orders: readonly Int32Array[]): Predictor {
   if (orders.length !== predictor.layers.length) throw new FlashError("WRONG_DIMS", `${orders.length} neuron orders for a predictor of ${predictor.layers.length} layers`);
-  return { ...predictor, layers: predictor.layers.map((p, l) => permutePredictorLayer(p, orders[l])) };
+  const layers = predictor.layers.map((p, l) => permutePredictorLayer(p, orders[l]));
+  // The trained lookahead's entry l names layer l+1's neurons (its rows follow layer l+1's order; its
+  // input, layer l's FFN input, is not permuted).
+  const lookahead = predictor.lookahead?.map((p, l) => permutePredictorLayer(p, orders[l + 1]));
+  return { ...predictor, layers, ...(lookahead ? { lookahead } : {}) };
 }
 
 /**

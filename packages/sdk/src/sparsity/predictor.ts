@@ -27,6 +27,21 @@ export interface Predictor {
   recallTarget?: number;
   /** The vector it reads: the FFN input (default) or the residual stream before the FFN norm (PowerInfer's). */
   input?: PredictorInput;
+  /**
+   * Trained lookahead (optional): entry `l` names layer `l+1`'s active neurons from layer `l`'s FFN
+   * input (one per layer but the last). Without it, {@link LowRankPredictor.predictNext} runs layer
+   * `l+1`'s own predictor on layer `l`'s input.
+   */
+  lookahead?: PredictorLayer[];
+}
+
+/** A predictor layer's weights in WASM memory. */
+interface LayerPtrs {
+  a: number;
+  b: number;
+  c: number;
+  rank: number;
+  threshold: number;
 }
 
 /**
@@ -39,7 +54,8 @@ export class LowRankPredictor implements NeuronSelector {
   readonly name = "predictor";
   readonly input: PredictorInput;
   private readonly blocks: WasmBlock[] = [];
-  private readonly ptrs: { a: number; b: number; c: number; rank: number; threshold: number }[] = [];
+  private readonly ptrs: LayerPtrs[] = [];
+  private readonly ahead: LayerPtrs[] = []; // trained lookahead: entry l names layer l+1 from layer l's input
   private readonly x: WasmBlock;
   private readonly z: WasmBlock;
   private readonly s: WasmBlock;
@@ -47,18 +63,23 @@ export class LowRankPredictor implements NeuronSelector {
   constructor(private readonly k: Kernels, readonly predictor: Predictor) {
     const { dim, hiddenDim } = predictor;
     this.input = predictor.input ?? "ffn";
+    if (predictor.lookahead && predictor.lookahead.length !== predictor.layers.length - 1) {
+      throw new FlashError("WRONG_DIMS", `predictor lookahead has ${predictor.lookahead.length} entries; ${predictor.layers.length} layers need ${predictor.layers.length - 1}`);
+    }
     let maxRank = 1;
-    for (const [l, p] of predictor.layers.entries()) {
+    const upload = (p: PredictorLayer, what: string) => {
       if (p.a.length !== p.rank * dim || p.b.length !== hiddenDim * p.rank || p.c.length !== hiddenDim) {
-        throw new FlashError("WRONG_DIMS", `predictor layer ${l}: shapes do not match rank ${p.rank}, dim ${dim}, hidden ${hiddenDim}`);
+        throw new FlashError("WRONG_DIMS", `${what}: shapes do not match rank ${p.rank}, dim ${dim}, hidden ${hiddenDim}`);
       }
       const a = k.allocF32(p.a);
       const b = k.allocF32(p.b);
       const c = k.allocF32(p.c);
       this.blocks.push(a, b, c);
-      this.ptrs.push({ a: a.ptr, b: b.ptr, c: c.ptr, rank: p.rank, threshold: p.threshold });
       maxRank = Math.max(maxRank, p.rank);
-    }
+      return { a: a.ptr, b: b.ptr, c: c.ptr, rank: p.rank, threshold: p.threshold };
+    };
+    for (const [l, p] of predictor.layers.entries()) this.ptrs.push(upload(p, `predictor layer ${l}`));
+    for (const [l, p] of (predictor.lookahead ?? []).entries()) this.ahead.push(upload(p, `lookahead of layer ${l}`));
     this.x = k.alloc(dim * 4);
     this.z = k.alloc(maxRank * 4);
     this.s = k.alloc(hiddenDim * 4);
@@ -68,7 +89,7 @@ export class LowRankPredictor implements NeuronSelector {
   static bytes(p: Predictor): number {
     let maxRank = 1;
     let total = 0;
-    for (const l of p.layers) {
+    for (const l of [...p.layers, ...(p.lookahead ?? [])]) {
       total += (l.a.length + l.b.length + l.c.length) * 4 + 3 * ALLOC_BLOCK_OVERHEAD;
       maxRank = Math.max(maxRank, l.rank);
     }
@@ -77,8 +98,11 @@ export class LowRankPredictor implements NeuronSelector {
 
   /** Raw scores of every neuron of `layer` for input `x` (a view valid until the next call). */
   scores(layer: number, x: Float32Array): Float32Array {
+    return this.run(this.ptrs[layer], x);
+  }
+
+  private run(p: LayerPtrs, x: Float32Array): Float32Array {
     const { k } = this;
-    const p = this.ptrs[layer];
     const { dim, hiddenDim } = this.predictor;
     k.f32(this.x.ptr, dim).set(x);
     k.k.matvec_f32(this.z.ptr, p.a, this.x.ptr, p.rank, dim);
@@ -89,23 +113,33 @@ export class LowRankPredictor implements NeuronSelector {
   }
 
   select(layer: number, x: Float32Array, out: Int32Array): number {
-    const s = this.scores(layer, x);
-    const t = this.ptrs[layer].threshold;
+    return this.pick(this.ptrs[layer], x, out);
+  }
+
+  private pick(p: LayerPtrs, x: Float32Array, out: Int32Array): number {
+    const s = this.run(p, x);
+    const t = p.threshold;
     let n = 0;
     for (let i = 0; i < s.length; i++) if (s[i] > t) out[n++] = i;
     return n;
   }
 
+  /** Whether {@link predictNext} uses a lookahead trained for it (else layer l+1's own predictor). */
+  get trainedLookahead(): boolean {
+    return this.ahead.length > 0;
+  }
+
   /**
-   * The lookahead (Deja Vu's idea, without extra weights): layer `layer+1`'s predictor applied to layer
-   * `layer`'s FFN input. The residual stream changes little from one layer to the next, so this names
-   * most of the next layer's neurons one layer early, and the flash path (`prefetch`) reads them while
-   * this layer computes. Misses are read on demand: only bytes, never results, depend on it.
-   * `flashllm eval` reports its recall and precision per layer.
+   * The lookahead (Deja Vu's idea): names layer `layer+1`'s neurons from layer `layer`'s FFN input, so
+   * the flash path (`prefetch`) reads them while this layer computes. With a trained lookahead (made by
+   * `flashllm calibrate`: a predictor fitted to the next layer's activity on this layer's input) it
+   * uses that; without, layer `layer+1`'s own predictor on this input (the residual stream changes
+   * little from one layer to the next). Misses are read on demand: only bytes, never results, depend
+   * on it. `flashllm eval` reports its recall and precision per layer.
    */
   predictNext(layer: number, x: Float32Array, out: Int32Array): number {
     if (layer + 1 >= this.ptrs.length) return 0;
-    return this.select(layer + 1, x, out);
+    return this.pick(this.ahead[layer] ?? this.ptrs[layer + 1], x, out);
   }
 
   dispose(): void {
