@@ -36,7 +36,9 @@ function randomPredictor(seed: number): Predictor {
   const r = rng(seed);
   const rank = 8;
   const fill = (n: number, s: number) => Float32Array.from({ length: n }, () => (r() * 2 - 1) * s);
-  return { dim: DIM, hiddenDim: H, recallTarget: 0.9, layers: Array.from({ length: L }, () => ({ rank, a: fill(rank * DIM, 0.3), b: fill(H * rank, 1), c: fill(H, 0.5), threshold: 0.6 })) };
+  const layer = () => ({ rank, a: fill(rank * DIM, 0.3), b: fill(H * rank, 1), c: fill(H, 0.5), threshold: 0.6 });
+  // With a trained lookahead (entry l names layer l+1's neurons): its rows follow layer l+1's order.
+  return { dim: DIM, hiddenDim: H, recallTarget: 0.9, layers: Array.from({ length: L }, layer), lookahead: Array.from({ length: L - 1 }, layer) };
 }
 
 function bundle(file: FlmFile, bytes: Uint8Array[], l: number, i: number): Uint8Array {
@@ -176,6 +178,7 @@ describe("stories260K-relu stored in co-activation order", () => {
     const r = rng(5);
     const out1 = new Int32Array(H);
     const out2 = new Int32Array(H);
+    let named = 0;
     for (let l = 0; l < L; l++) {
       const inv = invertOrder(orders[l]);
       for (let t = 0; t < 20; t++) {
@@ -184,8 +187,17 @@ describe("stories260K-relu stored in co-activation order", () => {
         const n2 = b.predictor!.select(l, x, out2);
         expect(n1).toBeGreaterThan(0);
         expect(Array.from(out2.subarray(0, n2))).toEqual(Array.from(out1.subarray(0, n1), (i) => inv[i]).sort((p, q) => p - q));
+        if (l + 1 < L) {
+          // The lookahead names layer l+1's neurons: under layer l+1's new positions.
+          const next = invertOrder(orders[l + 1]);
+          const m1 = oldSel.predictNext(l, x, out1);
+          const m2 = b.predictor!.predictNext(l, x, out2);
+          named += m1; // a random rank-8 layer names none when every hidden unit is cut by the ReLU
+          expect(Array.from(out2.subarray(0, m2)).sort((p, q) => p - q)).toEqual(Array.from(out1.subarray(0, m1), (i) => next[i]).sort((p, q) => p - q));
+        }
       }
     }
+    expect(named).toBeGreaterThan(0);
     oldSel.dispose();
     await a.dispose();
     await b.dispose();
