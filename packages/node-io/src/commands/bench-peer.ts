@@ -144,7 +144,7 @@ export async function peerBenchCommand(o: PeerBenchOptions): Promise<void> {
   const results: ConditionResult[] = [];
   for (const condition of o.conditions.split(",").map((s) => s.trim()) as ConditionResult["condition"][]) {
     if (condition === "cached") {
-      say(`(a) cached: ${gguf} read into the page cache; llama.cpp with ${threads} threads`);
+      say(withPeer ? `(a) cached: ${gguf} read into the page cache; llama.cpp with ${threads} threads` : "(a) cached: flashllm alone, cold at its budget");
       if (withPeer) warm(gguf);
       const peer = await runPeer();
       if (withPeer) evict(gguf);
