@@ -179,6 +179,8 @@ program
     if (!opts.peer) return benchCommand(opts);
     // The flashllm side is this same command without --peer, in a child process (its own libuv and heap).
     const pass = ["--warmup", String(opts.warmup), "--in-flight", String(opts.inFlight), "--trace", opts.trace, "--window", String(opts.window), "--max-gap", String(opts.maxGap), ...(opts.direct ? [] : ["--no-direct"])];
+    // Trace overrides reach the flashllm side too (`--active 1`: every neuron, dense against dense).
+    for (const [flag, v] of [["--active", opts.active], ["--overlap", opts.overlap], ["--skew", opts.skew], ["--coactivation", opts.coactivation]] as const) if (v !== undefined) pass.push(flag, String(v));
     return peerBenchCommand({
       shape: opts.shape, model: opts.model, gguf: opts.gguf, outDir: opts.outDir, memoryBudget: opts.memoryBudget, tokens: opts.tokens, peerTokens: opts.peerTokens,
       workers: opts.workers, variants: opts.variants ?? "windowed+bundled", conditions: opts.conditions, threads: opts.threads, seed: opts.seed, sides: opts.sides, benchArgs: pass,
