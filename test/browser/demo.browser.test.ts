@@ -5,22 +5,15 @@
 // choice survives a reload; sampling settings reach the engine; the phone layout does not overflow; the
 // page is cross-origin isolated, or says why not. Screenshots go to test/browser/artifacts/.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync, mkdirSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { MemorySource, openFlashModel, openFlm } from "@flashllm/sdk";
 import { startDemoServer } from "../../packages/web-io/demo/server.mjs";
 import type { DemoServer } from "../../packages/web-io/demo/server.mjs";
 import { ensureWebIoBuilt } from "../../packages/web-io/test/build.js";
+import { ARTIFACTS, DESKTOP, PHONE, launchChromium, requireChromium } from "./chromium.js";
 
-const HERE = fileURLToPath(new URL(".", import.meta.url));
-const ARTIFACTS = join(HERE, "artifacts");
-const CHROMIUM = process.env.FLASHLLM_CHROMIUM ?? "/usr/bin/chromium";
-const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
 const SPARSE = "stories260K-relu-pred.flm";
 const PROMPT = "Once upon a time";
 
@@ -77,9 +70,8 @@ function bytesOf(s: string): number {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing (${CHROMIUM}): install it with "bash scripts/setup-browser.sh" or set FLASHLLM_CHROMIUM.`);
+  requireChromium();
   ensureWebIoBuilt();
-  mkdirSync(ARTIFACTS, { recursive: true });
   server = await startDemoServer({ port: 0, host: "127.0.0.1", slowMs: 20 }); // the shipped models (calibrates once)
   const sparse = new Uint8Array(readFileSync(server.models[SPARSE]));
   sparseBytes = sparse.byteLength;
@@ -87,7 +79,7 @@ beforeAll(async () => {
   denseFfnPerToken = m.config.nLayers * m.config.hiddenDim * m.ffn.bundleStride;
   nodeGreedy = await nodeText(sparse, { maxTokens: 100, temperature: 0 });
   nodeSampled = await nodeText(sparse, { maxTokens: 40, temperature: 0.8, topP: 0.9, seed: 42 });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true, timeout: 30_000 });
+  browser = await launchChromium();
 }, 240_000);
 
 afterAll(async () => {

@@ -8,26 +8,19 @@
 // chat replies equal Node's `LanguageModel.chat`. The demo page's workers and chat controls are driven
 // as a user would, with screenshots at 1280×800 and 390×844 in test/browser/artifacts/.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
 import type { Browser, BrowserContext, CDPSession, Page } from "playwright-core";
 import { MemorySink, MemorySource, convertLlama2c, openFlashModel, openFlm } from "@flashllm/sdk/internal";
 import type { ChatMessage } from "@flashllm/sdk/internal";
 import { ensureShippedModel, startDemoServer } from "../../packages/web-io/demo/server.mjs";
 import type { DemoServer } from "../../packages/web-io/demo/server.mjs";
 import { ensureWebIoBuilt } from "../../packages/web-io/test/build.js";
+import { HERE, ARTIFACTS, DESKTOP, PHONE, launchChromium, requireChromium } from "./chromium.js";
 import { LLAMA2_TEMPLATE } from "../chat-templates.js";
 import { STORIES_BIN, STORIES_REF, STORIES_TOK, readBytes, readJson } from "../helpers.js";
 
-const HERE = fileURLToPath(new URL(".", import.meta.url));
-const ARTIFACTS = join(HERE, "artifacts");
-const CHROMIUM = process.env.FLASHLLM_CHROMIUM ?? "/usr/bin/chromium";
-const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
-const DESKTOP = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
 const PROMPT = "Once upon a time";
 const N = 32; // generated tokens compared with Node's
 const CONTEXT = 64;
@@ -112,9 +105,8 @@ async function expectShardedGreedy(page: Page, cdp: CDPSession, where: object, t
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) throw new Error(`Chromium is missing (${CHROMIUM}): install it with "bash scripts/setup-browser.sh" or set FLASHLLM_CHROMIUM.`);
+  requireChromium();
   ensureWebIoBuilt();
-  mkdirSync(ARTIFACTS, { recursive: true });
   tmp = mkdtempSync(join(tmpdir(), "flashllm-shards-browser-"));
   const plainPath = await ensureShippedModel();
   const plain = new Uint8Array(readFileSync(plainPath));
@@ -148,7 +140,7 @@ beforeAll(async () => {
   await chatModel.dispose();
   expect(nodeChat.tokens.length).toBeGreaterThan(0);
 
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true, timeout: 30_000 });
+  browser = await launchChromium();
 }, 120_000);
 
 afterAll(async () => {

@@ -3,22 +3,16 @@
 // memory budget held in WASM memory; clear errors (no Range, truncated file, abort, quota) after which
 // the engine still works. The demo page has its own tests (demo.browser.test.ts).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
 import type { Browser, BrowserContext, Page } from "playwright-core";
 import { MemorySource, openFlashModel } from "@flashllm/sdk";
 import { ensureShippedModel, startDemoServer } from "../../packages/web-io/demo/server.mjs";
 import type { DemoServer } from "../../packages/web-io/demo/server.mjs";
 import { ensureWebIoBuilt } from "../../packages/web-io/test/build.js";
+import { HERE, launchChromium, requireChromium } from "./chromium.js";
 
-const HERE = fileURLToPath(new URL(".", import.meta.url));
-const ARTIFACTS = join(HERE, "artifacts");
-const CHROMIUM = process.env.FLASHLLM_CHROMIUM ?? "/usr/bin/chromium";
-/** Flags that work on these machines (shared/NOTES.md); playwright adds --headless and a fresh profile. */
-const FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"];
 const PROMPT = "Once upon a time";
 const N = 32; // generated tokens compared with Node's
 const CONTEXT = 64;
@@ -81,15 +75,9 @@ async function expectGreedy(where: object, label: string): Promise<Generated> {
 }
 
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) {
-    throw new Error(
-      `Chromium is missing (${CHROMIUM}): the browser tests need it. Install it with "bash scripts/setup-browser.sh" ` +
-        `(as root: apt-get install chromium), or point FLASHLLM_CHROMIUM at a Chromium or Chrome binary.`,
-    );
-  }
+  requireChromium();
   ensureWebIoBuilt();
   tmp = mkdtempSync(join(tmpdir(), "flashllm-browser-"));
-  mkdirSync(ARTIFACTS, { recursive: true });
   // big.flm: a sparse 1 GiB file, for the server that ignores Range (no disk space used).
   const bigPath = join(tmp, "big.flm");
   closeSync(openSync(bigPath, "w"));
@@ -108,7 +96,7 @@ beforeAll(async () => {
   await model.dispose();
   expect(nodeTokens).toHaveLength(N);
 
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS, headless: true, timeout: 30_000 });
+  browser = await launchChromium();
   context = await browser.newContext({ viewport: { width: 1000, height: 900 } });
   page = await context.newPage();
   page.on("pageerror", (e) => pageErrors.push(String(e)));
