@@ -47,6 +47,18 @@ async function generate(model: LanguageModel, c: Case, problems: string[]): Prom
   return out;
 }
 
+/** Opens a converted container with the watched kernels under `budget`, generates, and disposes it. */
+async function generateFlash(flm: Uint8Array, budget: number, c: Case, watch: HeapWatch, problems: string[]): Promise<void> {
+  let model: FlashModel | undefined;
+  try {
+    model = await openFlashModel(new MemorySource(flm), { kernels: watch.kernels, memoryBudget: budget, contextLength: 16 });
+    await generate(model, c, problems);
+    watch.checkLive("after flash generate");
+  } finally {
+    await model?.dispose();
+  }
+}
+
 /** A failure of the test harness itself (not of the code under test): never classified as an outcome. */
 class HarnessError extends Error {}
 
@@ -106,14 +118,7 @@ export async function runCase(c: Case, watch: HeapWatch): Promise<CaseResult> {
         }
         const sink = new MemorySink();
         await convertLlama2c(bin, seed.tok, sink, { activation: seed.activation });
-        let model: FlashModel | undefined;
-        try {
-          model = await openFlashModel(new MemorySource(sink.bytes()), { kernels: watch.kernels, memoryBudget: budget, contextLength: 16 });
-          await generate(model, c, problems);
-          watch.checkLive("after flash generate");
-        } finally {
-          await model?.dispose();
-        }
+        await generateFlash(sink.bytes(), budget, c, watch, problems);
         break;
       }
       case "tokenizer": {
@@ -151,14 +156,7 @@ export async function runCase(c: Case, watch: HeapWatch): Promise<CaseResult> {
         const sink = new MemorySink();
         await sdk.convertGguf(new MemorySource(bytes), sink);
         budget = LLAMA2C_BUDGET;
-        let model: FlashModel | undefined;
-        try {
-          model = await openFlashModel(new MemorySource(sink.bytes()), { kernels: watch.kernels, memoryBudget: budget, contextLength: 16 });
-          await generate(model, c, problems);
-          watch.checkLive("after flash generate");
-        } finally {
-          await model?.dispose();
-        }
+        await generateFlash(sink.bytes(), budget, c, watch, problems);
         break;
       }
       case "safetensors": {
