@@ -1,7 +1,7 @@
 import { defineConfig } from "tsup";
 
 export default defineConfig({
-  entry: { index: "src/index.ts", cli: "src/cli.ts", "shard-worker": "src/shards/shard-worker.ts", "peer-llama-cpp": "src/peer/llama-cpp-child.ts" },
+  entry: { index: "src/index.ts", cli: "src/cli.ts", "shard-worker": "src/shards/shard-worker.ts", "reader-worker": "src/source/reader-worker.ts", "peer-llama-cpp": "src/peer/llama-cpp-child.ts" },
   format: ["esm"],
   dts: { entry: "src/index.ts" },
   clean: true,

@@ -168,6 +168,7 @@ program
   .option("--seed <n>", "seed of weights and trace", int("--seed"), 1)
   .option("--queue <n>", "reads the file source submits at once (default: --in-flight); libuv runs --in-flight of them", int("--queue"))
   .option("--max-gap <bytes>", "merge two runs of missing neurons across a gap of up to this many bytes", int("--max-gap"), 32 * 1024)
+  .addOption(new Option("--reader <where>", "where reads run: thread (a reader thread filling a shared WASM memory while this thread computes) or inline (this thread)").choices(["thread", "inline"]).default("inline"))
   .option("-w, --workers <k>", "shard workers (1: one instance; K > 1: the sharded engine, variants windowed+bundled, lookahead, bundled, naive)", int("--workers"), 1)
   .addOption(new Option("--peer <engine>", "also run a peer on the same shape in the same run: llama.cpp (node-llama-cpp 3.21.1, a GGUF Q8_0 of the shape, dense, mmap)").choices(["llama.cpp"]))
   .option("--gguf <path>", "--peer: the GGUF file (default: written next to the .flm)")
@@ -178,7 +179,7 @@ program
   .action((opts) => {
     if (!opts.peer) return benchCommand(opts);
     // The flashllm side is this same command without --peer, in a child process (its own libuv and heap).
-    const pass = ["--warmup", String(opts.warmup), "--in-flight", String(opts.inFlight), "--trace", opts.trace, "--window", String(opts.window), "--max-gap", String(opts.maxGap), ...(opts.direct ? [] : ["--no-direct"])];
+    const pass = ["--warmup", String(opts.warmup), "--in-flight", String(opts.inFlight), "--trace", opts.trace, "--window", String(opts.window), "--max-gap", String(opts.maxGap), "--reader", opts.reader, ...(opts.direct ? [] : ["--no-direct"])];
     // Trace overrides reach the flashllm side too (`--active 1`: every neuron, dense against dense).
     for (const [flag, v] of [["--active", opts.active], ["--overlap", opts.overlap], ["--skew", opts.skew], ["--coactivation", opts.coactivation]] as const) if (v !== undefined) pass.push(flag, String(v));
     return peerBenchCommand({

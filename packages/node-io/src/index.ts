@@ -1,7 +1,7 @@
 /** Node storage and tools for flashllm. */
 export { SHIPPED_MODELS_DIR, DEFAULT_MODEL, DEFAULT_TOKENIZER } from "./paths.js";
-export { NodeFileSource } from "./source/index.js";
-export type { NodeFileSourceOptions, NodeFileSourceStats } from "./source/index.js";
+export { NodeFileSource, ThreadedFileSource } from "./source/index.js";
+export type { NodeFileSourceOptions, NodeFileSourceStats, ThreadedFileSourceOptions } from "./source/index.js";
 export { NodeFileSink } from "./file-sink.js";
 export { parseBudget } from "./budget.js";
 export { cacheDir, convertFile, flmFor } from "./model-files.js";

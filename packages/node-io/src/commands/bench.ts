@@ -5,12 +5,12 @@ import { cpus, loadavg, release, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import {
-  TRACE_PRESETS, TraceSelector, XorShift32, measureTrace, openFlashModel, openFlm, synthShape,
+  Kernels, TRACE_PRESETS, TraceSelector, XorShift32, measureTrace, openFlashModel, openFlm, synthShape,
   type FlashModel, type FlashStats, type FlashStrategy, type MemoryPlan, type NeuronSelector, type OpenFlashOptions, type TraceParams,
 } from "@flashllm/sdk/internal";
 import { parseBudget } from "../budget.js";
 import { formatBytes } from "../format-stats.js";
-import { NodeFileSource, type NodeFileSourceStats } from "../source/index.js";
+import { NodeFileSource, ThreadedFileSource, type NodeFileSourceStats } from "../source/index.js";
 import { synthFile } from "./synth.js";
 
 export interface BenchCommandOptions {
@@ -45,6 +45,8 @@ export interface BenchCommandOptions {
    * instead of the activation trace on random tokens (for `--model` files made by `flashllm calibrate`).
    */
   selector?: "trace" | "predictor";
+  /** Where reads run: `thread` (a reader thread filling a shared WASM memory) or `inline` (this thread). */
+  reader?: "thread" | "inline";
 }
 
 /** The text `--selector predictor` feeds (teacher-forced), repeated as needed. */
@@ -270,7 +272,9 @@ interface RunContext extends BenchCommandOptions {
  */
 async function runVariant(path: string, name: VariantName, o: RunContext): Promise<VariantResult> {
   const spec = VARIANTS[name];
-  const source = await NodeFileSource.open(path, { direct: o.direct, maxInFlight: o.queue ?? o.inFlight });
+  const threaded = o.reader === "thread";
+  const sourceOptions = { direct: o.direct, maxInFlight: o.queue ?? o.inFlight };
+  const source = threaded ? await ThreadedFileSource.open(path, sourceOptions) : await NodeFileSource.open(path, sourceOptions);
   let model: FlashModel | undefined;
   try {
     const c = (await openFlm(source)).manifest.config;
@@ -285,6 +289,7 @@ async function runVariant(path: string, name: VariantName, o: RunContext): Promi
       prefetch: spec.prefetch,
       naiveComputes: spec.naiveComputes,
       maxGapBytes: o.maxGap,
+      kernels: threaded ? await Kernels.load(undefined, { sharedMemory: true }) : undefined,
     });
     await settle(); // the resident section's JS copy is garbage now: let V8 free it before RSS is sampled
     const ffn = model.flash;
@@ -331,7 +336,7 @@ async function runVariant(path: string, name: VariantName, o: RunContext): Promi
 }
 
 // In its own frame, so no interpreter register keeps the resident section's JS copy alive afterwards.
-function openModel(source: NodeFileSource, opts: OpenFlashOptions): Promise<FlashModel> {
+function openModel(source: NodeFileSource | ThreadedFileSource, opts: OpenFlashOptions): Promise<FlashModel> {
   return openFlashModel(source, opts);
 }
 

@@ -1,5 +1,6 @@
 import { FlashError } from "../errors.js";
 import { rowBytes } from "../format/rows.js";
+import { withSharedMemory } from "./shared-memory.js";
 import { KERNELS_WASM_BASE64 } from "./wasm-bytes.js";
 
 /** Raw exports of the kernels module (see crates/kernels/ABI.md). Pointers are byte offsets. */
@@ -84,12 +85,26 @@ export class Kernels {
     this.k = exports;
   }
 
-  /** Instantiates the kernels from the bytes embedded in the SDK (or from given bytes). */
-  static async load(bytes?: BufferSource): Promise<Kernels> {
-    const code = bytes ?? decodeBase64(KERNELS_WASM_BASE64);
+  /**
+   * Instantiates the kernels from the bytes embedded in the SDK (or from given bytes). With
+   * `sharedMemory`, the linear memory is a shared one (its buffer a SharedArrayBuffer, reserved up to
+   * 4 GiB of address space), so another thread can read weights into it while this one computes; it
+   * needs a host that allows SharedArrayBuffer (Node; browsers only when cross-origin isolated).
+   */
+  static async load(bytes?: BufferSource, options: { sharedMemory?: boolean } = {}): Promise<Kernels> {
+    let code: BufferSource = bytes ?? decodeBase64(KERNELS_WASM_BASE64);
+    if (options.sharedMemory) {
+      const view = ArrayBuffer.isView(code) ? new Uint8Array(code.buffer, code.byteOffset, code.byteLength) : new Uint8Array(code);
+      code = withSharedMemory(view);
+    }
     const module = await WebAssembly.compile(code);
     const instance = await WebAssembly.instantiate(module, {});
     return new Kernels(instance.exports as unknown as KernelExports);
+  }
+
+  /** Whether the linear memory is shared (its buffer a SharedArrayBuffer). */
+  get sharedMemory(): boolean {
+    return typeof SharedArrayBuffer !== "undefined" && this.k.memory.buffer instanceof SharedArrayBuffer;
   }
 
   /** Current size of the linear memory in bytes (what the model costs in WASM memory). */
