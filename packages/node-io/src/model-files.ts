@@ -46,7 +46,8 @@ export async function convertFile(checkpoint: string, tokenizer: string | undefi
       const tensors = hfTensors(reader, spec);
       const tok = await tokenizerFile(needTokenizer());
       const chatTemplate = opts.chatTemplate ?? (await folderChatTemplate(checkpoint, needTokenizer()));
-      await convertTensors({ config: spec.config, has: (n) => tensors.has(n), getTensor: (n) => tensors.getTensor(n) }, tok, sink, {
+      // predictors the checkpoint carries (TurboSparse-Mistral's) are stored as the file's, so it runs sparse without calibration
+      await convertTensors({ config: spec.config, has: (n) => tensors.has(n), getTensor: (n) => tensors.getTensor(n), ...(tensors.predictor ? { predictor: tensors.predictor } : {}) }, tok, sink, {
         ...opts,
         chatTemplate,
         provenance: { sourceFormat: `huggingface ${spec.architecture}`, ...provenance },
