@@ -10,7 +10,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { openFlashModel } from "@flashllm/sdk";
-import { GgmlType, f32Below, type LanguageModel } from "@flashllm/sdk/internal";
+import { GgmlType, f32Below, type FlashModel, type LanguageModel, type ShardedFlashModel } from "@flashllm/sdk/internal";
 import { NodeFileSource, convertFile } from "@flashllm/node-io";
 import { ROOT } from "./helpers.js";
 import { D, F, L, P, V, makePredictor, makeWeights, powerInferGguf, reference, type Family, type PowerInferPredictor } from "./sparse-family-helpers.js";
@@ -125,15 +125,71 @@ describe("PowerInfer predictors: refusals and the threshold", () => {
     expect(e).toMatchObject({ code: "BAD_HEADER" });
     expect((e as Error).message).toContain("predictor of layer 1 is incomplete (blk.1.fc1.weight present, blk.1.fc2.weight missing)");
   });
+});
 
-  it("a predictor of the residual stream is refused on shards, naming why (shards get the FFN input only)", async () => {
-    const w = makeWeights(31);
-    const gguf = join(dir, "refuse.gguf");
-    writeFileSync(gguf, await powerInferGguf(w, "llama", makePredictor(131, 8), 0, GgmlType.F32));
-    const flm = join(dir, "refuse.flm");
-    await convertFile(gguf, undefined, flm);
+describe("PowerInfer predictors on shards (the residual stream broadcast with each FFN step)", () => {
+  const PROMPT = [1, 5, 9, 3]; // BOS, then three letters
+  const STEPS = P - PROMPT.length;
+
+  /** Greedy tokens after `PROMPT` up to the context, and per position and layer the ids the FFN computed (single instance). */
+  async function greedyIds(model: LanguageModel): Promise<number[]> {
+    const tokens = [...PROMPT];
+    for (let pos = 0; pos < P - 1; pos++) {
+      const logits = await model.transformer.forward(tokens[pos], pos);
+      if (pos + 1 < tokens.length) continue;
+      let best = 0;
+      for (let v = 1; v < logits.length; v++) if (logits[v] > logits[best]) best = v;
+      tokens.push(best);
+    }
+    return tokens;
+  }
+
+  it.each([
+    { arch: "llama" as const, threshold: 0.05 as number | undefined, seed: 41 },
+    { arch: "bamboo" as const, threshold: undefined as number | undefined, seed: 42 },
+  ])("$arch: workers 2 (both transports) give the single instance's greedy tokens and each shard its range of the same selections", async ({ arch, threshold, seed }) => {
     const { openModelFile } = await import("@flashllm/node-io");
-    const e = await openModelFile(flm, { workers: 2, contextLength: P }).catch((x: unknown) => x);
-    expect(String((e as Error).message)).toMatch(/residual stream/);
+    const gguf = join(dir, `shards-${arch}.gguf`);
+    writeFileSync(gguf, await powerInferGguf(makeWeights(seed), arch, makePredictor(seed + 100, RANK), threshold, GgmlType.F16));
+    const flm = join(dir, `shards-${arch}.flm`);
+    await convertFile(gguf, undefined, flm);
+
+    // One instance, recording per position and layer which neurons its predictor selected.
+    const selected: Int32Array[] = [];
+    const one = await openModelFile(flm, { contextLength: P, onActivations: (_layer, _x, ids) => selected.push(Int32Array.from(ids)) });
+    const want = await greedyIds(one);
+    const oneStats = (one as FlashModel).flash.stats;
+    expect(oneStats.activeNeurons).toBeLessThan(0.9 * oneStats.layerRuns * F); // the predictor skips neurons
+    expect(oneStats.activeNeurons).toBeGreaterThan(0.1 * oneStats.layerRuns * F);
+    await one.dispose();
+    expect(selected.length).toBe((P - 1) * L);
+
+    for (const transport of ["shared", "message"] as const) {
+      const two = (await openModelFile(flm, { workers: 2, transport, contextLength: P })) as ShardedFlashModel;
+      expect(two.group.transport).toBe(transport);
+      expect(await greedyIds(two), `${arch} ${transport}`).toEqual(want);
+      // Each shard selected exactly the single instance's neurons within its range (had it read the
+      // FFN input instead of the residual stream, its predictor rows would pick other neurons).
+      const figures = await two.shardFigures();
+      for (const [s, slice] of two.slices.entries()) {
+        const inRange = selected.reduce((n, ids) => n + ids.filter((i) => i >= slice.neurons.first && i < slice.neurons.first + slice.neurons.count).length, 0);
+        expect(figures[s].stats.activeNeurons, `${arch} ${transport} shard ${s}`).toBe(inRange);
+      }
+      expect(figures[0].stats.activeNeurons + figures[1].stats.activeNeurons).toBe(oneStats.activeNeurons);
+      await two.dispose();
+    }
+
+    // The CLI: the same text and the same share of neurons used with --workers 2 as with one instance.
+    const run = (workers: number) =>
+      spawnSync(process.execPath, [CLI, "run", "--model", flm, "--prompt", "bcd", "--max-tokens", String(STEPS), "--temperature", "0", "--workers", String(workers)], { encoding: "utf8" });
+    const r1 = run(1);
+    const r2 = run(2);
+    expect(r1.status, r1.stderr).toBe(0);
+    expect(r2.status, r2.stderr).toBe(0);
+    expect(r2.stderr).toContain("on 2 workers");
+    expect(r2.stdout).toBe(r1.stdout);
+    const used = (err: string) => /neurons used ([\d.]+)%/.exec(err)?.[1];
+    expect(used(r1.stderr)).toBeDefined();
+    expect(used(r2.stderr)).toBe(used(r1.stderr));
   });
 });

@@ -147,8 +147,11 @@ function configJson(family: Family): Record<string, unknown> {
     : { ...common, architectures: ["BambooForCausalLM"], model_type: "bamboo", hidden_act: "relu", sliding_window: 4096 };
 }
 
-/** HF keeps q/k rows in rotate_half order: the float64 model above is written in it, so they are stored as they are. */
-export function writeCheckpoint(dir: string, w: W, family: Family): void {
+/**
+ * HF keeps q/k rows in rotate_half order: the float64 model above is written in it, so they are stored
+ * as they are. `extra`: more tensors to store (a checkpoint's own predictors).
+ */
+export function writeCheckpoint(dir: string, w: W, family: Family, extra: RawTensor[] = []): void {
   const t = (name: string, data: Float64Array, shape: number[]): RawTensor => ({ name, dtype: "F32", shape, data: f32Bytes(Float32Array.from(data)) });
   const tensors: RawTensor[] = [t("model.embed_tokens.weight", w.emb, [V, D])];
   for (let l = 0; l < L; l++) {
@@ -165,7 +168,7 @@ export function writeCheckpoint(dir: string, w: W, family: Family): void {
       t(`${p}mlp.down_proj.weight`, w[`${l}.down`], [D, F]),
     );
   }
-  tensors.push(t("model.norm.weight", w.norm, [D]), t("lm_head.weight", w.head, [V, D]));
+  tensors.push(t("model.norm.weight", w.norm, [D]), t("lm_head.weight", w.head, [V, D]), ...extra);
   writeFileSync(join(dir, "model.safetensors"), writeSafetensors(tensors));
   writeFileSync(join(dir, "config.json"), JSON.stringify(configJson(family)));
   writeFileSync(join(dir, "vocab.json"), JSON.stringify("abcdefghijklmnopqrstuvwx".split("")));

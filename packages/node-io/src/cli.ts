@@ -13,6 +13,7 @@ import { serveCommand } from "./commands/serve.js";
 import { cacheDir } from "./model-files.js";
 import { stdoutWatch } from "./output.js";
 import { SHIPPED_NAMES } from "./shipped.js";
+import { CLI_DTYPES } from "./dtypes.js";
 
 stdoutWatch(); // before any output: a closed pipe must not become an uncaught EPIPE
 const { version } = createRequire(import.meta.url)("../package.json") as { version: string };
@@ -65,7 +66,7 @@ program
   .addOption(new Option("--selector <s>", "which neurons to read: all, or the file's predictors (default when it has them)").choices(["all", "predictor"]))
   .option("--max-gap <bytes>", "largest gap read to merge two requests", int("--max-gap"), 32768)
   .option("--context <n>", "KV cache positions (default: what prompt + max tokens can reach)", int("--context"))
-  .addOption(new Option("--dtype <d>", "weights type when converting a .bin").choices(["f32", "q8"]).default("f32"))
+  .option("--dtype <d>", `weights type when converting a .bin, as \`convert --dtype\`: ${CLI_DTYPES.join(", ")} (default f32; each type's conversion is kept)`)
   .addOption(new Option("--activation <a>", "FFN activation of a llama2.c checkpoint (the format does not record it)").choices(["silu", "relu"]).default("silu"))
   .option("--direct", "read with O_DIRECT (bypass the page cache)", false)
   .option("--in-flight <n>", "reads in flight", int("--in-flight"), 8)
@@ -81,7 +82,7 @@ program
   .argument("<checkpoint>", "GGUF file (any name: recognised by its magic), llama2.c checkpoint (.bin), or a Hugging Face Llama folder (config.json + model.safetensors)")
   .argument("<out>", "output .flm file")
   .option("-z, --tokenizer <path>", "tokenizer: llama2.c .bin or tokenizer.json (not needed for GGUF: it carries its own)")
-  .addOption(new Option("--dtype <d>", "weights type: f32, q8 (int8 + scale per row), q8_0 / q4 (ggml blocks of 32), f16; keep = the file's own (GGUF Q8_0/Q4_0/F16 kept as they are; llama2.c and HF: f32)").choices(["keep", "f32", "q8", "q8_0", "q4", "f16"]).default("keep"))
+  .addOption(new Option("--dtype <d>", "weights type: f32, q8 (int8 + scale per row), q8_0 / q4 (ggml blocks of 32), f16; keep = the file's own (GGUF Q8_0/Q4_0/F16 kept as they are; llama2.c and HF: f32)").choices(["keep", ...CLI_DTYPES]).default("keep"))
   .addOption(new Option("--activation <a>", "FFN activation (the llama2.c format does not record it)").choices(["silu", "relu"]).default("silu"))
   .option("--bundle-align <n>", "bundle stride alignment in bytes, a power of two from 16 to 65536 (4096 lets O_DIRECT read single bundles in place)", bundleAlign, 16)
   .action((input, out, opts) => convertCommand(input, out, opts));
@@ -92,7 +93,7 @@ program
   .argument("<file>", ".flm or GGUF file")
   .option("--json", "print the manifest as JSON", false)
   .option("-b, --memory-budget <size>", "GGUF: plan memory for this budget (a share of the converted file, 50%, or bytes)")
-  .addOption(new Option("--dtype <d>", "GGUF: container type to estimate for").choices(["keep", "f32", "q8", "q8_0", "q4", "f16"]).default("keep"))
+  .addOption(new Option("--dtype <d>", "GGUF: container type to estimate for").choices(["keep", ...CLI_DTYPES]).default("keep"))
   .option("--no-verify", "skip checksum verification")
   .action((file, opts) => inspectCommand(file, opts));
 
@@ -205,7 +206,7 @@ program
   .option("--max-body <size>", "largest request body", "1MiB")
   .option("--direct", "read with O_DIRECT (bypass the page cache)", false)
   .option("--in-flight <n>", "reads in flight", int("--in-flight"), 8)
-  .addOption(new Option("--dtype <d>", "weights type when converting a .bin").choices(["f32", "q8"]).default("f32"))
+  .addOption(new Option("--dtype <d>", "weights type when converting a .bin, as `convert --dtype`").choices([...CLI_DTYPES]).default("f32"))
   .addOption(new Option("--activation <a>", "FFN activation of a llama2.c checkpoint").choices(["silu", "relu"]).default("silu"))
   .action((model, opts) => serveCommand(model, opts));
 /** SDK option names in messages, as the flags a CLI user types. */

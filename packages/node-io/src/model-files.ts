@@ -3,7 +3,7 @@ import { existsSync, statSync } from "node:fs";
 import { access, constants, mkdir, readFile, stat } from "node:fs/promises";
 import { homedir } from "node:os";
 import { basename, dirname, join, resolve } from "node:path";
-import { FlashError, chatTemplateFromTokenizerConfig, convertGguf, convertTensors, hfTensors, isGguf, llama2cTensorSource, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type TensorReader, type TokenizerFile } from "@flashllm/sdk/internal";
+import { FlashError, chatTemplateFromTokenizerConfig, convertGguf, convertTensors, hfTensors, isGguf, llama2cTensorSource, mapHfConfig, openShardedSafetensors, openSafetensors, type ConvertOptions, type Dtype, type TensorReader, type TokenizerFile } from "@flashllm/sdk/internal";
 import { NodeFileSource } from "./source/index.js";
 import { NodeFileSink } from "./file-sink.js";
 import { readInputFile, requireFile } from "./input-files.js";
@@ -46,7 +46,8 @@ export async function convertFile(checkpoint: string, tokenizer: string | undefi
       const tensors = hfTensors(reader, spec);
       const tok = await tokenizerFile(needTokenizer());
       const chatTemplate = opts.chatTemplate ?? (await folderChatTemplate(checkpoint, needTokenizer()));
-      await convertTensors({ config: spec.config, has: (n) => tensors.has(n), getTensor: (n) => tensors.getTensor(n) }, tok, sink, {
+      // predictors the checkpoint carries (TurboSparse-Mistral's) are stored as the file's, so it runs sparse without calibration
+      await convertTensors({ config: spec.config, has: (n) => tensors.has(n), getTensor: (n) => tensors.getTensor(n), ...(tensors.predictor ? { predictor: tensors.predictor } : {}) }, tok, sink, {
         ...opts,
         chatTemplate,
         provenance: { sourceFormat: `huggingface ${spec.architecture}`, ...provenance },
@@ -88,7 +89,7 @@ async function refuseOverwritingInput(out: string, inputs: string[]): Promise<vo
  * Safe when several processes start at once: each converts to its own temp file and renames it into
  * place atomically (see {@link NodeFileSink}), so a reader only ever sees a complete file.
  */
-export async function flmFor(checkpoint: string, tokenizer: string, opts: ConvertOptions & { dtype?: "f32" | "q8" } = {}, log?: (msg: string) => void): Promise<string> {
+export async function flmFor(checkpoint: string, tokenizer: string, opts: ConvertOptions & { dtype?: Dtype } = {}, log?: (msg: string) => void): Promise<string> {
   const st = await requireFile(checkpoint, "checkpoint");
   const dtype = opts.dtype ?? "f32";
   const activation = opts.activation ?? "silu";

@@ -2,10 +2,11 @@ import { SingleBar, Presets } from "cli-progress";
 import { stat } from "node:fs/promises";
 import { formatBytes } from "../format-stats.js";
 import { convertFile } from "../model-files.js";
+import { containerDtype, type CliDtype } from "../dtypes.js";
 
 export interface ConvertCliOptions {
   tokenizer?: string;
-  dtype: "keep" | "f32" | "q8" | "q8_0" | "q4" | "f16";
+  dtype: "keep" | CliDtype;
   activation: "silu" | "relu";
   bundleAlign: number;
 }
@@ -15,7 +16,7 @@ export async function convertCommand(input: string, output: string, o: ConvertCl
   const bar = new SingleBar({ format: "converting [{bar}] {value}/{total} steps ({percentage}%)", hideCursor: true, stream: process.stderr }, Presets.shades_classic);
   let started = false;
   await convertFile(input, o.tokenizer, output, {
-    dtype: o.dtype === "keep" ? undefined : o.dtype === "q4" ? "q4_0" : o.dtype,
+    dtype: o.dtype === "keep" ? undefined : containerDtype(o.dtype),
     activation: o.activation,
     bundleAlignment: o.bundleAlign,
     onProgress(done, total) {

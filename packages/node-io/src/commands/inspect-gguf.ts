@@ -3,6 +3,7 @@ import {
   type FfnStorageLayout, type FlashError, type GgufFile, type Manifest,
 } from "@flashllm/sdk/internal";
 import { parseBudget } from "../budget.js";
+import { containerDtype, type CliDtype } from "../dtypes.js";
 import { formatBytes } from "../format-stats.js";
 import type { NodeFileSource } from "../source/index.js";
 
@@ -10,7 +11,7 @@ import type { NodeFileSource } from "../source/index.js";
 export interface InspectGgufOptions {
   json: boolean;
   memoryBudget?: string;
-  dtype: "keep" | "f32" | "q8" | "q8_0" | "q4" | "f16";
+  dtype: "keep" | CliDtype;
 }
 
 /** A sink that keeps nothing: planning a file's layout writes no bytes. */
@@ -44,7 +45,7 @@ export async function inspectGguf(path: string, source: NodeFileSource, o: Inspe
   try {
     const model = ggufModel(file);
     const c = model.config;
-    const dtype = o.dtype === "keep" ? keepDtype(model) : o.dtype === "q4" ? "q4_0" : o.dtype;
+    const dtype = o.dtype === "keep" ? keepDtype(model) : containerDtype(o.dtype);
     const decl = convertDeclaration(model.tensors, model.tokenizer.file, { dtype });
     const manifest = new FlmWriter(nowhere, decl).plan.manifest;
     const plan = planFor(manifest, o.memoryBudget, new FlmWriter(nowhere, decl).fileSize, (await Kernels.load()).memoryBytes);

@@ -1,5 +1,6 @@
 import { isGguf, openFlm } from "@flashllm/sdk";
 import { inspectGguf } from "./inspect-gguf.js";
+import type { CliDtype } from "../dtypes.js";
 import { formatBytes } from "../format-stats.js";
 import { requireFile } from "../input-files.js";
 import { stdoutWatch } from "../output.js";
@@ -11,7 +12,7 @@ import { NodeFileSource } from "../source/index.js";
  * document (the manifest, and the checksum report under `verification`); a failed check also gives
  * exit code 2.
  */
-export async function inspectCommand(path: string, o: { json: boolean; verify: boolean; memoryBudget?: string; dtype?: "keep" | "f32" | "q8" | "q8_0" | "q4" | "f16" }): Promise<void> {
+export async function inspectCommand(path: string, o: { json: boolean; verify: boolean; memoryBudget?: string; dtype?: "keep" | CliDtype }): Promise<void> {
   await requireFile(path, "model");
   const source = await NodeFileSource.open(path);
   const out = stdoutWatch();

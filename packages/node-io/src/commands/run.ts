@@ -3,6 +3,7 @@ import { parseBudget } from "../budget.js";
 import { formatBytes, peakRssBytes } from "../format-stats.js";
 import { readInputFile, requireFile, sniffModel } from "../input-files.js";
 import { flmFor } from "../model-files.js";
+import { containerDtype, parseCliDtype } from "../dtypes.js";
 import { stdoutWatch } from "../output.js";
 import { DEFAULT_SHIPPED, shippedFiles, shippedFlm, type ShippedName } from "../shipped.js";
 import { NodeShardHost } from "../shards/node-shard-host.js";
@@ -23,7 +24,8 @@ export interface RunOptions {
   memoryBudget?: string;
   strategy: FlashStrategy;
   window: number;
-  dtype: "f32" | "q8";
+  /** Weights type when converting a llama2.c checkpoint (one of `CLI_DTYPES`; default f32). */
+  dtype?: string;
   context?: number;
   direct: boolean;
   inFlight: number;
@@ -53,6 +55,9 @@ export async function runCommand(o: RunOptions): Promise<void> {
   if (kind === "llama2c" && !tokPath) throw new FlashError("BAD_ARGUMENT", `${modelPath} is not a .flm container, so it is read as a llama2.c checkpoint, which needs --tokenizer <tok.bin>`);
   if (o.dense && o.memoryBudget !== undefined) throw new FlashError("BAD_ARGUMENT", "--dense loads the whole model into memory, so --memory-budget cannot apply: drop one of them");
   if (!(o.maxTokens >= 0)) throw new FlashError("BAD_ARGUMENT", `--max-tokens must be ≥ 0, got ${o.maxTokens}`);
+  const dtype = o.dtype === undefined ? undefined : parseCliDtype(o.dtype, "--dtype");
+  if (dtype !== undefined && kind === "flm") throw new FlashError("BAD_ARGUMENT", `--dtype applies when converting a llama2.c checkpoint; ${modelPath} is a .flm, which keeps the types it was converted with (\`flashllm inspect\` shows them)`);
+  if (dtype !== undefined && o.dense) throw new FlashError("BAD_ARGUMENT", "--dense runs the checkpoint's own f32 weights in memory; --dtype applies to runs from flash: drop one of them");
   const log = (m: string) => process.stderr.write(`[flashllm] ${m}\n`);
 
   let model: LanguageModel;
@@ -65,7 +70,8 @@ export async function runCommand(o: RunOptions): Promise<void> {
     log(`${modelPath}: dense, the whole model in memory (the reference path): WASM memory ${formatBytes(model.wasmMemoryBytes)}, ${model.transformer.contextLength} positions`);
   } else {
     if (kind === "llama2c") await requireFile(tokPath!, "tokenizer");
-    const flashFile = shipped && !o.tokenizer && o.dtype === "f32" ? await shippedFlm(o.shipped ?? DEFAULT_SHIPPED, log) : kind === "flm" ? modelPath : await flmFor(modelPath, tokPath!, { dtype: o.dtype, activation }, log);
+    // The shipped model at f32 comes with its predictors; any other type is converted (and kept) per type.
+    const flashFile = shipped && !o.tokenizer && (dtype ?? "f32") === "f32" ? await shippedFlm(o.shipped ?? DEFAULT_SHIPPED, log) : kind === "flm" ? modelPath : await flmFor(modelPath, tokPath!, { dtype: containerDtype(dtype ?? "f32"), activation }, log);
     source = await NodeFileSource.open(flashFile, { direct: o.direct, maxInFlight: o.inFlight });
     try {
       const memoryBudget = o.memoryBudget === undefined ? undefined : parseBudget(o.memoryBudget, source.byteLength);

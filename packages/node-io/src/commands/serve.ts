@@ -4,6 +4,7 @@ import { ChatTemplate, type FlashModel, type ShardedFlashModel } from "@flashllm
 import { parseBudget } from "../budget.js";
 import { formatBytes } from "../format-stats.js";
 import { flmFor } from "../model-files.js";
+import { containerDtype, type CliDtype } from "../dtypes.js";
 import { startServer, type ServeEvent } from "../serve/index.js";
 import { openModelFile } from "../shards/open-model-file.js";
 
@@ -22,7 +23,7 @@ export interface ServeCliOptions {
   direct: boolean;
   inFlight: number;
   activation: "silu" | "relu";
-  dtype: "f32" | "q8";
+  dtype: CliDtype;
 }
 
 /**
@@ -33,7 +34,7 @@ export async function serveCommand(modelPath: string, o: ServeCliOptions): Promi
   const isFlm = modelPath.endsWith(".flm");
   if (!isFlm && !o.tokenizer) throw new Error("a llama2.c checkpoint needs --tokenizer <tok.bin>");
   const log = (m: string) => process.stderr.write(`[flashllm] ${m}\n`);
-  const file = isFlm ? modelPath : await flmFor(modelPath, o.tokenizer!, { dtype: o.dtype, activation: o.activation }, log);
+  const file = isFlm ? modelPath : await flmFor(modelPath, o.tokenizer!, { dtype: containerDtype(o.dtype), activation: o.activation }, log);
   const fileBytes = (await stat(file)).size;
   const memoryBudget = o.memoryBudget ? parseBudget(o.memoryBudget, fileBytes) : undefined;
   const apiKey = o.apiKey ?? process.env.FLASHLLM_API_KEY;

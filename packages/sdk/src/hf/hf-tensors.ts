@@ -1,4 +1,6 @@
 import { FlashError, FormatError } from "../errors.js";
+import type { PredictorInfo } from "../format/types.js";
+import { f32Below } from "../gguf/model.js";
 import type { ModelConfig } from "../model/config.js";
 import type { HfModelSpec } from "./hf-config.js";
 import type { ReadTensorOptions, TensorReader } from "./safetensors.js";
@@ -15,6 +17,10 @@ import type { ReadTensorOptions, TensorReader } from "./safetensors.js";
  * OPT's two leading rows are dropped, because the `.flm` config has no offset field and GPT has none),
  * `norm_bias`, `output_bias [vocab]` (when stored), and per layer `attn_norm_bias`, `ffn_norm_bias`,
  * `bq`/`bk`/`bv` (when stored), `bo [dim]`, `b1` (up bias) `[hidden]`, `b2` (down bias) `[dim]`.
+ * A Llama-shaped checkpoint that carries its own sparsity predictors (TurboSparse-Mistral's
+ * `model.layers.{l}.mlp.predictor.fc1|fc2.weight`, see {@link HfTensors.predictor}) adds per layer
+ * `predictor.{l}.a [rank][dim]` (fc1), `predictor.{l}.b [hidden][rank]` (fc2) and `predictor.{l}.c`
+ * (zeros: no bias), as `convertTensors` stores a model's predictors.
  */
 export interface HfTensors {
   readonly spec: HfModelSpec;
@@ -32,6 +38,13 @@ export interface HfTensors {
   getTensor(name: string, options?: ReadTensorOptions): Promise<Float32Array>;
   /** Every tensor in {@link names} order, one read at a time, for streaming conversion. */
   entries(signal?: AbortSignal): AsyncGenerator<[string, Float32Array]>;
+  /**
+   * The predictors the checkpoint carries (TurboSparse-Mistral's `mlp.predictor.fc1/fc2`), in the form
+   * `convertTensors` stores: PowerInfer's (`score = fc2·relu(fc1·x)` on the residual stream entering the
+   * FFN block, neuron kept iff `score ≥ 0`: its default threshold, as no config key carries another).
+   * Undefined when it has none. See docs/sparsity.md.
+   */
+  readonly predictor?: Omit<PredictorInfo, "kind" | "modelFingerprint">;
 }
 
 interface Planned {
@@ -51,7 +64,8 @@ interface Planned {
  * the shape the config implies (else WRONG_DIMS with expected and actual shapes).
  */
 export function hfTensors(reader: TensorReader, spec: HfModelSpec): HfTensors {
-  const plan = spec.family === "llama" ? planLlama(reader, spec) : spec.family === "opt" ? planOpt(reader, spec) : planGpt(spec);
+  const ranks = spec.family === "llama" ? predictorRanks(reader, spec) : undefined;
+  const plan = spec.family === "llama" ? [...planLlama(reader, spec), ...planPredictors(reader, spec, ranks)] : spec.family === "opt" ? planOpt(reader, spec) : planGpt(spec);
   const byName = new Map<string, Planned>();
   for (const p of plan) {
     const info = reader.info(p.from);
@@ -74,6 +88,8 @@ export function hfTensors(reader: TensorReader, spec: HfModelSpec): HfTensors {
   }
   const used = new Set([...byName.values()].map((p) => p.from));
   const getTensor = (name: string, options?: ReadTensorOptions): Promise<Float32Array> => {
+    // the predictors' c: the checkpoint's have no bias
+    if (ranks && /^predictor\.\d+\.c$/.test(name)) return Promise.resolve(new Float32Array(spec.config.hiddenDim));
     const p = byName.get(name);
     if (!p) return Promise.reject(new FlashError("BAD_ARGUMENT", `${spec.architecture} checkpoint has no tensor "${name}"`, { tensor: name }));
     if (!p.skipRows) return reader.readTensor(p.from, options);
@@ -91,7 +107,62 @@ export function hfTensors(reader: TensorReader, spec: HfModelSpec): HfTensors {
     async *entries(signal?: AbortSignal) {
       for (const name of byName.keys()) yield [name, await getTensor(name, { signal })];
     },
+    ...(ranks
+      ? {
+          predictor: {
+            input: "residual" as const,
+            layers: ranks.map((rank) => ({ rank, threshold: PREDICTOR_THRESHOLD })),
+            calibration: { importedFrom: `${spec.architecture} checkpoint (model.layers.N.mlp.predictor.fc1/fc2)`, sparseThreshold: 0 },
+          },
+        }
+      : {}),
   };
+}
+
+/** PowerInfer keeps a neuron iff `score >= 0` by default; flashllm keeps `score > threshold`: the largest f32 below 0. */
+const PREDICTOR_THRESHOLD = f32Below(0);
+
+/** Stored names of layer `l`'s predictor (TurboSparse-Mistral; PowerInfer's `tensor_mapping.py` maps them to `blk.N.fc1/fc2`). */
+function predictorNames(reader: TensorReader, l: number): { fc1: string; fc2: string } {
+  const L = `${prefixOf(reader, "embed_tokens.weight", ["model.", ""])}layers.${l}.mlp.predictor.`;
+  return { fc1: `${L}fc1.weight`, fc2: `${L}fc2.weight` };
+}
+
+/**
+ * Each layer's predictor rank when the checkpoint carries predictors (every layer must have fc1 and
+ * fc2, else BAD_MANIFEST naming the layer; a rank outside 1…hidden is WRONG_DIMS), else undefined.
+ */
+function predictorRanks(reader: TensorReader, spec: HfModelSpec): number[] | undefined {
+  const c = spec.config;
+  const present = (l: number) => {
+    const n = predictorNames(reader, l);
+    return { ...n, has1: reader.has(n.fc1), has2: reader.has(n.fc2) };
+  };
+  const all = Array.from({ length: c.nLayers }, (_, l) => present(l));
+  if (!all.some((p) => p.has1 || p.has2)) return undefined;
+  return all.map((p, l) => {
+    if (!p.has1 || !p.has2) {
+      throw new FormatError("BAD_MANIFEST", `${spec.architecture} checkpoint: the predictor of layer ${l} is incomplete (${p.fc1} ${p.has1 ? "present" : "missing"}, ${p.fc2} ${p.has2 ? "present" : "missing"})`, { layer: l, tensor: p.has1 ? p.fc2 : p.fc1 });
+    }
+    const rank = reader.info(p.fc1)!.shape[0] ?? 0;
+    if (!(rank >= 1 && rank <= c.hiddenDim)) {
+      throw new FormatError("WRONG_DIMS", `${spec.architecture} checkpoint: tensor "${p.fc1}" has shape ${JSON.stringify(reader.info(p.fc1)!.shape)}, a predictor needs [rank ≤ ${c.hiddenDim}, ${c.dim}]`, { tensor: p.fc1, actual: reader.info(p.fc1)!.shape });
+    }
+    return rank;
+  });
+}
+
+/** The predictor tensors to read (shapes checked with the rest: fc1 `[rank][dim]`, fc2 `[hidden][rank]`). */
+function planPredictors(reader: TensorReader, spec: HfModelSpec, ranks: number[] | undefined): Planned[] {
+  if (!ranks) return [];
+  const c = spec.config;
+  return ranks.flatMap((rank, l) => {
+    const n = predictorNames(reader, l);
+    return [
+      { name: `predictor.${l}.a`, from: n.fc1, shape: [rank, c.dim] },
+      { name: `predictor.${l}.b`, from: n.fc2, shape: [c.hiddenDim, rank] },
+    ];
+  });
 }
 
 /** Reads `p.from` and drops its first `p.skipRows` rows (a small table: the extra copy is negligible). */

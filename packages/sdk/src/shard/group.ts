@@ -29,6 +29,7 @@ export class ShardGroup implements FfnBackend {
   private readonly partials: Float32Array[];
   private readonly logitsOut: Float32Array;
   private readonly input: Float32Array;
+  private readonly residual: Float32Array | undefined;
   private pending: { seq: number; left: number; statuses: number[]; resolve: () => void } | undefined;
   private readonly statsWaiters = new Map<number, (f: ShardFigures) => void>();
   private readonly exited: Promise<void>[] = [];
@@ -41,12 +42,14 @@ export class ShardGroup implements FfnBackend {
     readonly dim: number,
     readonly vocab: number,
     private readonly shared: SharedLayout | undefined,
+    withResidual: boolean,
   ) {
     this.failed = new Promise<never>((_, reject) => (this.rejectFailure = reject));
     this.failed.catch(() => {}); // observed through every wait; never an unhandled rejection
     this.partials = slices.map(() => shared ? new Float32Array(0) : new Float32Array(dim));
     this.logitsOut = shared ? shared.logits : new Float32Array(vocab);
     this.input = shared ? shared.input : new Float32Array(dim);
+    this.residual = !withResidual ? undefined : shared ? shared.residual : new Float32Array(dim);
   }
 
   /** How many shards. */
@@ -62,11 +65,12 @@ export class ShardGroup implements FfnBackend {
   /**
    * Starts one worker per config and waits until every shard has loaded its slice. Returns the group
    * and every shard's resident CRC pieces. A shard that fails to start tears all of them down and
-   * the error names it.
+   * the error names it. `residual`: FFN steps also broadcast the residual stream entering the FFN
+   * block (for predictors that read it, PowerInfer's); without, it never travels.
    */
-  static async start(k: Kernels, host: ShardHost, configs: ShardConfig[], dim: number, vocab: number, transport: ShardTransport): Promise<{ group: ShardGroup; pieces: CrcPiece[]; memoryBytes: number[] }> {
+  static async start(k: Kernels, host: ShardHost, configs: ShardConfig[], dim: number, vocab: number, transport: ShardTransport, residual = false): Promise<{ group: ShardGroup; pieces: CrcPiece[]; memoryBytes: number[] }> {
     if (transport === "shared" && typeof SharedArrayBuffer === "undefined") throw new FlashError("UNSUPPORTED", "SharedArrayBuffer is not available here (a browser page needs cross-origin isolation); use transport \"message\"");
-    const shared = transport === "shared" ? SharedLayout.create(configs.length, dim, vocab) : undefined;
+    const shared = transport === "shared" ? SharedLayout.create(configs.length, dim, vocab, residual) : undefined;
     const ports: ShardPort[] = [];
     const ready: ((m: { pieces: CrcPiece[]; memoryBytes: number }) => void)[] = [];
     const readyPromises = configs.map((_, s) => new Promise<{ pieces: CrcPiece[]; memoryBytes: number }>((resolve) => (ready[s] = resolve)));
@@ -76,7 +80,7 @@ export class ShardGroup implements FfnBackend {
       await Promise.allSettled(ports.map((p) => p.terminate()));
       throw e;
     }
-    const g = new ShardGroup(k, ports, configs[0].slices, dim, vocab, shared);
+    const g = new ShardGroup(k, ports, configs[0].slices, dim, vocab, shared, residual);
     ports.forEach((port, s) => {
       let gone: () => void = () => {};
       g.exited.push(new Promise<void>((r) => (gone = r)));
@@ -85,7 +89,7 @@ export class ShardGroup implements FfnBackend {
         gone();
         g.fail(s, { name: e.name, message: `worker ended: ${e.message}`, code: (e as { code?: string }).code });
       });
-      port.postMessage({ t: "init", config: configs[s], dim, vocab, shared: shared?.buffer, shards: configs.length });
+      port.postMessage({ t: "init", config: configs[s], dim, vocab, shared: shared?.buffer, shards: configs.length, residual });
     });
     try {
       const results = await Promise.race([Promise.all(readyPromises), g.failed]);
@@ -170,7 +174,8 @@ export class ShardGroup implements FfnBackend {
       seq = ++this.seq;
       const statuses = this.ports.map(() => Status.ok as number);
       all = new Promise<number[]>((resolve) => (this.pending = { seq, left: this.ports.length, statuses, resolve: () => resolve(statuses) }));
-      for (const p of this.ports) p.postMessage({ t: "cmd", seq, op, layer, pos, input: this.input.slice() });
+      const residual = op === Op.feedForward && this.residual ? this.residual.slice() : undefined;
+      for (const p of this.ports) p.postMessage({ t: "cmd", seq, op, layer, pos, input: this.input.slice(), ...(residual ? { residual } : {}) });
     }
     const onAbort = () => {
       for (const p of this.ports) p.postMessage({ t: "abort", seq });
@@ -198,9 +203,16 @@ export class ShardGroup implements FfnBackend {
 
   beginToken(): void {}
 
-  /** The FFN of `layer`: every shard's neuron range on input `x`, summed into `out`. */
-  async run(layer: number, x: number, out: number, signal?: AbortSignal): Promise<void> {
+  /**
+   * The FFN of `layer`: every shard's neuron range on input `x`, summed into `out`. `residual` (the
+   * stream entering the FFN block) is broadcast too when the group was started with `residual`.
+   */
+  async run(layer: number, x: number, out: number, signal?: AbortSignal, residual?: number): Promise<void> {
     this.input.set(this.k.f32(x, this.dim));
+    if (this.residual) {
+      if (residual === undefined) throw new FlashError("BAD_ARGUMENT", "this sharded model's predictors read the residual stream, which this caller of the FFN does not pass");
+      this.residual.set(this.k.f32(residual, this.dim));
+    }
     await this.step(Op.feedForward, layer, 0, signal);
     this.sumPartials(out);
   }

@@ -108,11 +108,13 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
   const budget = opts.memoryBudget ?? Infinity;
   const share = Math.min((budget - coordinatorBytes) / slices.length, WASM32_MAX_BYTES - moduleBytes - SHARD_HEADROOM);
   const maxRank = Math.max(1, ...(m.predictor?.layers.map((l) => l.rank) ?? [1]));
+  // PowerInfer's predictors read the residual stream before the FFN norm: then (only then) it is broadcast with each FFN step.
+  const residual = wantPredictor && m.predictor!.input === "residual";
   const plans = slices.map((slice) => {
     const parts = shardParts(m, slices, slice, wantPredictor);
     const predictorScratch = wantPredictor ? (c.dim + maxRank + slice.neurons.count) * 4 + 3 * ALLOC_BLOCK_OVERHEAD : 0;
     try {
-      return planFromParts({ resident: partBytes(m, parts), state: ShardEngine.stateBytes(c, slice, contextLength), extra: predictorScratch }, ShardEngine.layout(file, slice), strategy, contextLength, moduleBytes, share);
+      return planFromParts({ resident: partBytes(m, parts), state: ShardEngine.stateBytes(c, slice, contextLength, residual), extra: predictorScratch }, ShardEngine.layout(file, slice), strategy, contextLength, moduleBytes, share);
     } catch (e) {
       const err = e as FlashError;
       throw new FlashError(err.code ?? "BUDGET_TOO_SMALL", `shard ${slice.index} of ${slices.length} (budget share ${Math.floor(share)} bytes after the coordinator's ${coordinatorBytes}): ${err.message}`, { shard: slice.index, ...(err.details ?? {}) });
@@ -137,7 +139,7 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
   const transport = opts.transport ?? (typeof SharedArrayBuffer === "undefined" ? "message" : "shared");
 
   // Shards load their slices while the coordinator loads its own.
-  const starting = ShardGroup.start(kernels, opts.shardHost, configs, c.dim, c.vocabSize, transport);
+  const starting = ShardGroup.start(kernels, opts.shardHost, configs, c.dim, c.vocabSize, transport, residual);
   // A shard may fail before the coordinator's own loading is done: its rejection is handled below
   // (await starting), not reported as unhandled meanwhile (a browser worker reports it to the page).
   starting.catch(() => {});

@@ -6,8 +6,10 @@ import type { CrcPiece } from "./resident.js";
 /**
  * What the coordinator and its shards say to each other. Per step only d floats travel (the input
  * vector, each shard's partial): through a SharedArrayBuffer with Atomics when there is one
- * ({@link SharedLayout}), else inside `cmd`/`done` messages. Everything else (start, statistics,
- * abort, exit, failure) is a message.
+ * ({@link SharedLayout}), else inside `cmd`/`done` messages. A model whose predictors read the
+ * residual stream before the FFN norm (PowerInfer's) also broadcasts that stream with each FFN step
+ * (d more floats); other models never carry it. Everything else (start, statistics, abort, exit,
+ * failure) is a message.
  */
 
 /** The step a shard runs. */
@@ -26,8 +28,9 @@ export interface WireError {
 }
 
 export type ToShard =
-  | { t: "init"; config: ShardConfig; dim: number; vocab: number; shared?: SharedArrayBuffer; shards: number }
-  | { t: "cmd"; seq: number; op: OpCode; layer: number; pos: number; input: Float32Array }
+  | { t: "init"; config: ShardConfig; dim: number; vocab: number; shared?: SharedArrayBuffer; shards: number; residual: boolean }
+  /** `residual`: the residual stream entering the FFN block, on FFN steps of a model started with `residual`. */
+  | { t: "cmd"; seq: number; op: OpCode; layer: number; pos: number; input: Float32Array; residual?: Float32Array }
   | { t: "abort"; seq: number }
   | { t: "stats"; id: number }
   | { t: "exit" };
@@ -74,33 +77,43 @@ const DONE0 = 8; // DONE(s) = 8 + 2s, STATUS(s) = 9 + 2s
 
 /**
  * The shared buffer of a sharded model: control words (sequence, op, layer, position, and per shard
- * the last sequence done and its status), the input vector, one partial slot per shard, and the
- * logits (each shard writes its vocabulary range).
+ * the last sequence done and its status), the input vector, the residual stream (only when the
+ * model's predictors read it), one partial slot per shard, and the logits (each shard writes its
+ * vocabulary range).
  */
 export class SharedLayout {
   readonly ctrl: Int32Array;
   readonly input: Float32Array;
+  /** The residual stream entering the FFN block, for predictors that read it; undefined otherwise. */
+  readonly residual: Float32Array | undefined;
   readonly partials: Float32Array[];
   readonly logits: Float32Array;
 
-  constructor(readonly buffer: SharedArrayBuffer, readonly shards: number, readonly dim: number, readonly vocab: number) {
+  constructor(readonly buffer: SharedArrayBuffer, readonly shards: number, readonly dim: number, readonly vocab: number, withResidual: boolean) {
     const ctrlBytes = SharedLayout.ctrlBytes(shards);
+    const vectors = SharedLayout.vectors(withResidual);
     this.ctrl = new Int32Array(buffer, 0, ctrlBytes / 4);
     this.input = new Float32Array(buffer, ctrlBytes, dim);
-    this.partials = Array.from({ length: shards }, (_, s) => new Float32Array(buffer, ctrlBytes + (1 + s) * dim * 4, dim));
-    this.logits = new Float32Array(buffer, ctrlBytes + (1 + shards) * dim * 4, vocab);
+    this.residual = withResidual ? new Float32Array(buffer, ctrlBytes + dim * 4, dim) : undefined;
+    this.partials = Array.from({ length: shards }, (_, s) => new Float32Array(buffer, ctrlBytes + (vectors + s) * dim * 4, dim));
+    this.logits = new Float32Array(buffer, ctrlBytes + (vectors + shards) * dim * 4, vocab);
   }
 
   static ctrlBytes(shards: number): number {
     return Math.ceil(((DONE0 + 2 * shards) * 4) / 64) * 64;
   }
 
-  static bytes(shards: number, dim: number, vocab: number): number {
-    return SharedLayout.ctrlBytes(shards) + ((1 + shards) * dim + vocab) * 4;
+  // Broadcast vectors ahead of the partials: the input, and the residual stream when it travels.
+  private static vectors(withResidual: boolean): number {
+    return withResidual ? 2 : 1;
   }
 
-  static create(shards: number, dim: number, vocab: number): SharedLayout {
-    return new SharedLayout(new SharedArrayBuffer(SharedLayout.bytes(shards, dim, vocab)), shards, dim, vocab);
+  static bytes(shards: number, dim: number, vocab: number, withResidual: boolean): number {
+    return SharedLayout.ctrlBytes(shards) + ((SharedLayout.vectors(withResidual) + shards) * dim + vocab) * 4;
+  }
+
+  static create(shards: number, dim: number, vocab: number, withResidual: boolean): SharedLayout {
+    return new SharedLayout(new SharedArrayBuffer(SharedLayout.bytes(shards, dim, vocab, withResidual)), shards, dim, vocab, withResidual);
   }
 
   // Coordinator: publish a step; returns its sequence number.

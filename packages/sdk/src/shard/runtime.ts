@@ -38,13 +38,13 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
   };
 
   // Runs one step; the results land in `partial` (or the shared logits), returns the status.
-  const step = async (seq: number, op: OpCode, layer: number, pos: number, input: Float32Array, out: Float32Array, logitsOut: Float32Array): Promise<number> => {
+  const step = async (seq: number, op: OpCode, layer: number, pos: number, input: Float32Array, residual: Float32Array | undefined, out: Float32Array, logitsOut: Float32Array): Promise<number> => {
     if (seq <= abortedUpTo) return Status.aborted;
     const ac = new AbortController();
     current = { seq, ac };
     try {
       if (op === Op.attention) engine!.attention(layer, pos, input, out);
-      else if (op === Op.feedForward) await engine!.feedForward(layer, input, out, ac.signal);
+      else if (op === Op.feedForward) await engine!.feedForward(layer, input, out, ac.signal, residual);
       else if (op === Op.logits) engine!.logits(input, logitsOut);
       return Status.ok;
     } catch (e) {
@@ -63,7 +63,7 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
       const next = await layout.nextStep(seen, () => stopping);
       if (!next) return;
       seen = next.seq;
-      const status = await step(next.seq, next.op, next.layer, next.pos, layout.input, layout.partials[index], logitsOut);
+      const status = await step(next.seq, next.op, next.layer, next.pos, layout.input, layout.residual, layout.partials[index], logitsOut);
       layout.finish(index, next.seq, status);
     }
   };
@@ -99,7 +99,7 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
             logits = new Float32Array(engine.slice.vocab.count);
             endpoint.postMessage({ t: "ready", pieces: opened.pieces, memoryBytes: engine.memoryBytes });
             if (msg.shared) {
-              shared = new SharedLayout(msg.shared, msg.shards, dim, vocab);
+              shared = new SharedLayout(msg.shared, msg.shards, dim, vocab, msg.residual);
               sharedLoop(shared).catch(fail);
             }
           } catch (e) {
@@ -109,10 +109,10 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
         break;
       }
       case "cmd": {
-        const { seq, op, layer, pos, input } = msg;
+        const { seq, op, layer, pos, input, residual } = msg;
         queue = queue.then(async () => {
           try {
-            const status = await step(seq, op, layer, pos, input, partial, logits);
+            const status = await step(seq, op, layer, pos, input, residual, partial, logits);
             endpoint.postMessage({ t: "done", seq, status, output: op === Op.logits ? logits.slice() : op === Op.noop ? new Float32Array(0) : partial.slice() });
           } catch (e) {
             fail(e);

@@ -70,6 +70,7 @@ export class ShardEngine {
   private readonly classifier: Matrix;
   private readonly classifierBias: number;
   private readonly x: number; // input, dim
+  private readonly residual: number; // residual stream entering the FFN block, dim (0 unless the predictors read it)
   private readonly out: number; // partial output, dim
   private readonly q: number;
   private readonly attOut: number;
@@ -119,6 +120,7 @@ export class ShardEngine {
       return b.ptr;
     };
     this.x = f32(c.dim);
+    this.residual = predictor?.input === "residual" ? f32(c.dim) : 0;
     this.out = f32(c.dim);
     this.q = f32(nh * hs);
     this.attOut = f32(nh * hs);
@@ -131,12 +133,15 @@ export class ShardEngine {
     this.valueCache = f32(c.nLayers * contextLength * kv);
   }
 
-  /** WASM bytes of a shard's activations, scratch and KV cache (for the memory plan). */
-  static stateBytes(c: ModelConfig, slice: ShardSlice, contextLength: number): number {
+  /**
+   * WASM bytes of a shard's activations, scratch and KV cache (for the memory plan); `residual`: its
+   * predictors read the residual stream, which it then holds too.
+   */
+  static stateBytes(c: ModelConfig, slice: ShardSlice, contextLength: number, residual = false): number {
     const hs = headSize(c);
     const nh = slice.heads.count;
     const floats = 2 * c.dim + 2 * nh * hs + nh * contextLength + slice.vocab.count + Math.ceil((c.dim + 8) / 2) + hs + 2 * c.nLayers * contextLength * slice.kvHeads.count * hs;
-    return floats * 4 + 11 * 48;
+    return floats * 4 + 11 * 48 + (residual ? c.dim * 4 + 48 : 0);
   }
 
   /** The FFN storage layout of a shard: the model's, over its neuron range (bundles of a range are contiguous). */
@@ -156,10 +161,6 @@ export class ShardEngine {
     if (!slice) throw new FlashError("BAD_ARGUMENT", `shard ${cfg.index} has no slice (${cfg.slices.length} shards)`);
     const withPredictor = cfg.selector === "predictor";
     if (withPredictor && !m.predictor) throw new FlashError("BAD_ARGUMENT", "this file has no predictors: run `flashllm calibrate` on it first, or choose another selector");
-    // Shards receive the FFN input only; a predictor of the residual stream (PowerInfer's) would need it too.
-    if (withPredictor && m.predictor!.input === "residual") {
-      throw new FlashError("UNSUPPORTED", "this file's predictors read the residual stream before the FFN norm (imported from PowerInfer), which sharded runs do not pass to shards: run it unsharded, or calibrate predictors of its own with `flashllm calibrate`");
-    }
     const k = await Kernels.load();
     const store = new WeightStore(k);
     let ffn: FlashFfn | undefined;
@@ -171,6 +172,7 @@ export class ShardEngine {
         ? (predictor = new LowRankPredictor(k, {
             dim: m.config.dim,
             hiddenDim: slice.neurons.count,
+            input: m.predictor!.input, // PowerInfer's read the residual stream: the coordinator then broadcasts it
             layers: m.predictor!.layers.map((p, l) => ({ rank: p.rank, threshold: p.threshold, a: host.get(`predictor.${l}.a`)!, b: host.get(`predictor.${l}.b`)!, c: host.get(`predictor.${l}.c`)! })),
           }))
         : typeof cfg.selector === "object"
@@ -241,14 +243,19 @@ export class ShardEngine {
     this.busy.attentionMs += performance.now() - t0;
   }
 
-  /** This shard's neurons of the FFN for the normalised input: a partial sum written to `output`. */
-  async feedForward(layer: number, input: Float32Array, output: Float32Array, signal?: AbortSignal): Promise<void> {
+  /**
+   * This shard's neurons of the FFN for the normalised input: a partial sum written to `output`.
+   * `residual`: the stream entering the FFN block, which predictors of the residual stream read.
+   */
+  async feedForward(layer: number, input: Float32Array, output: Float32Array, signal?: AbortSignal, residual?: Float32Array): Promise<void> {
     const { k, config: c } = this;
     k.f32(this.x, c.dim).set(input);
+    if (this.residual && !residual) throw new FlashError("BAD_ARGUMENT", "this shard's predictors read the residual stream, which the coordinator did not send");
+    if (this.residual) k.f32(this.residual, c.dim).set(residual!);
     if (layer === 0) this.ffn.beginToken(); // counts tokens in the FFN statistics
     const t0 = performance.now();
     try {
-      await this.ffn.run(layer, this.x, this.out, signal);
+      await this.ffn.run(layer, this.x, this.out, signal, this.residual || undefined);
     } finally {
       this.busy.feedForwardMs += performance.now() - t0;
     }

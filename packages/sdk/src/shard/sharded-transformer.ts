@@ -88,7 +88,7 @@ export class ShardedTransformer implements ForwardPass {
       k.k.add(this.x, this.x, this.xb2, dim);
 
       this.norm(this.xb, this.x, L.ffnNorm);
-      await group.run(l, this.xb, this.xb2, signal);
+      await group.run(l, this.xb, this.xb2, signal, this.x); // the residual travels only if the shards' predictors read it
       if (L.b2) k.k.add(this.xb2, this.xb2, L.b2, dim);
       k.k.add(this.x, this.x, this.xb2, dim);
     }
