@@ -1,5 +1,5 @@
 import { FormatError } from "../errors.js";
-import { FLM_MAGIC, FLM_READ_VERSIONS, FLM_VERSION, HEADER_BYTES, LIMITS } from "./constants.js";
+import { FLM_MAGIC, FLM_READ_VERSIONS, HEADER_BYTES, LIMITS } from "./constants.js";
 
 /**
  * The fixed 16-byte header: magic "FLASHLLM", u32 version, u32 manifest byte length (little-endian).
@@ -15,7 +15,7 @@ export interface FlmHeader {
 }
 
 /** The 16 header bytes for a manifest of `manifestLength` bytes, of container `version`. */
-export function encodeHeader(manifestLength: number, version: number = FLM_VERSION): Uint8Array {
+export function encodeHeader(manifestLength: number, version: number): Uint8Array {
   const bytes = new Uint8Array(HEADER_BYTES);
   bytes.set(new TextEncoder().encode(FLM_MAGIC), 0);
   const view = new DataView(bytes.buffer);
