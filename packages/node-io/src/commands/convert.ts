@@ -8,6 +8,7 @@ export interface ConvertCliOptions {
   dtype: "keep" | "f32" | "q8" | "q8_0" | "q4" | "f16";
   activation: "silu" | "relu";
   bundleAlign: number;
+  woLayout?: "heads" | "rows";
 }
 
 /** `flashllm convert <checkpoint.bin> <out.flm>` with a progress bar. */
@@ -18,6 +19,7 @@ export async function convertCommand(input: string, output: string, o: ConvertCl
     dtype: o.dtype === "keep" ? undefined : o.dtype === "q4" ? "q4_0" : o.dtype,
     activation: o.activation,
     bundleAlignment: o.bundleAlign,
+    woLayout: o.woLayout,
     onProgress(done, total) {
       if (!started) {
         bar.start(total, 0);
