@@ -7,12 +7,13 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  FlmWriter, MemorySink, MemorySource, ShardEngine, convertTensors, encodeManifest, openFlm, planShards, syntheticTokenizer, validateManifest, writeWithPredictor,
+  FlmWriter, GgmlType, MemorySink, MemorySource, ShardEngine, convertGguf, convertTensors, encodeManifest, openFlm, planShards, syntheticTokenizer, validateManifest, writeWithPredictor,
   type Dtype, type FlashSource, type FlmDeclaration, type Manifest, type ModelConfig, type ReadRequest, type ShardConfig,
 } from "@flashllm/sdk/internal";
 import { NodeFileSource, convertFile, openModelFile } from "@flashllm/node-io";
 import { NodeFileSink } from "../packages/node-io/src/file-sink.js";
 import { ROOT, STORIES_BIN, STORIES_TOK, rng } from "./helpers.js";
+import { storiesGguf } from "./gguf-helpers.js";
 
 const dir = mkdtempSync(join(tmpdir(), "flashllm-wohead-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -64,7 +65,7 @@ describe("the column-blocked layout in the container", () => {
     tensors: [{ name: "before", shape: [5] }, { name: "m", shape: [rows, cols], dtype, ...(columnBlock ? { columnBlock } : {}) }, { name: "after", shape: [3], dtype: "f32" }],
     tokenizer: { kind: "none", byteLength: 0 },
   });
-  const write = async (decl: FlmDeclaration, values: Float32Array): Promise<Uint8Array> => {
+  const write = async (decl: FlmDeclaration, values: Parameters<FlmWriter["writeTensor"]>[1]): Promise<Uint8Array> => {
     const sink = new MemorySink();
     const w = new FlmWriter(sink, decl);
     await w.writeTensor("before", Float32Array.from([1, 2, 3, 4, 5]));
@@ -110,6 +111,9 @@ describe("the column-blocked layout in the container", () => {
     const n = (await newFile.readResident()).get("m")!;
     expect(n).toEqual(a);
     expect((await newFile.verifyAll()).ok).toBe(true);
+    // Already-encoded rows (a GGUF's blocks, a q8 tensor copied by calibrate) give the same file.
+    const encoded = a.dtype === "f32" ? a.data : a.dtype === "q8" ? { q: a.q, scales: a.scales } : { dtype: a.dtype, raw: a.raw };
+    expect(Buffer.compare(await write(declare(dtype, block), encoded), newBytes)).toBe(0);
   });
 
   it("refuses column blocks that do not fit, with typed errors naming the field", async () => {
@@ -161,6 +165,18 @@ describe("stories260K: files written before and after", () => {
     expect(rows.version).toBe(1);
     expect(rows.sections).toEqual(old.sections);
     expect(rows.tensors).toEqual(old.tensors);
+  });
+
+  it("GGUF conversion writes wo head-major; a Q8_0 head of 8 values cannot hold a block, so it stays row-major (version 1)", async () => {
+    const f32 = new MemorySink();
+    await convertGguf(new MemorySource(await storiesGguf(GgmlType.F32)), f32);
+    const a = (await openFlm(new MemorySource(f32.bytes()))).manifest;
+    expect([a.version, a.tensors.find((t) => t.name === "layers.4.wo")!.columnBlock]).toEqual([2, 8]);
+    const q8_0 = new MemorySink();
+    await convertGguf(new MemorySource(await storiesGguf(GgmlType.Q8_0)), q8_0);
+    const b = (await openFlm(new MemorySource(q8_0.bytes()))).manifest;
+    expect(b.tensors.find((t) => t.name === "layers.4.wo")!.dtype).toBe("q8_0");
+    expect([b.version, b.tensors.some((t) => t.columnBlock !== undefined)]).toEqual([1, false]);
   });
 
   it.each([1, 2, 3])("workers %i: logits bit for bit between the old-layout and the head-major file (f32 and q8)", async (k) => {
