@@ -3,7 +3,7 @@
 // written in the old and the new layout (one instance and 2-3 shards; GQA, heads not dividing K, block
 // dtypes), and the bytes each shard reads at open, counted by an instrumented source.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {

@@ -57,6 +57,19 @@ function blockRange(p: TensorPart, t: TensorEntry): { first: number; count: numb
 }
 
 /**
+ * The bytes a `rows` or `blocks` part reads in place (offset relative to the resident section), and
+ * how many column blocks they hold (1 for rows). For `gather` parts, the rows the columns come from.
+ */
+function inPlaceSpan(p: TensorPart, t: TensorEntry, mode: ReturnType<typeof partReadMode>): { offset: number; length: number; blocks: number } {
+  if (mode === "blocks") {
+    const b = blockRange(p, t);
+    return { ...columnBlockSpan(t, b.first, b.count), blocks: b.count };
+  }
+  const rowLen = colBytes(t, 0, matrixShape(t).cols);
+  return { offset: t.offset + p.rows.first * rowLen, length: p.rows.count * rowLen, blocks: 1 };
+}
+
+/**
  * Loads `parts` into `store` (WASM memory) and returns the CRC pieces of the bytes they own. Parts
  * named in `toHost` are read into host arrays instead (f32 only: predictor weights, which their
  * selector copies itself) and returned. Every block is allocated before the first read, so memory
@@ -77,12 +90,7 @@ export async function loadParts(
     const t = byName.get(p.tensor);
     if (!t) throw new FormatError("BAD_MANIFEST", `tensor "${p.tensor}" is missing: the forward pass needs it`, { tensor: p.tensor });
     const mode = partReadMode(p, t);
-    // Relative to the resident section: where the bytes this part reads in place start.
-    const span = mode === "blocks" ? (() => {
-      const b = blockRange(p, t);
-      return { ...columnBlockSpan(t, b.first, b.count), blocks: b.count };
-    })() : { offset: t.offset + p.rows.first * colBytes(t, 0, matrixShape(t).cols), length: p.rows.count * colBytes(t, 0, matrixShape(t).cols), blocks: 1 };
-    return { p, t, shape: matrixShape(t), mode, span };
+    return { p, t, shape: matrixShape(t), mode, span: inPlaceSpan(p, t, mode) };
   });
   // 1. Allocate everything.
   const matrices = entries.map(({ p, t, shape, mode, span }) => {
