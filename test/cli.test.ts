@@ -72,6 +72,11 @@ describe("flashllm CLI", () => {
     expect(r.stdout).toMatch(/dtype: resident q8, FFN q8/);
     expect(r.stdout).toMatch(/flash part \(FFN bundles, read on demand\)/);
     expect(r.stdout).toMatch(/checksums: all \d+ sections and 860 bundles verified/);
+    expect(r.stdout).toMatch(/flashllm container v2,/);
+    expect(r.stdout).toMatch(/output projection \(wo\): head-major, blocks of 8 columns/);
+    const old = run(["inspect", `${ROOT}test/data/stories260K-q8-v1.flm`, "--no-verify"]);
+    expect(old.stdout).toMatch(/flashllm container v1,/);
+    expect(old.stdout).toMatch(/output projection \(wo\): row-major/);
     const bytes = readFileSync(out);
     const m = JSON.parse(run(["inspect", out, "--json", "--no-verify"]).stdout);
     const ffn2 = m.sections.find((s: { name: string }) => s.name === "ffn.2");

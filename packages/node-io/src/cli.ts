@@ -85,6 +85,7 @@ program
   .addOption(new Option("--dtype <d>", "weights type: f32, q8 (int8 + scale per row), q8_0 / q4 (ggml blocks of 32), f16; keep = the file's own (GGUF Q8_0/Q4_0/F16 kept as they are; llama2.c and HF: f32)").choices(["keep", ...CLI_DTYPES]).default("keep"))
   .addOption(new Option("--activation <a>", "FFN activation (the llama2.c format does not record it)").choices(["silu", "relu"]).default("silu"))
   .option("--bundle-align <n>", "bundle stride alignment in bytes, a power of two from 16 to 65536 (4096 lets O_DIRECT read single bundles in place)", bundleAlign, 16)
+  .addOption(new Option("--wo-layout <l>", "output projection: heads = head-major, so a shard reads only its heads' columns (container v2); rows = row-major, a v1 file older readers open").choices(["heads", "rows"]).default("heads"))
   .action((input, out, opts) => convertCommand(input, out, opts));
 
 program
@@ -140,6 +141,7 @@ program
   .option("--vocab <n>", "another vocabulary size", int("--vocab"))
   .option("--seed <n>", "PRNG seed", int("--seed"), 1)
   .option("--bundle-align <n>", "bundle stride alignment in bytes, a power of two from 16 to 65536", bundleAlign, 16)
+  .addOption(new Option("--wo-layout <l>", "output projection: heads = head-major, so a shard reads only its heads' columns (container v2); rows = row-major, a v1 file older readers open").choices(["heads", "rows"]).default("heads"))
   .action((opts) => synthCommand(opts));
 
 program

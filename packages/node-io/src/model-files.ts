@@ -85,7 +85,7 @@ async function refuseOverwritingInput(out: string, inputs: string[]): Promise<vo
 /**
  * The `.flm` for a llama2.c checkpoint, converted on first use and kept in {@link cacheDir}. The name
  * carries a digest of everything the result depends on (the checkpoint's size and mtime, the tokenizer's
- * bytes, dtype and activation), so a changed checkpoint or another tokenizer is converted again.
+ * bytes, dtype, activation and layout), so a changed checkpoint or another tokenizer is converted again.
  * Safe when several processes start at once: each converts to its own temp file and renames it into
  * place atomically (see {@link NodeFileSink}), so a reader only ever sees a complete file.
  */
@@ -94,7 +94,7 @@ export async function flmFor(checkpoint: string, tokenizer: string, opts: Conver
   const dtype = opts.dtype ?? "f32";
   const activation = opts.activation ?? "silu";
   const digest = createHash("sha256")
-    .update(JSON.stringify({ size: st.size, mtime: Math.floor(st.mtimeMs), dtype, activation, bundleAlignment: opts.bundleAlignment ?? null }))
+    .update(JSON.stringify({ size: st.size, mtime: Math.floor(st.mtimeMs), dtype, activation, bundleAlignment: opts.bundleAlignment ?? null, woLayout: opts.woLayout ?? "heads" }))
     .update(await readInputFile(tokenizer, "tokenizer"))
     .digest("hex")
     .slice(0, 16);

@@ -9,6 +9,7 @@ export interface ConvertCliOptions {
   dtype: "keep" | CliDtype;
   activation: "silu" | "relu";
   bundleAlign: number;
+  woLayout?: "heads" | "rows";
 }
 
 /** `flashllm convert <checkpoint.bin> <out.flm>` with a progress bar. */
@@ -19,6 +20,7 @@ export async function convertCommand(input: string, output: string, o: ConvertCl
     dtype: o.dtype === "keep" ? undefined : containerDtype(o.dtype),
     activation: o.activation,
     bundleAlignment: o.bundleAlign,
+    woLayout: o.woLayout,
     onProgress(done, total) {
       if (!started) {
         bar.start(total, 0);

@@ -1,4 +1,5 @@
 import { isGguf, openFlm } from "@flashllm/sdk";
+import type { TensorEntry } from "@flashllm/sdk/internal";
 import { inspectGguf } from "./inspect-gguf.js";
 import type { CliDtype } from "../dtypes.js";
 import { formatBytes } from "../format-stats.js";
@@ -38,6 +39,7 @@ export async function inspectCommand(path: string, o: { json: boolean; verify: b
         `dtype: resident ${m.dtype.resident}, FFN ${m.dtype.ffn}; bundle ${m.ffn.bundleBytes} B, stride ${m.ffn.bundleStride} B`,
         `resident part (kept in memory): ${formatBytes(resident)} (${((100 * resident) / source.byteLength).toFixed(1)}%)`,
         `flash part (FFN bundles, read on demand): ${formatBytes(flash)} (${((100 * flash) / source.byteLength).toFixed(1)}%)`,
+        woLayoutLine(m.tensors),
         `tensors: ${m.tensors.length}; sections:`,
         ...m.sections.map((s) => `  ${s.name.padEnd(10)} offset ${String(s.offset).padStart(12)}  length ${String(s.length).padStart(12)}  crc32 ${s.crc32}`),
       ];
@@ -66,4 +68,14 @@ export async function inspectCommand(path: string, o: { json: boolean; verify: b
   } finally {
     await source.close();
   }
+}
+
+/** Which layout the output projections are stored in (docs/FORMAT.md §3.2.1), one line. */
+function woLayoutLine(tensors: readonly TensorEntry[]): string {
+  const wo = tensors.filter((t) => /^layers\.\d+\.wo$/.test(t.name));
+  const blocks = [...new Set(wo.map((t) => t.columnBlock))];
+  if (wo.length === 0) return "output projection (wo): none";
+  if (blocks.length === 1 && blocks[0] !== undefined) return `output projection (wo): head-major, blocks of ${blocks[0]} columns (a shard reads only its heads' columns)`;
+  if (blocks.length === 1) return "output projection (wo): row-major (every shard with heads reads whole rows; convert again for head-major)";
+  return `output projection (wo): mixed, column blocks ${blocks.map((b) => b ?? "none").join("/")}`;
 }

@@ -12,11 +12,12 @@ export interface SynthCommandOptions {
   vocab?: number;
   seed: number;
   bundleAlign: number;
+  woLayout?: "heads" | "rows";
   quiet?: boolean;
 }
 
 /** Writes a random-weight `.flm` of a model's exact shape, streaming, with progress on stderr. */
-export async function synthFile(shape: SynthShape, out: string, o: { seed: number; bundleAlign: number; quiet?: boolean }): Promise<Manifest> {
+export async function synthFile(shape: SynthShape, out: string, o: { seed: number; bundleAlign: number; woLayout?: "heads" | "rows"; quiet?: boolean }): Promise<Manifest> {
   await mkdir(dirname(out), { recursive: true });
   const sink = await NodeFileSink.create(out);
   const t0 = performance.now();
@@ -29,6 +30,7 @@ export async function synthFile(shape: SynthShape, out: string, o: { seed: numbe
     const m = await synthesizeFlm(sink, shape, {
       seed: o.seed,
       bundleAlignment: o.bundleAlign,
+      woLayout: o.woLayout,
       onProgress: (done, total) => {
         const now = performance.now();
         if (now - last < 500 && done < total) return;

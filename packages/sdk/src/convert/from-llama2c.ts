@@ -6,6 +6,7 @@ import { isRowDtype } from "../format/rows.js";
 import type { RowDtype } from "../format/rows.js";
 import { FlashError } from "../errors.js";
 import { kvDim } from "../model/config.js";
+import { headMajorWo } from "../model/head-major.js";
 import type { ModelConfig } from "../model/config.js";
 import type { Llama2cOptions } from "../model/llama2c.js";
 import { readLlama2cCheckpoint } from "../model/llama2c.js";
@@ -23,6 +24,11 @@ export interface ConvertOptions extends Llama2cOptions {
   provenance?: Record<string, unknown>;
   /** The model's chat template (Jinja, e.g. `chat_template` of `tokenizer_config.json`), stored in the manifest. */
   chatTemplate?: string;
+  /**
+   * How the output projection `wo` is stored: `"heads"` (default) head-major, so a shard reads only
+   * its heads' columns (container version 2); `"rows"` row-major, a version-1 file for older readers.
+   */
+  woLayout?: "heads" | "rows";
 }
 
 /** A model's tensors under flashllm's canonical names (see `model/llama2c.ts`), fetched one at a time. */
@@ -103,7 +109,7 @@ export function convertDeclaration(src: Pick<TensorSource, "config" | "has" | "p
     });
   }
   const dtype = opts.dtype ?? "f32";
-  return {
+  const declaration: FlmDeclaration = {
     architecture: llama ? "llama" : "opt",
     config,
     dtype: { resident: dtype, ffn: dtype },
@@ -115,6 +121,7 @@ export function convertDeclaration(src: Pick<TensorSource, "config" | "has" | "p
     // the fingerprint (the ffn.crc section's CRC) is known once the bundles are written: the writer fills it
     ...(p ? { predictor: { kind: "lowrank" as const, ...p, modelFingerprint: "00000000" }, fingerprintPredictor: true } : {}),
   };
+  return opts.woLayout === "rows" ? declaration : headMajorWo(declaration);
 }
 
 /**

@@ -5,8 +5,16 @@
 
 /** The 8 ASCII bytes every `.flm` file starts with. */
 export const FLM_MAGIC = "FLASHLLM";
-/** The container version this code writes and the only one it reads. */
-export const FLM_VERSION = 1;
+/**
+ * The newest container version: 2 adds column-blocked tensors (`columnBlock`, docs/FORMAT.md §3.2.1).
+ * The writer writes 2 only when a tensor uses them, else 1, so a file states the oldest reader that
+ * can read it; this reader reads both.
+ */
+export const FLM_VERSION = 2;
+/** Version of files without column-blocked tensors (readable by every reader). */
+export const FLM_VERSION_ROWS = 1;
+/** Versions this reader accepts. */
+export const FLM_READ_VERSIONS: readonly number[] = [1, 2];
 /** Bytes of the fixed header: magic (8), u32 version, u32 manifest byte length. */
 export const HEADER_BYTES = 16;
 /** Every section starts at a multiple of this, so sections can be read with O_DIRECT. */

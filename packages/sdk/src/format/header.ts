@@ -1,5 +1,5 @@
 import { FormatError } from "../errors.js";
-import { FLM_MAGIC, FLM_VERSION, HEADER_BYTES, LIMITS } from "./constants.js";
+import { FLM_MAGIC, FLM_READ_VERSIONS, HEADER_BYTES, LIMITS } from "./constants.js";
 
 /**
  * The fixed 16-byte header: magic "FLASHLLM", u32 version, u32 manifest byte length (little-endian).
@@ -8,18 +8,18 @@ import { FLM_MAGIC, FLM_VERSION, HEADER_BYTES, LIMITS } from "./constants.js";
 
 /** Decoded header. */
 export interface FlmHeader {
-  /** Container version (always {@link FLM_VERSION} once decoded). */
+  /** Container version (one of {@link FLM_READ_VERSIONS} once decoded). */
   version: number;
   /** Byte length of the UTF-8 JSON manifest that starts at byte 16. */
   manifestLength: number;
 }
 
-/** The 16 header bytes for a manifest of `manifestLength` bytes. */
-export function encodeHeader(manifestLength: number): Uint8Array {
+/** The 16 header bytes for a manifest of `manifestLength` bytes, of container `version`. */
+export function encodeHeader(manifestLength: number, version: number): Uint8Array {
   const bytes = new Uint8Array(HEADER_BYTES);
   bytes.set(new TextEncoder().encode(FLM_MAGIC), 0);
   const view = new DataView(bytes.buffer);
-  view.setUint32(8, FLM_VERSION, true);
+  view.setUint32(8, version, true);
   view.setUint32(12, manifestLength, true);
   return bytes;
 }
@@ -44,9 +44,9 @@ export function decodeHeader(bytes: Uint8Array, fileSize: number): FlmHeader {
   }
   const view = new DataView(bytes.buffer, bytes.byteOffset, HEADER_BYTES);
   const version = view.getUint32(8, true);
-  if (version !== FLM_VERSION) {
-    throw new FormatError("BAD_VERSION", `unsupported .flm version ${version}; this reader handles version ${FLM_VERSION}`, {
-      expected: FLM_VERSION,
+  if (!FLM_READ_VERSIONS.includes(version)) {
+    throw new FormatError("BAD_VERSION", `unsupported .flm version ${version}; this reader handles versions ${FLM_READ_VERSIONS.join(", ")}`, {
+      expected: FLM_READ_VERSIONS.join(" or "),
       actual: version,
     });
   }

@@ -3,7 +3,7 @@ import { alignUp } from "./bytes.js";
 import { bundleLayout } from "./bundle.js";
 import { checkRowLength, rowBytes } from "./rows.js";
 import type { BundleLayout } from "./bundle.js";
-import { BUNDLE_CRC_BYTES, DEFAULT_BUNDLE_ALIGNMENT, FFN_CRC_SECTION, FLM_VERSION, HEADER_BYTES, RESIDENT_SECTION, SECTION_ALIGNMENT, TENSOR_ALIGNMENT, TOKENIZER_SECTION, ffnSectionName } from "./constants.js";
+import { BUNDLE_CRC_BYTES, DEFAULT_BUNDLE_ALIGNMENT, FFN_CRC_SECTION, FLM_VERSION, FLM_VERSION_ROWS, HEADER_BYTES, RESIDENT_SECTION, SECTION_ALIGNMENT, TENSOR_ALIGNMENT, TOKENIZER_SECTION, ffnSectionName } from "./constants.js";
 import { encodeManifest, validateConfig, validateManifest } from "./manifest.js";
 import type { Architecture, Dtype, Manifest, ModelConfig, PredictorInfo, SectionEntry, TensorEntry, TokenizerKind } from "./types.js";
 
@@ -21,6 +21,11 @@ export interface TensorDeclaration {
   shape: readonly number[];
   /** Storage type; defaults to `dtype.resident` for matrices (rank ≥ 2) and f32 for vectors (norms, biases). */
   dtype?: Dtype;
+  /**
+   * Store this matrix column-blocked, blocks of this many columns (docs/FORMAT.md §3.2.1; the file is
+   * then version 2). The data is still supplied row-major: the writer rearranges it.
+   */
+  columnBlock?: number;
 }
 
 /** Everything the writer must know up front. */
@@ -77,7 +82,8 @@ export function planFlm(decl: FlmDeclaration): FlmPlan {
     const fileSize = alignUp(sections.reduce((m, s) => Math.max(m, s.offset + s.length), dataStart), SECTION_ALIGNMENT);
     const draft: Manifest = {
       format: "flashllm",
-      version: FLM_VERSION,
+      // Version 2 only when it is needed: a file without column blocks stays readable by version-1 readers.
+      version: tensors.some((t) => t.columnBlock !== undefined) ? FLM_VERSION : FLM_VERSION_ROWS,
       architecture: decl.architecture,
       config,
       dtype: { ...decl.dtype },
@@ -122,10 +128,11 @@ function placeTensors(decl: FlmDeclaration): { tensors: TensorEntry[]; residentB
     checkRowLength(dtype, cols, `tensor "${t.name}"`);
     const length = (elements / cols) * rowBytes(dtype, cols);
     cursor = offset + length;
-    if (dtype !== "q8") return { name: t.name, dtype, shape, offset, length };
+    const blocked = t.columnBlock !== undefined ? { columnBlock: t.columnBlock } : {};
+    if (dtype !== "q8") return { name: t.name, dtype, shape, offset, length, ...blocked };
     const scaleOffset = alignUp(cursor, TENSOR_ALIGNMENT);
     cursor = scaleOffset + (elements / shape[shape.length - 1]) * 4;
-    return { name: t.name, dtype, shape, offset, length, scaleOffset };
+    return { name: t.name, dtype, shape, offset, length, ...blocked, scaleOffset };
   });
   return { tensors, residentBytes: cursor };
 }

@@ -3,7 +3,7 @@ import { alignUp } from "./bytes.js";
 import { bundleLayout } from "./bundle.js";
 import { isBlockDtype, rowBytes } from "./rows.js";
 import { arr, bool, fail, int, name, num, obj, oneOf } from "./check.js";
-import { BUNDLE_CRC_BYTES, FLM_VERSION, HEADER_BYTES, LIMITS, MAX_BUNDLE_ALIGNMENT, MIN_BUNDLE_ALIGNMENT, SECTION_ALIGNMENT, TENSOR_ALIGNMENT } from "./constants.js";
+import { BUNDLE_CRC_BYTES, FLM_READ_VERSIONS, FLM_VERSION, HEADER_BYTES, LIMITS, MAX_BUNDLE_ALIGNMENT, MIN_BUNDLE_ALIGNMENT, SECTION_ALIGNMENT, TENSOR_ALIGNMENT } from "./constants.js";
 import type { Dtype, FfnInfo, Manifest, ModelConfig, PredictorInfo, SectionEntry, TensorEntry, TokenizerInfo } from "./types.js";
 
 /**
@@ -32,8 +32,8 @@ export function validateManifest(json: unknown, fileSize: number, options: Valid
   const root = obj(json, "manifest");
   if (root.format !== "flashllm") fail("BAD_MANIFEST", "format", '"flashllm"', root.format);
   const version = int(root.version, "version", 0, 0xffffffff);
-  if (version !== FLM_VERSION) {
-    throw new FormatError("BAD_VERSION", `manifest field version: expected ${FLM_VERSION}, got ${version}`, { field: "version", expected: FLM_VERSION, actual: version });
+  if (!FLM_READ_VERSIONS.includes(version)) {
+    throw new FormatError("BAD_VERSION", `manifest field version: expected ${FLM_READ_VERSIONS.join(" or ")}, got ${version}`, { field: "version", expected: FLM_READ_VERSIONS.join(" or "), actual: version });
   }
   const architecture = oneOf(root.architecture, "architecture", ["llama", "opt"] as const);
   const config = validateConfig(root.config);
@@ -41,7 +41,7 @@ export function validateManifest(json: unknown, fileSize: number, options: Valid
   const dtype = { resident: oneOf(d.resident, "dtype.resident", DTYPES), ffn: oneOf(d.ffn, "dtype.ffn", DTYPES) };
   const sections = validateSections(root.sections, fileSize, options.dataStart ?? HEADER_BYTES);
   const byName = new Map(sections.map((s) => [s.name, s]));
-  const tensors = validateTensors(root.tensors, byName);
+  const tensors = validateTensors(root.tensors, byName, version);
   const ffn = validateFfn(root.ffn, config, dtype.ffn, byName);
   const tokenizer = validateTokenizer(root.tokenizer, byName);
   // A section may back only one role: a layer that is also the resident section would be read as both.
@@ -137,7 +137,7 @@ function requireSection(byName: Map<string, SectionEntry>, sname: string, field:
   return s;
 }
 
-function validateTensors(v: unknown, byName: Map<string, SectionEntry>): TensorEntry[] {
+function validateTensors(v: unknown, byName: Map<string, SectionEntry>, version: number): TensorEntry[] {
   const resident = requireSection(byName, "resident", "sections");
   const list = arr(v, "tensors", LIMITS.tensors);
   const out: TensorEntry[] = [];
@@ -183,6 +183,15 @@ function validateTensors(v: unknown, byName: Map<string, SectionEntry>): TensorE
     }
     place(`${f}.offset`, tname, offset, length);
     const entry: TensorEntry = { name: tname, dtype, shape, offset, length };
+    if (t.columnBlock !== undefined) {
+      // Column blocks are new in version 2: a version-1 reader would take them for rows.
+      if (version < FLM_VERSION) fail("BAD_MANIFEST", `${f}.columnBlock`, `container version ${FLM_VERSION} or later for column-blocked tensors`, version, { tensor: tname });
+      const block = int(t.columnBlock, `${f}.columnBlock`, 1, cols, "WRONG_DIMS");
+      if (shape.length !== 2) fail("WRONG_DIMS", `${f}.columnBlock`, "a matrix (2 dimensions) to cut into column blocks", shape.join("×"), { tensor: tname });
+      if (cols % block !== 0) fail("WRONG_DIMS", `${f}.columnBlock`, `a divisor of the ${cols} columns`, block, { tensor: tname });
+      if (isBlockDtype(dtype) && block % 32 !== 0) fail("WRONG_DIMS", `${f}.columnBlock`, `a multiple of 32 (${dtype} blocks hold 32 values)`, block, { tensor: tname });
+      entry.columnBlock = block;
+    }
     if (dtype === "q8") {
       const rows = elements / shape[shape.length - 1];
       const scaleOffset = int(t.scaleOffset, `${f}.scaleOffset`, 0, MAX);

@@ -6,6 +6,7 @@ import { alignUp, bytesToF32, int8View } from "./bytes.js";
 import { bundleLayout } from "./bundle.js";
 import type { BundleLayout } from "./bundle.js";
 import { BUNDLE_CRC_BYTES, HEADER_BYTES, MAX_BUNDLE_ALIGNMENT, MIN_BUNDLE_ALIGNMENT } from "./constants.js";
+import { blocksToRows, columnBlockBytes } from "./column-blocks.js";
 import { Crc32, crc32, crcToHex, hexToCrc } from "./crc32.js";
 import { decodeHeader } from "./header.js";
 import type { FlmHeader } from "./header.js";
@@ -95,6 +96,9 @@ export async function openFlm(source: FlashSource, options: { signal?: AbortSign
     await source.read([{ offset: HEADER_BYTES, length: header.manifestLength, target: manifestBytes }], options.signal);
   }
   const manifest = validateManifest(decodeManifest(manifestBytes), fileSize, { dataStart: end });
+  if (manifest.version !== header.version) {
+    throw new FormatError("BAD_VERSION", `manifest field version: ${manifest.version} disagrees with the header's version ${header.version}`, { field: "version", expected: header.version, actual: manifest.version });
+  }
   return new FlmFile(source, header, manifest);
 }
 
@@ -143,20 +147,32 @@ export class FlmFile {
     return target;
   }
 
-  /** Reads the resident section (one read) and returns its tensors by name as views of it. */
+  /**
+   * Reads the resident section (one read) and returns its tensors by name, row-major: views of the
+   * section's bytes, or for column-blocked tensors (§3.2.1) row-major copies of them.
+   */
   async readResident(options: ReadOptions = {}): Promise<Map<string, ResidentTensor>> {
-    const bytes = await this.readSection("resident", options);
+    const section = await this.readSection("resident", options);
     const out = new Map<string, ResidentTensor>();
     for (const t of this.manifest.tensors) {
       const elements = t.shape.reduce((a, b) => a * b, 1);
       const shape = [...t.shape];
+      // Column-blocked data (§3.2.1) is put back in row-major order, in a copy of its own.
+      let bytes = section;
+      let at = t.offset;
+      if (t.columnBlock !== undefined) {
+        const { rows, blockRowBytes, blocks } = columnBlockBytes(t);
+        bytes = new Uint8Array(t.length);
+        at = 0;
+        blocksToRows(section.subarray(t.offset, t.offset + t.length), bytes, rows, blockRowBytes, blocks);
+      }
       if (t.dtype === "f32") {
-        out.set(t.name, { name: t.name, dtype: "f32", shape, data: bytesToF32(bytes, t.offset, elements) });
+        out.set(t.name, { name: t.name, dtype: "f32", shape, data: bytesToF32(bytes, at, elements) });
       } else if (isRowDtype(t.dtype)) {
-        out.set(t.name, { name: t.name, dtype: t.dtype, shape, raw: bytes.subarray(t.offset, t.offset + t.length) });
+        out.set(t.name, { name: t.name, dtype: t.dtype, shape, raw: bytes.subarray(at, at + t.length) });
       } else {
         const rows = elements / shape[shape.length - 1];
-        out.set(t.name, { name: t.name, dtype: "q8", shape, q: int8View(bytes, t.offset, elements), scales: bytesToF32(bytes, t.scaleOffset!, rows) });
+        out.set(t.name, { name: t.name, dtype: "q8", shape, q: int8View(bytes, at, elements), scales: bytesToF32(section, t.scaleOffset!, rows) });
       }
     }
     return out;

@@ -79,6 +79,13 @@ export interface TensorEntry {
   length: number;
   /** q8 only: byte offset of the `rows` f32 scales in the resident section; multiple of 16. */
   scaleOffset?: number;
+  /**
+   * Version 2, matrices only: the data is stored column-blocked (docs/FORMAT.md §3.2.1): `cols /
+   * columnBlock` blocks, block `b` holding columns `[b·columnBlock, (b+1)·columnBlock)` of every row,
+   * rows in order. q8 scales stay one per row. Absent: row-major. The output projection is stored so
+   * with one block per attention head, so a shard reads its heads' columns as one span.
+   */
+  columnBlock?: number;
 }
 
 /** Where the FFN bundles are and how each one is laid out (kernel ABI, "Sparse FFN over neuron bundles"). */

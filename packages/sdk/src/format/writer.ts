@@ -3,6 +3,7 @@ import { f32ToBytes } from "./bytes.js";
 import { packBundle } from "./bundle.js";
 import type { BundleLayout, NeuronWeights } from "./bundle.js";
 import { BUNDLE_CRC_BYTES, FFN_CRC_SECTION, HEADER_BYTES, RESIDENT_SECTION, ffnSectionName } from "./constants.js";
+import { columnBlockBytes, rowsToBlocks } from "./column-blocks.js";
 import { Crc32, crc32, crcToHex } from "./crc32.js";
 import { encodeHeader } from "./header.js";
 import { planFlm } from "./layout.js";
@@ -103,7 +104,8 @@ export class FlmWriter {
       throw argError(`tensor "${name}" (${t.dtype}) needs ${elements} int8 values and ${elements / cols} scales`);
     }
     await this.run(async () => {
-      if (t.dtype === "f32") await this.residentPut(t.offset, f32ToBytes(data as Float32Array));
+      if (t.columnBlock !== undefined) await this.writeColumnBlocked(t, data, cols);
+      else if (t.dtype === "f32") await this.residentPut(t.offset, f32ToBytes(data as Float32Array));
       else if (isRowDtype(t.dtype)) await this.writeRows(t, t.dtype, data as Float32Array | { raw: Uint8Array }, cols);
       else await this.writeQ8(t, data as Float32Array | QuantizedRows, cols);
       this.nextTensor++;
@@ -184,7 +186,7 @@ export class FlmWriter {
       // Fixed-width CRCs keep the length the planner reserved; anything else is a bug here.
       if (json.byteLength !== this.plan.manifestLength) throw new Error(`flm writer bug: manifest is ${json.byteLength} bytes, planned ${this.plan.manifestLength}`);
       const head = new Uint8Array(this.plan.dataStart);
-      head.set(encodeHeader(json.byteLength), 0);
+      head.set(encodeHeader(json.byteLength, manifest.version), 0);
       head.set(json, HEADER_BYTES);
       await this.sink.write(0, head);
       this.finished = true;
@@ -251,6 +253,37 @@ export class FlmWriter {
       const n = Math.min(rowsPerChunk, rows - r0);
       await this.residentPut(t.offset + r0 * per, encodeRows(dtype, data.subarray(r0 * cols, (r0 + n) * cols)));
     }
+  }
+
+  /**
+   * A column-blocked matrix (§3.2.1): the rows are encoded whole (q8: quantized per row, so the
+   * scales are those of the row-major file), then rearranged into blocks and written in file order
+   * (the section CRC runs over the bytes in order). Holds the encoded tensor twice in memory.
+   */
+  private async writeColumnBlocked(t: TensorEntry, data: Float32Array | QuantizedRows | { raw: Uint8Array }, cols: number): Promise<void> {
+    const rows = t.length / rowBytes(t.dtype, cols);
+    let encoded: Uint8Array;
+    let scales: Float32Array | undefined;
+    if (data instanceof Float32Array) {
+      if (t.dtype === "f32") encoded = f32ToBytes(data);
+      else if (isRowDtype(t.dtype)) encoded = encodeRows(t.dtype, data);
+      else {
+        const q = new Int8Array(data.length);
+        scales = new Float32Array(rows);
+        for (let r = 0; r < rows; r++) scales[r] = quantizeVector(data, q, r * cols, r * cols, cols);
+        encoded = new Uint8Array(q.buffer);
+      }
+    } else if ("raw" in data) {
+      encoded = data.raw;
+    } else {
+      encoded = new Uint8Array(data.q.buffer, data.q.byteOffset, data.q.byteLength);
+      scales = data.scales;
+    }
+    const { blockRowBytes, blocks } = columnBlockBytes(t);
+    const stored = new Uint8Array(t.length);
+    rowsToBlocks(encoded, stored, rows, blockRowBytes, blocks);
+    await this.residentPut(t.offset, stored);
+    if (t.dtype === "q8") await this.residentPut(t.scaleOffset!, f32ToBytes(scales!));
   }
 
   private async closeResident(): Promise<void> {

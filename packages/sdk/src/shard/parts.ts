@@ -33,6 +33,18 @@ export function matrixShape(t: TensorEntry): { rows: number; cols: number } {
   return { rows: t.shape.reduce((a, b) => a * b, 1) / cols, cols };
 }
 
+/**
+ * How a part is read: `rows` (whole rows, straight into their block), `blocks` (columns of a
+ * column-blocked tensor, docs/FORMAT.md §3.2.1: one contiguous span straight into the block, then
+ * rearranged into rows in place) or `gather` (some columns of a row-major tensor, as in version-1
+ * files: whole rows through a host buffer, the kept columns copied out). `rows` and `blocks` parts
+ * are placed to agree with their file offset for in-place direct reads (and charged the slack).
+ */
+export function partReadMode(p: TensorPart, t: TensorEntry): "rows" | "blocks" | "gather" {
+  if (t.columnBlock !== undefined) return "blocks";
+  return p.cols ? "gather" : "rows";
+}
+
 const all = (t: TensorEntry): Range => ({ first: 0, count: matrixShape(t).rows });
 
 /** What the coordinator keeps: embeddings, positions, norms, and the biases added after a reduction. */
@@ -55,8 +67,9 @@ export function coordinatorParts(m: Manifest): TensorPart[] {
 
 /**
  * What shard `slice.index` of `slices` keeps: q/k/v rows (and biases) of its heads, the output
- * projection's columns of its heads (whole rows are read; the checksum of those rows is split among
- * the shards that read them), its vocabulary rows of the classifier, and, with predictors, the first
+ * projection's columns of its heads (head-major files: one span of its own; row-major files: whole
+ * rows are read, their checksum split among the shards that read them; q8 scales are split so in
+ * both), its vocabulary rows of the classifier, and, with predictors, the first
  * matrix whole and the second matrix's and bias's rows of its neurons.
  */
 export function shardParts(m: Manifest, slices: readonly ShardSlice[], slice: ShardSlice, withPredictor: boolean): TensorPart[] {
@@ -110,7 +123,7 @@ export function partBytes(m: Manifest, parts: readonly TensorPart[]): number {
     const t = byName.get(p.tensor)!;
     const cols = p.cols?.count ?? matrixShape(t).cols;
     const data = p.rows.count * rowBytes(t.dtype, cols);
-    const slack = p.cols ? 0 : directPlacementSlack(data); // whole rows are placed for direct reads (loadParts)
+    const slack = partReadMode(p, t) === "gather" ? 0 : directPlacementSlack(data); // placed for direct reads (loadParts)
     total += slack + (t.dtype === "q8" ? data + p.rows.count * 4 + 2 * ALLOC_BLOCK_OVERHEAD : data + ALLOC_BLOCK_OVERHEAD);
   }
   return total;

@@ -5,6 +5,7 @@ import type { FlmSink } from "../format/sink.js";
 import type { TensorDeclaration } from "../format/layout.js";
 import type { Manifest, PredictorInfo } from "../format/types.js";
 import { FlmWriter } from "../format/writer.js";
+import { headMajorWo } from "../model/head-major.js";
 import type { FlashModel } from "../flash/open.js";
 import type { Tokenizer } from "../tokenizer/tokenizer.js";
 import type { Predictor, PredictorLayer } from "./predictor.js";
@@ -136,7 +137,8 @@ export async function writeWithPredictor(file: FlmFile, predictor: Predictor, si
   if (predictor.lookahead) info.lookahead = predictor.lookahead.map((p) => ({ rank: p.rank, threshold: p.threshold }));
   const tokenizer = await file.readTokenizer({ signal });
   const stride = m.ffn.bundleStride;
-  const writer = new FlmWriter(sink, {
+  // The copy is written in the current layout (wo head-major), whatever layout the source has.
+  const writer = new FlmWriter(sink, headMajorWo({
     architecture: m.architecture,
     config: c,
     dtype: m.dtype,
@@ -146,7 +148,7 @@ export async function writeWithPredictor(file: FlmFile, predictor: Predictor, si
     provenance: m.provenance,
     predictor: info,
     chatTemplate: m.chatTemplate,
-  });
+  }));
   for (const t of kept) {
     const r = resident.get(t.name)!;
     await writer.writeTensor(t.name, residentData(r));

@@ -1,9 +1,10 @@
 import { BUNDLE_HEADER_BYTES } from "../format/constants.js";
-import type { TensorDeclaration } from "../format/layout.js";
+import type { FlmDeclaration, TensorDeclaration } from "../format/layout.js";
 import type { FlmSink } from "../format/sink.js";
 import type { Manifest } from "../format/types.js";
 import { FlmWriter } from "../format/writer.js";
 import { kvDim } from "../model/config.js";
+import { headMajorWo } from "../model/head-major.js";
 import { XorShift32 } from "./random.js";
 import type { SynthShape } from "./shapes.js";
 
@@ -11,6 +12,8 @@ import type { SynthShape } from "./shapes.js";
 export interface SynthOptions {
   /** PRNG seed. Default 1. */
   seed?: number;
+  /** `wo` head-major (default: container version 2) or row-major (`"rows"`: version 1, as files before it). The weights are the same. */
+  woLayout?: "heads" | "rows";
   /** Bundle stride alignment (16 = dense; 4096 = every bundle O_DIRECT-aligned, with padding). Default 16. */
   bundleAlignment?: number;
   /** Active neurons per token the down scales are sized for (keeps activations near unit size). Default 10%. */
@@ -47,7 +50,7 @@ export async function synthesizeFlm(sink: FlmSink, shape: SynthShape, opts: Synt
   }
   // Every shape gets a tokenizer, so that openFlashModel (which generate needs) opens it like any model.
   const tokenizer = syntheticTokenizer(vocabSize);
-  const writer = new FlmWriter(sink, {
+  const declaration: FlmDeclaration = {
     architecture: shape.architecture,
     config: c,
     dtype: { resident: "q8", ffn: "q8" },
@@ -55,7 +58,8 @@ export async function synthesizeFlm(sink: FlmSink, shape: SynthShape, opts: Synt
     tokenizer: { kind: "llama2c", byteLength: tokenizer.byteLength },
     bundleAlignment: opts.bundleAlignment,
     provenance: { converter: "flashllm synth", shape: shape.name, weights: `random q8 (xorshift32, seed ${opts.seed ?? 1})`, note: "random weights: measures I/O, memory management and compute, not quality" },
-  });
+  };
+  const writer = new FlmWriter(sink, opts.woLayout === "rows" ? declaration : headMajorWo(declaration));
   const total = writer.plan.fileSize;
   let done = 0;
   const progress = (n: number) => {

@@ -22,12 +22,20 @@ describe("header corruption", () => {
     expect(e.details).toMatchObject({ expected: "FLASHLLM", actual: "FLAsHLLM" });
   });
 
-  it("rejects version 2 in the header", async () => {
+  it("rejects version 3 in the header", async () => {
     const b = good.slice();
-    new DataView(b.buffer).setUint32(8, 2, true);
+    new DataView(b.buffer).setUint32(8, 3, true);
     const e = await openError(b);
     expect(e.code).toBe("BAD_VERSION");
-    expect(e.details).toMatchObject({ expected: 1, actual: 2 });
+    expect(e.details).toMatchObject({ expected: "1 or 2", actual: 3 });
+  });
+
+  it("rejects a header version that disagrees with the manifest's", async () => {
+    const b = good.slice();
+    new DataView(b.buffer).setUint32(8, 2, true); // a known version, but the manifest says 1
+    const e = await openError(b);
+    expect(e.code).toBe("BAD_VERSION");
+    expect(e.details).toMatchObject({ field: "version", expected: 2, actual: 1 });
   });
 
   it("rejects a file shorter than the header", async () => {
@@ -70,7 +78,8 @@ describe("manifest corruption", () => {
     expect((await openError(withManifest(good, (m) => (m.format = "gguf")))).details.field).toBe("format");
   });
 
-  it("rejects manifest version 2", async () => {
+  it("rejects manifest version 2 in a version-1 header, and an unknown manifest version", async () => {
+    expect((await openError(withManifest(good, (m) => (m.version = 3)))).code).toBe("BAD_VERSION");
     const e = await openError(withManifest(good, (m) => (m.version = 2)));
     expect(e.code).toBe("BAD_VERSION");
     expect(e.details.field).toBe("version");

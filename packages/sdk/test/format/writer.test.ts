@@ -126,7 +126,7 @@ describe("7B-sized layouts (offsets above 4 GiB)", () => {
     // A source that only has the header and manifest: openFlm reads nothing past its first 64 KiB.
     const head = new Uint8Array(plan.dataStart);
     const json = encodeManifest(m);
-    head.set(encodeHeader(json.byteLength));
+    head.set(encodeHeader(json.byteLength, m.version));
     head.set(json, 16);
     const reads: ReadRequest[] = [];
     const source: FlashSource = {
