@@ -6,10 +6,10 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  BudgetError, FixedSelector, FlashError, MemorySink, MemorySource, SourceError, convertLlama2c, loadLlama2c, openFlashModel,
+  BudgetError, FixedSelector, FlashError, Kernels, MemorySink, MemorySource, SourceError, convertLlama2c, loadLlama2c, openFlashModel,
   type FlashSource, type LanguageModel, type ReadRequest,
 } from "@flashllm/sdk/internal";
-import { NodeFileSource } from "@flashllm/node-io";
+import { NodeFileSource, ThreadedFileSource } from "@flashllm/node-io";
 import { STORIES_BIN, STORIES_REF, STORIES_TOK, readBytes, readJson } from "./helpers.js";
 
 let flmF32: Uint8Array;
@@ -80,6 +80,24 @@ describe("flash engine, every neuron selected", () => {
     const s = model.flash.stats;
     expect(s.bytesRead).toBeGreaterThan(0);
     expect(s.cacheHits + s.neuronsLoaded - s.gapNeurons).toBeGreaterThanOrEqual(s.activeNeurons);
+    await model.dispose();
+    await source.close();
+  });
+
+  it("through a reader thread (ThreadedFileSource) into a shared WASM memory, 80% budget: run.c's 257 tokens", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "flashllm-"));
+    const path = join(dir, "stories260K.flm");
+    writeFileSync(path, flmF32);
+    const source = await ThreadedFileSource.open(path, { maxInFlight: 8 });
+    const budget = Math.floor(flmF32.byteLength * 0.8);
+    const kernels = await Kernels.load(undefined, { sharedMemory: true });
+    const model = await openFlashModel(source, { memoryBudget: budget, contextLength: 256, kernels });
+    expect(model.memoryPlan.capacity).toBeLessThan(5 * 172);
+    const tokens = [...greedy[1].prompt_tokens];
+    for await (const t of model.generate(prompt, { temperature: 0, maxTokens: 257 - tokens.length })) tokens.push(t.token);
+    expect(tokens).toEqual(refTokens);
+    expect(model.flash.stats.bytesRead).toBeGreaterThan(0);
+    expect(source.stats.requests).toBeGreaterThan(0);
     await model.dispose();
     await source.close();
   });

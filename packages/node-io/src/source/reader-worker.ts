@@ -7,8 +7,8 @@ import { NodeFileSource } from "./node-file-source.js";
 import type { FromReader, ReaderFailure, ReaderWorkerData, ToReader } from "./reader-protocol.js";
 import type { ReadRequest } from "./sdk.js";
 
+if (!parentPort) throw new Error("reader-worker.js runs as a worker thread");
 const port = parentPort;
-if (!port) throw new Error("reader-worker.js runs as a worker thread");
 const data = workerData as ReaderWorkerData;
 const post = (m: FromReader) => port.postMessage(m);
 

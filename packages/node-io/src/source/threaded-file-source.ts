@@ -120,10 +120,11 @@ export class ThreadedFileSource implements FlashSource {
 
   async read(requests: readonly ReadRequest[], signal?: AbortSignal): Promise<void> {
     throwIfAborted(signal);
-    if (this.closed || this.dead) {
+    if (this.closed) {
       const r = requests[0] ?? { offset: 0, length: 0 };
-      throw this.dead ?? new SourceError(`${this.path} is closed: read of ${r.length} bytes at offset ${r.offset}`, r.offset, r.length);
+      throw new SourceError(`${this.path} is closed: read of ${r.length} bytes at offset ${r.offset}`, r.offset, r.length);
     }
+    if (this.dead) throw this.dead;
     const n = requests.length;
     const spans = new Float64Array(3 * n);
     const ids = new Int32Array(n);
@@ -199,7 +200,10 @@ export class ThreadedFileSource implements FlashSource {
     if (!p) return;
     this.pending.delete(m.id);
     this.settled();
-    if (m.error) return p.reject(rebuild(m.error));
+    if (m.error) {
+      p.reject(rebuild(m.error));
+      return;
+    }
     for (const c of p.copies) c.target.set(c.staging);
     p.resolve();
   }
