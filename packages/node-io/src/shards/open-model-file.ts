@@ -1,5 +1,5 @@
-import { openFlashModel, type FlashModel, type OpenFlashOptions, type ShardedFlashModel, type ShardTransport } from "@flashllm/sdk/internal";
-import { NodeFileSource } from "../source/index.js";
+import { FlashError, Kernels, openFlashModel, type FlashModel, type OpenFlashOptions, type ShardedFlashModel, type ShardTransport } from "@flashllm/sdk/internal";
+import { NodeFileSource, ThreadedFileSource } from "../source/index.js";
 import { NodeShardHost, type NodeShardHostOptions } from "./node-shard-host.js";
 
 /** Options of {@link openModelFile}. */
@@ -14,6 +14,12 @@ export interface OpenModelFileOptions extends OpenFlashOptions {
   transport?: ShardTransport;
   /** Shards: lookahead prefetch per shard. */
   prefetch?: boolean;
+  /**
+   * One instance: where reads run. `inline` (default): on this thread, between kernel calls. `thread`: on
+   * a reader thread that fills a shared WASM memory while this thread computes (prefetched reads then
+   * progress during compute; on a machine whose second core is real, not a sibling of the first).
+   */
+  reader?: "inline" | "thread";
   /** Shards: V8 heap limits of each worker. */
   resourceLimits?: NodeShardHostOptions["resourceLimits"];
 }
@@ -23,13 +29,19 @@ export interface OpenModelFileOptions extends OpenFlashOptions {
  * threads, each with its own handle on the file. `dispose` also closes the file and ends the workers.
  */
 export async function openModelFile(path: string, opts: OpenModelFileOptions = {}): Promise<FlashModel | ShardedFlashModel> {
-  const { workers = 1, direct, maxInFlight, resourceLimits, ...rest } = opts;
-  const source = await NodeFileSource.open(path, { direct, maxInFlight });
+  const { workers = 1, direct, maxInFlight, resourceLimits, reader = "inline", ...rest } = opts;
+  if (reader !== "inline" && reader !== "thread") throw new FlashError("BAD_ARGUMENT", `reader must be "inline" or "thread", got ${JSON.stringify(reader)}`);
+  const threaded = reader === "thread" && workers <= 1; // shards read on their own threads already
+  const source = threaded ? await ThreadedFileSource.open(path, { direct, maxInFlight }) : await NodeFileSource.open(path, { direct, maxInFlight });
   try {
     const model =
       workers > 1
         ? await openFlashModel(source, { ...rest, workers, shardHost: new NodeShardHost(path, { direct, maxInFlight, resourceLimits }) })
-        : await openFlashModel(source, { ...rest, workers: workers as 1 }); // 0 or a fraction is refused there
+        : await openFlashModel(source, {
+            ...rest,
+            workers: workers as 1, // 0 or a fraction is refused there
+            kernels: rest.kernels ?? (threaded ? await Kernels.load(undefined, { sharedMemory: true }) : undefined),
+          });
     model.onDispose(() => source.close());
     return model;
   } catch (e) {
