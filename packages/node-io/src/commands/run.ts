@@ -1,4 +1,4 @@
-import { AbortedError, FlashError, ShardedFlashModel, loadLlama2c, openFlashModel, openFlm, parseTokenizer, type FlashModel, type FlashStrategy, type LanguageModel } from "@flashllm/sdk/internal";
+import { AbortedError, FlashError, Kernels, ShardedFlashModel, loadLlama2c, openFlashModel, openFlm, parseTokenizer, type FlashModel, type FlashStrategy, type LanguageModel } from "@flashllm/sdk/internal";
 import { parseBudget } from "../budget.js";
 import { formatBytes, peakRssBytes } from "../format-stats.js";
 import { readInputFile, requireFile, sniffModel } from "../input-files.js";
@@ -7,7 +7,7 @@ import { containerDtype, parseCliDtype } from "../dtypes.js";
 import { stdoutWatch } from "../output.js";
 import { DEFAULT_SHIPPED, shippedFiles, shippedFlm, type ShippedName } from "../shipped.js";
 import { NodeShardHost } from "../shards/node-shard-host.js";
-import { NodeFileSource } from "../source/index.js";
+import { NodeFileSource, ThreadedFileSource } from "../source/index.js";
 import { parseWorkers, shardMemoryLines, sumShardStats } from "../workers.js";
 
 export interface RunOptions {
@@ -29,6 +29,8 @@ export interface RunOptions {
   context?: number;
   direct: boolean;
   inFlight: number;
+  /** Where reads run with one instance: `inline` (this thread) or `thread` (a reader thread). */
+  reader?: "inline" | "thread";
   dense: boolean;
   selector?: "all" | "predictor";
   maxGap: number;
@@ -61,7 +63,7 @@ export async function runCommand(o: RunOptions): Promise<void> {
   const log = (m: string) => process.stderr.write(`[flashllm] ${m}\n`);
 
   let model: LanguageModel;
-  let source: NodeFileSource | undefined;
+  let source: NodeFileSource | ThreadedFileSource | undefined;
   let promptTokens: number[];
   if (o.dense) {
     if (kind === "flm") throw new FlashError("BAD_ARGUMENT", "--dense runs a llama2.c checkpoint in memory; a .flm always runs from flash");
@@ -72,7 +74,8 @@ export async function runCommand(o: RunOptions): Promise<void> {
     if (kind === "llama2c") await requireFile(tokPath!, "tokenizer");
     // The shipped model at f32 comes with its predictors; any other type is converted (and kept) per type.
     const flashFile = shipped && !o.tokenizer && (dtype ?? "f32") === "f32" ? await shippedFlm(o.shipped ?? DEFAULT_SHIPPED, log) : kind === "flm" ? modelPath : await flmFor(modelPath, tokPath!, { dtype: containerDtype(dtype ?? "f32"), activation }, log);
-    source = await NodeFileSource.open(flashFile, { direct: o.direct, maxInFlight: o.inFlight });
+    const sourceOptions = { direct: o.direct, maxInFlight: o.inFlight };
+    source = o.reader === "thread" ? await ThreadedFileSource.open(flashFile, sourceOptions) : await NodeFileSource.open(flashFile, sourceOptions);
     try {
       const memoryBudget = o.memoryBudget === undefined ? undefined : parseBudget(o.memoryBudget, source.byteLength);
       // Encode the prompt once, with the file's tokenizer, before anything large is allocated: an
@@ -88,7 +91,8 @@ export async function runCommand(o: RunOptions): Promise<void> {
         model = await openFlashModel(source, { ...common, workers, shardHost: new NodeShardHost(flashFile, { direct: o.direct, maxInFlight: o.inFlight }) });
         process.stderr.write(shardedBanner(flashFile, source.byteLength, memoryBudget, model as ShardedFlashModel, o) + "\n");
       } else {
-        model = await openFlashModel(source, common);
+        const kernels = o.reader === "thread" ? await Kernels.load(undefined, { sharedMemory: true }) : undefined;
+        model = await openFlashModel(source, { ...common, kernels });
         process.stderr.write(banner(flashFile, source.byteLength, memoryBudget, model as FlashModel, o) + "\n");
       }
     } catch (e) {
