@@ -157,7 +157,6 @@ pub fn ffn_bundled(
         Dtype::Q4_0 => quantize_x::<Q4_0>(x, xb),
         _ => {}
     }
-    let xb: &[u8] = xb;
     let xq = &xq_scratch[..if fmt.dtype == Dtype::I8 { padded_len(dim) } else { 0 }];
     let len = fmt.bundle_bytes();
     let rb = fmt.dtype.row_bytes(dim);

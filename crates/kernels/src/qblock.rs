@@ -11,7 +11,8 @@
 //!
 //! The quantized x lives in caller scratch as one 64-byte record per block (so `2·cols` bytes):
 //! bytes 0..32 the 32 i8 values in the order the weights' SIMD layout wants them, 32..48 an i32x4
-//! correction (Q4_0 only, see `Q4_0`), 48..52 `f16(d_x)·DX_SCALE` as an f32, 52..64 zero.
+//! correction (Q4_0 only, see `Q4_0`), 48..52 `f16(d_x)·DX_SCALE` as an f32, 52..64 zero (byte 52 is
+//! then overwritten by the dot's ordering stores, `I32x4::fence_store`).
 //!
 //! Each row's result is `Σ_b f32(S_b)·(f16(d_w,b)·f16(d_x,b))` summed in f32 in block order from 0.0,
 //! where `S_b` is the exact integer dot of block b: one f32 running sum per row, the same as the
@@ -173,12 +174,15 @@ pub fn quantize_x<B: Block>(x: &[f32], xs: &mut [u8]) {
 /// The dots of `R` rows with the quantized x, all in one pass over the blocks (the x record of a
 /// block is loaded once for all rows). Per row: `acc = acc + f32(S_b)·(f16(d_w)·d_x)` for each block b
 /// in order, from 0.0, `S_b` the exact block sum (see the module comment; with `DX_SCALE` folded into
-/// both factors, which changes no bit). A row's result does not depend on `R`.
+/// both factors, which changes no bit). A row's result does not depend on `R` (1, 2, 4 or 8).
+/// With `R` a multiple of 4, each row's block sum is followed by an ordering store into its record
+/// (byte 52), which keeps V8 from loading all rows' quants before any arithmetic (spills).
 /// # Safety
-/// Each row must hold `nb` blocks; `xs` must hold `nb` records from `quantize_x::<B>`.
+/// Each row must hold `nb` blocks; `xs` must hold `nb` records from `quantize_x::<B>`, writable.
 #[inline(always)]
-unsafe fn dot_rows<B: Block, const R: usize>(rows: [*const u8; R], xs: *const u8, nb: usize) -> [f32; R] {
+unsafe fn dot_rows<B: Block, const R: usize>(rows: [*const u8; R], xs: *mut u8, nb: usize) -> [f32; R] {
     let mut out = [0.0f32; R];
+    assert!(R <= 8);
     if R % 4 == 0 {
         // one lane per row: the block sums of four rows reduced into one vector. The scales are
         // decoded for finite halves only; rows with an inf or NaN scale are redone below.
@@ -191,12 +195,15 @@ unsafe fn dot_rows<B: Block, const R: usize>(rows: [*const u8; R], xs: *const u8
                 let blk = |r: usize| rows[4 * g + r].add(b * B::BYTES);
                 let (dw, raw) = F32x4::load_f16_lanes_finite([blk(0), blk(1), blk(2), blk(3)]);
                 exps = raw.max_magnitude(exps);
-                let mut s = I32x4::sum4(
-                    B::block_sum(blk(0).add(2), xr),
-                    B::block_sum(blk(1).add(2), xr),
-                    B::block_sum(blk(2).add(2), xr),
-                    B::block_sum(blk(3).add(2), xr),
-                );
+                let fence = xr.add(52);
+                let sum = |r: usize| {
+                    let v = B::block_sum(blk(r).add(2), xr);
+                    v.fence_store(fence);
+                    v
+                };
+                let (s0, s1, s2, s3) = (sum(0), sum(1), sum(2), sum(3));
+                let mut s = I32x4::sum4(s0, s1, s2, s3);
+                s.fence_store(fence);
                 if B::CORRECTED {
                     s = s.sub(I32x4::load(xr.add(32)));
                 }
@@ -235,17 +242,18 @@ pub fn dot_block<B: Block>(row: &[u8], xs: &[u8], cols: usize) -> f32 {
     let nb = cols / QK;
     assert!(row.len() >= nb * B::BYTES && xs.len() >= nb * XREC);
     // SAFETY: lengths checked above.
-    unsafe { dot_rows::<B, 1>([row.as_ptr()], xs.as_ptr(), nb)[0] }
+    // (one row at a time writes nothing to xs)
+    unsafe { dot_rows::<B, 1>([row.as_ptr()], xs.as_ptr() as *mut u8, nb)[0] }
 }
 
 /// `out[i] = dot_block(rows[i])` bit for bit, for up to 8 rows (a group of neurons' gate and up
 /// rows): 8 rows in one pass over the x records, then 4, then one at a time.
-pub fn dot_block_rows<B: Block>(out: &mut [f32], rows: &[&[u8]], xs: &[u8], cols: usize) {
+pub fn dot_block_rows<B: Block>(out: &mut [f32], rows: &[&[u8]], xs: &mut [u8], cols: usize) {
     let (nb, n) = (cols / QK, rows.len());
     assert!(n <= 8 && out.len() >= n && xs.len() >= nb * XREC);
     assert!(rows.iter().all(|r| r.len() >= nb * B::BYTES));
     let p = |i: usize| rows[i].as_ptr();
-    let xs = xs.as_ptr();
+    let xs = xs.as_mut_ptr();
     let mut i = 0;
     // SAFETY: every row holds nb blocks and xs nb records (checked above).
     unsafe {
@@ -272,7 +280,7 @@ pub fn matvec_block<B: Block>(out: &mut [f32], w: &[u8], x: &[f32], xs: &mut [u8
     quantize_x::<B>(x, xs);
     let (nb, rb) = (cols / QK, row_bytes::<B>(cols));
     let w = &w[..out.len() * rb];
-    let (xs, wp) = (xs.as_ptr(), w.as_ptr());
+    let (xs, wp) = (xs.as_mut_ptr(), w.as_ptr());
     let mut i = 0;
     // SAFETY: `w` holds out.len() rows of `rb` bytes (sliced above), xs has nb records.
     unsafe {
@@ -472,7 +480,7 @@ mod tests {
                     let idx: Vec<usize> = (0..n).map(|k| (i + 3 * k) % rows).collect();
                     let group: Vec<&[u8]> = idx.iter().map(|&r| &w[r * rb..(r + 1) * rb]).collect();
                     let mut got_n = vec![0.0f32; n];
-                    dot_block_rows::<B>(&mut got_n, &group, xs.inner(), cols);
+                    dot_block_rows::<B>(&mut got_n, &group, xs.inner_mut(), cols);
                     for (k, &r) in idx.iter().enumerate() {
                         assert_eq!(got_n[k].to_bits(), out.inner()[r].to_bits(), "dot_block_rows n={n}");
                     }

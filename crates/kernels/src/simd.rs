@@ -329,6 +329,17 @@ mod imp {
         pub fn splat(v: i32) -> Self {
             I32x4(i32x4_splat(v))
         }
+        /// Stores the low byte of lane 0 at `p` as a volatile write: a side effect V8 keeps in
+        /// program order, so the loads that follow it cannot be hoisted above the computation of
+        /// `self`. (TurboFan issues a loop body's loads first and places the arithmetic late; with
+        /// 8 rows in flight that is more live vectors than registers, and the spills cost more than
+        /// this one store per row.) The byte itself is never read.
+        /// # Safety
+        /// `p` must be writable scratch.
+        #[inline(always)]
+        pub unsafe fn fence_store(self, p: *mut u8) {
+            ptr::write_volatile(p, i32x4_extract_lane::<0>(self.0) as u8)
+        }
         /// The wrapping sum of the four lanes.
         #[inline(always)]
         pub fn sum_lanes(self) -> i32 {
@@ -619,6 +630,12 @@ mod imp {
         #[inline(always)]
         pub fn splat(v: i32) -> Self {
             I32x4([v; 4])
+        }
+        /// # Safety
+        /// `p` must be writable scratch.
+        #[inline(always)]
+        pub unsafe fn fence_store(self, p: *mut u8) {
+            core::ptr::write_volatile(p, self.0[0] as u8)
         }
         #[inline(always)]
         pub fn sum_lanes(self) -> i32 {
