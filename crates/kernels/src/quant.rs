@@ -154,6 +154,11 @@ unsafe fn dot_q8_rows<const R: usize>(rows: [*const i8; R], xq: *const i16, n: u
     out
 }
 
+/// Row length from which `matvec_q8` takes 8 rows per pass instead of 4. Measured (interleaved A/B,
+/// quiet machine): 8 rows 1.24x on 4096×11008, but 0.84-0.96x on 4096-column rows, where 4 rows
+/// without ordering stores do not spill.
+const WIDE_ROWS: usize = 8192;
+
 /// `out[i] = scales[i]·xs·Σ_j w[i*cols + j]·xq[j]` with `rows = out.len()`, `cols = x.len()`;
 /// `xq_scratch` must hold `padded_len(cols)` values. Rows go four at a time (same per-row result).
 pub fn matvec_q8(out: &mut [f32], w: &[i8], scales: &[f32], x: &[f32], xq_scratch: &mut [i16]) {
@@ -165,7 +170,7 @@ pub fn matvec_q8(out: &mut [f32], w: &[i8], scales: &[f32], x: &[f32], xq_scratc
     let mut i = 0;
     // SAFETY: w holds out.len() rows of cols values (sliced above), xq padded_len(cols).
     unsafe {
-        while i + 8 <= out.len() {
+        while cols >= WIDE_ROWS && i + 8 <= out.len() {
             let fence = out[i..].as_mut_ptr() as *mut u8; // overwritten below
             let r = dot_q8_rows::<8>([0, 1, 2, 3, 4, 5, 6, 7].map(|k| wp.add((i + k) * cols)), xp, cols, fence);
             for k in 0..8 {
