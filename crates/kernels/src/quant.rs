@@ -261,6 +261,10 @@ mod tests {
             (3, 1025),
             (2, 2051),
             (2, 4096),
+            // 8 rows per pass (from WIDE_ROWS columns), then 4, then single rows
+            (19, 8192),
+            (9, 11008),
+            (8, 8200),
         ];
         for &(rows, cols) in shapes {
             let (w, scales) = random_q8(&mut rng, rows, cols);
