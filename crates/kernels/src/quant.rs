@@ -160,7 +160,7 @@ unsafe fn dot_q8_rows<const R: usize>(rows: [*const i8; R], xq: *const i16, n: u
 const WIDE_ROWS: usize = 8192;
 
 /// `out[i] = scales[i]·xs·Σ_j w[i*cols + j]·xq[j]` with `rows = out.len()`, `cols = x.len()`;
-/// `xq_scratch` must hold `padded_len(cols)` values. Rows go four at a time (same per-row result).
+/// `xq_scratch` must hold `padded_len(cols)` values. Rows go four at a time, eight from `WIDE_ROWS` columns (same per-row result).
 pub fn matvec_q8(out: &mut [f32], w: &[i8], scales: &[f32], x: &[f32], xq_scratch: &mut [i16]) {
     let cols = x.len();
     let xs = quantize_i16(x, xq_scratch);
