@@ -1,7 +1,11 @@
 // A/B of two builds of the kernels on the same data, interleaved in one process (A B A B ...), so that
 // ratios hold on a machine other processes keep busy. Times are CPU time of this process.
 //
-//   node benches/kernels-ab.mjs OLD.wasm NEW.wasm [--rounds N]
+//   node --no-liftoff benches/kernels-ab.mjs OLD.wasm NEW.wasm [--rounds N]
+//
+// `--no-liftoff`: both builds run TurboFan code from the first call. With V8's default tiering the
+// optimized code is compiled in the background, and on a busy machine one build can stay on the
+// baseline compiler for a whole case (seen here as a spurious 0.5x).
 //
 // Kernels compared: matvec_q8 (4096×4096, 4096×11008), matvec_q4_0 (4096×11008) and ffn_bundled
 // (q8 and q4_0, dim 4096, 1101 of 11008 neurons at random slots of 5504, gated SiLU; and q8 over 24000

@@ -8,7 +8,7 @@ use crate::axpy::{add_scaled, add_scaled_4, add_scaled_i8, add_scaled_i8_4};
 use crate::dot::dot;
 use crate::half::{add_scaled_f16, dot_f16};
 use crate::math::{fatrelu_f32, gelu_f32, relu_f32, silu_f32};
-use crate::qblock::{self, add_scaled_q4_0, add_scaled_q8_0, dot_block, quantize_x, Block, Q4_0, Q8_0};
+use crate::qblock::{self, add_scaled_q4_0, add_scaled_q8_0, dot_block_rows, quantize_x, Q4_0, Q8_0};
 use crate::quant::{dot_q8, dot_q8_pair, dot_q8_quad, padded_len, quantize_i16};
 use core::slice;
 
@@ -157,7 +157,6 @@ pub fn ffn_bundled(
         Dtype::Q4_0 => quantize_x::<Q4_0>(x, xb),
         _ => {}
     }
-    let xb: &[u8] = xb;
     let xq = &xq_scratch[..if fmt.dtype == Dtype::I8 { padded_len(dim) } else { 0 }];
     let len = fmt.bundle_bytes();
     let rb = fmt.dtype.row_bytes(dim);
@@ -169,6 +168,25 @@ pub fn ffn_bundled(
     let mut k0 = 0;
     while k0 < slot_ids.len() {
         let group = (slot_ids.len() - k0).min(4);
+        // Block types: the group's gate and up rows in one pass over the x records (8 rows for 4
+        // gated neurons); each dot is exactly `dot_block`'s.
+        let mut bdots = [0.0f32; 8];
+        if matches!(fmt.dtype, Dtype::Q8_0 | Dtype::Q4_0) {
+            let mut rows: [&[u8]; 8] = [&[]; 8];
+            let per = if fmt.gated { 2 } else { 1 };
+            for g in 0..group {
+                let b = &slots[slot_ids[k0 + g] as usize * slot_stride..][HEADER_BYTES..len];
+                let (gate, up, _) = split_rows(b, rb, fmt.gated);
+                if fmt.gated {
+                    rows[2 * g] = gate;
+                }
+                rows[per * g + per - 1] = up;
+            }
+            match fmt.dtype {
+                Dtype::Q8_0 => dot_block_rows::<Q8_0>(&mut bdots, &rows[..per * group], xb, dim),
+                _ => dot_block_rows::<Q4_0>(&mut bdots, &rows[..per * group], xb, dim),
+            }
+        }
         let mut hs = [0.0f32; 4];
         let mut scales = [0.0f32; 4];
         let mut downs: [&[u8]; 4] = [&[]; 4];
@@ -211,8 +229,13 @@ pub fn ffn_bundled(
                     let u = dot_f16(up, x) + bias_up;
                     if fmt.gated { fmt.act.gated(dot_f16(gate, x), u) } else { fmt.act.apply(u) }
                 }
-                Dtype::Q8_0 => block_h::<Q8_0>(fmt, gate, up, xb, bias_up),
-                Dtype::Q4_0 => block_h::<Q4_0>(fmt, gate, up, xb, bias_up),
+                Dtype::Q8_0 | Dtype::Q4_0 => {
+                    if fmt.gated {
+                        fmt.act.gated(bdots[2 * g], bdots[2 * g + 1] + bias_up)
+                    } else {
+                        fmt.act.apply(bdots[g] + bias_up)
+                    }
+                }
             };
             scales[g] = scale_down;
             downs[g] = down;
@@ -240,17 +263,6 @@ pub fn ffn_bundled(
     }
 }
 
-/// `h` of a block-quantized bundle: its gate and up rows dotted with the quantized x.
-#[inline]
-fn block_h<B: Block>(fmt: BundleFormat, gate: &[u8], up: &[u8], xb: &[u8], bias_up: f32) -> f32 {
-    let u = dot_block::<B>(up, xb, fmt.dim) + bias_up;
-    if fmt.gated {
-        fmt.act.gated(dot_block::<B>(gate, xb, fmt.dim), u)
-    } else {
-        fmt.act.apply(u)
-    }
-}
-
 /// `(gate, up, down)`; `gate` is empty when the bundle is not gated.
 fn split_rows<T>(v: &[T], dim: usize, gated: bool) -> (&[T], &[T], &[T]) {
     let (gate, rest) = v.split_at(if gated { dim } else { 0 });
@@ -275,6 +287,7 @@ mod tests {
     use crate::activation::{fatrelu, relu, silu};
     use crate::elementwise::mul;
     use crate::matvec::{matvec_f32, matvec_t_f32};
+    use crate::qblock::Block;
     use crate::quant::matvec_q8;
     use crate::testutil::*;
 

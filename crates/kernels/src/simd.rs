@@ -106,6 +106,35 @@ mod imp {
         pub fn from_f16_lanes(h: I32x4) -> Self {
             decode_f16(h.0)
         }
+        /// The four halves at `p[0..4]` (2 bytes each, any alignment), decoded exactly: one lane
+        /// load per half straight into the vector (no scalar loads and inserts).
+        /// # Safety
+        /// `p[i]..p[i]+2` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_f16_lanes(p: [*const u8; 4]) -> Self {
+            let mut v = i32x4_splat(0);
+            v = v128_load16_lane::<0>(v, p[0] as *const u16);
+            v = v128_load16_lane::<1>(v, p[1] as *const u16);
+            v = v128_load16_lane::<2>(v, p[2] as *const u16);
+            v = v128_load16_lane::<3>(v, p[3] as *const u16);
+            decode_f16(i32x4_extend_low_i16x8(v))
+        }
+        /// `load_f16_lanes` for halves that are not ±inf or NaN (3 operations instead of 8), and the
+        /// raw halves for `I16x8::max_exponent` (a block whose scale is inf or NaN must be redone
+        /// with `load_f16_lanes`).
+        /// # Safety
+        /// `p[i]..p[i]+2` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_f16_lanes_finite(p: [*const u8; 4]) -> (Self, I16x8) {
+            let mut v = i32x4_splat(0);
+            v = v128_load16_lane::<0>(v, p[0] as *const u16);
+            v = v128_load16_lane::<1>(v, p[1] as *const u16);
+            v = v128_load16_lane::<2>(v, p[2] as *const u16);
+            v = v128_load16_lane::<3>(v, p[3] as *const u16);
+            let h = i32x4_extend_low_i16x8(v);
+            let d = f32x4_mul(v128_and(i32x4_shl(h, 13), u32x4_splat(0x8FFF_E000)), f32x4_splat(super::TWO_POW_112));
+            (F32x4(d), I16x8(v))
+        }
         /// All four lanes set to lane `l` (`l < 4`).
         #[inline(always)]
         pub fn lane_splat(self, l: usize) -> Self {
@@ -205,6 +234,12 @@ mod imp {
         pub fn shr(self, n: u32) -> Self {
             I16x8(u16x8_shr(self.0, n))
         }
+        /// Lane-wise shift left (wrapping).
+        #[inline(always)]
+        #[allow(clippy::should_implement_trait)] // mirrors the wasm32 intrinsic names, as the SIMD module does
+        pub fn shl(self, n: u32) -> Self {
+            I16x8(i16x8_shl(self.0, n))
+        }
         #[inline(always)]
         pub fn zero() -> Self {
             I16x8(u16x8_splat(0))
@@ -218,6 +253,17 @@ mod imp {
         #[inline(always)]
         pub fn any_inf_or_nan(self) -> bool {
             v128_any_true(u16x8_ge(self.0, u16x8_splat(0x7C00)))
+        }
+        /// Lane-wise `max(acc, h << 1)` of raw halves (u16): the sign shifted out, so a lane ends
+        /// at or above 0xF800 exactly when some half had an all-ones exponent. No constant needed.
+        #[inline(always)]
+        pub fn max_magnitude(self, acc: I16x8) -> Self {
+            I16x8(u16x8_max(acc.0, i16x8_shl(self.0, 1)))
+        }
+        /// Whether any lane of a `max_magnitude` accumulator saw ±inf or NaN.
+        #[inline(always)]
+        pub fn any_inf_or_nan_magnitude(self) -> bool {
+            v128_any_true(u16x8_ge(self.0, u16x8_splat(0xF800)))
         }
         /// The 16 bytes of the vector read as u8, minus `bias` (an integer in 0..=255), converted
         /// exactly: bytes 0-3, 4-7, 8-11, 12-15.
@@ -278,6 +324,45 @@ mod imp {
         #[inline(always)]
         pub fn to_f32(self) -> F32x4 {
             F32x4(f32x4_convert_i32x4(self.0))
+        }
+        #[inline(always)]
+        pub fn splat(v: i32) -> Self {
+            I32x4(i32x4_splat(v))
+        }
+        /// Stores the low byte of lane 0 at `p` as a volatile write: a side effect V8 keeps in
+        /// program order, so the loads that follow it cannot be hoisted above the computation of
+        /// `self`. (TurboFan issues a loop body's loads first and places the arithmetic late; with
+        /// 8 rows in flight that is more live vectors than registers, and the spills cost more than
+        /// this one store per row.) The byte itself is never read.
+        /// # Safety
+        /// `p` must be writable scratch.
+        #[inline(always)]
+        pub unsafe fn fence_store(self, p: *mut u8) {
+            ptr::write_volatile(p, i32x4_extract_lane::<0>(self.0) as u8)
+        }
+        /// The wrapping sum of the four lanes.
+        #[inline(always)]
+        pub fn sum_lanes(self) -> i32 {
+            let v = self.0;
+            let s = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
+            i32x4_extract_lane::<0>(i32x4_add(s, i32x4_shuffle::<1, 0, 3, 2>(s, s)))
+        }
+        /// `[Σa, Σb, Σa, Σb]` (wrapping lane sums): two interleaves, a swap and two adds.
+        #[inline(always)]
+        pub fn sum2(a: I32x4, b: I32x4) -> Self {
+            let (a, b) = (a.0, b.0);
+            let t = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+            I32x4(i32x4_add(t, i32x4_shuffle::<2, 3, 0, 1>(t, t)))
+        }
+        /// `[Σa, Σb, Σc, Σd]` (wrapping lane sums) with four interleaves and three adds, each an
+        /// unpack instruction on x86 (`punpck{l,h}dq`, `punpck{l,h}qdq`).
+        #[inline(always)]
+        pub fn sum4(a: I32x4, b: I32x4, c: I32x4, d: I32x4) -> Self {
+            let (a, b, c, d) = (a.0, b.0, c.0, d.0);
+            // [a0+a2, b0+b2, a1+a3, b1+b3] and the same for c, d
+            let ab = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(a, b), i32x4_shuffle::<2, 6, 3, 7>(a, b));
+            let cd = i32x4_add(i32x4_shuffle::<0, 4, 1, 5>(c, d), i32x4_shuffle::<2, 6, 3, 7>(c, d));
+            I32x4(i32x4_add(i32x4_shuffle::<0, 1, 4, 5>(ab, cd), i32x4_shuffle::<2, 3, 6, 7>(ab, cd)))
         }
     }
 }
@@ -361,6 +446,19 @@ mod imp {
         pub fn from_f16_lanes(h: I32x4) -> Self {
             F32x4(h.0.map(|v| crate::half::f16_to_f32(v as u16)))
         }
+        /// # Safety
+        /// `p[i]..p[i]+2` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_f16_lanes(p: [*const u8; 4]) -> Self {
+            F32x4(p.map(|p| crate::half::f16_to_f32(u16::from_le_bytes([*p, *p.add(1)]))))
+        }
+        /// # Safety
+        /// `p[i]..p[i]+2` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_f16_lanes_finite(p: [*const u8; 4]) -> (Self, I16x8) {
+            let raw = p.map(|p| u16::from_le_bytes([*p, *p.add(1)]) as i16);
+            (Self::load_f16_lanes(p), I16x8([raw[0], raw[1], raw[2], raw[3], 0, 0, 0, 0]))
+        }
         #[inline(always)]
         pub fn lane_splat(self, l: usize) -> Self {
             F32x4([self.0[l]; 4])
@@ -434,6 +532,11 @@ mod imp {
             I16x8(self.0.map(|v| ((v as u16) >> n) as i16))
         }
         #[inline(always)]
+        #[allow(clippy::should_implement_trait)] // mirrors the wasm32 intrinsic names, as the SIMD module does
+        pub fn shl(self, n: u32) -> Self {
+            I16x8(self.0.map(|v| v.wrapping_shl(n)))
+        }
+        #[inline(always)]
         pub fn zero() -> Self {
             I16x8([0; 8])
         }
@@ -444,6 +547,14 @@ mod imp {
         #[inline(always)]
         pub fn any_inf_or_nan(self) -> bool {
             self.0.iter().any(|v| *v as u16 >= 0x7C00)
+        }
+        #[inline(always)]
+        pub fn max_magnitude(self, acc: I16x8) -> Self {
+            I16x8([0, 1, 2, 3, 4, 5, 6, 7].map(|l| (acc.0[l] as u16).max((self.0[l] as u16) << 1) as i16))
+        }
+        #[inline(always)]
+        pub fn any_inf_or_nan_magnitude(self) -> bool {
+            self.0.iter().any(|v| *v as u16 >= 0xF800)
         }
         #[inline(always)]
         pub fn u8_minus_to_f32(self, bias: f32) -> [F32x4; 4] {
@@ -515,6 +626,28 @@ mod imp {
         pub fn to_f32(self) -> F32x4 {
             let l = self.0;
             F32x4([l[0] as f32, l[1] as f32, l[2] as f32, l[3] as f32])
+        }
+        #[inline(always)]
+        pub fn splat(v: i32) -> Self {
+            I32x4([v; 4])
+        }
+        /// # Safety
+        /// `p` must be writable scratch.
+        #[inline(always)]
+        pub unsafe fn fence_store(self, p: *mut u8) {
+            core::ptr::write_volatile(p, self.0[0] as u8)
+        }
+        #[inline(always)]
+        pub fn sum_lanes(self) -> i32 {
+            self.0.iter().fold(0i32, |s, v| s.wrapping_add(*v))
+        }
+        #[inline(always)]
+        pub fn sum4(a: I32x4, b: I32x4, c: I32x4, d: I32x4) -> Self {
+            I32x4([a.sum_lanes(), b.sum_lanes(), c.sum_lanes(), d.sum_lanes()])
+        }
+        #[inline(always)]
+        pub fn sum2(a: I32x4, b: I32x4) -> Self {
+            I32x4([a.sum_lanes(), b.sum_lanes(), a.sum_lanes(), b.sum_lanes()])
         }
     }
 }

@@ -95,7 +95,9 @@ describe("WASM kernels vs scalar TypeScript references", () => {
 
   it("matvec_q8 matches the dequantized product within the activation quantization error", () => {
     const r = rng(2);
-    for (const [rows, cols] of [[3, 7], [17, 33], [64, 172], [8, 1000], [2, 3000]]) {
+    // 19×8192 and 9×11008 take the 8-rows-per-pass loop (rows from 8192 columns): each row must equal
+    // the same row computed alone, bit for bit (integer sums are exact)
+    for (const [rows, cols] of [[3, 7], [17, 33], [64, 172], [8, 1000], [2, 3000], [19, 8192], [9, 11008]]) {
       const q = new Int8Array(rows * cols).map(() => Math.round(r() * 254) - 127);
       const scales = Float32Array.from({ length: rows }, () => 0.001 + r() * 0.02);
       const wb = K.alloc(rows * cols);
@@ -116,6 +118,12 @@ describe("WASM kernels vs scalar TypeScript references", () => {
           bound += Math.abs(q[i * cols + j] * scales[i]) * (xmax / 32767) * 0.5;
         }
         expect(Math.abs(out.view()[i] - s)).toBeLessThanOrEqual(bound * 1.01 + 1e-5);
+        if (cols >= 8192) {
+          const one = new Buf(1);
+          K.k.matvec_q8(one.ptr, wb.ptr + i * cols, sb.ptr + 4 * i, x.ptr, xq.ptr, 1, cols);
+          expect(one.view()[0], `row ${i} alone`).toBe(out.view()[i]);
+          one.free();
+        }
       }
       expect(out.guardsIntact()).toBe(true);
       K.free(wb);
