@@ -12,14 +12,15 @@ export interface ReaderWorkerData {
 /**
  * One `read()` call. `spans` holds, per request, [file offset, length, byte offset in buffer `buffers[i]`]
  * (3 numbers each); `bufferIds[i]` names the SharedArrayBuffer request i lands in. A buffer the thread
- * has not seen yet travels with the batch (`newBuffers`), once.
+ * has not seen yet travels with the batch (`newBuffers`), once; `transient` ones (staging for targets
+ * outside shared memory) are forgotten when the batch completes.
  */
 export interface ReadBatch {
   type: "read";
   id: number;
   spans: Float64Array;
   bufferIds: Int32Array;
-  newBuffers: [id: number, buffer: SharedArrayBuffer][];
+  newBuffers: [id: number, buffer: SharedArrayBuffer, transient: boolean][];
 }
 
 export type ToReader = ReadBatch | { type: "abort"; id: number } | { type: "close" };
@@ -35,5 +36,5 @@ export interface ReaderFailure {
 export type FromReader =
   | { type: "opened"; byteLength: number }
   | { type: "open-failed"; error: ReaderFailure }
-  | { type: "done"; id: number; error?: ReaderFailure; stats: NodeFileSourceStats }
+  | { type: "done"; id: number; error?: ReaderFailure; stats: NodeFileSourceStats; buffersHeld: number }
   | { type: "closed" };

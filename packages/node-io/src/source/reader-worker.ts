@@ -49,6 +49,7 @@ async function main(): Promise<void> {
       return;
     }
     for (const [id, sab] of m.newBuffers) buffers.set(id, sab);
+    const transient = m.newBuffers.filter(([, , t]) => t).map(([id]) => id);
     const n = m.bufferIds.length;
     const requests: ReadRequest[] = new Array(n);
     for (let i = 0; i < n; i++) {
@@ -62,13 +63,13 @@ async function main(): Promise<void> {
     const ac = new AbortController();
     aborts.set(m.id, ac);
     inFlight++;
-    source.read(requests, ac.signal).then(
-      () => post({ type: "done", id: m.id, stats: source.stats }),
-      (e) => post({ type: "done", id: m.id, error: failure(e), stats: source.stats }),
-    ).finally(() => {
+    const settle = (error?: ReaderFailure) => {
+      for (const id of transient) buffers.delete(id);
       aborts.delete(m.id);
+      post({ type: "done", id: m.id, error, stats: source.stats, buffersHeld: buffers.size });
       if (--inFlight === 0 && closing) void finishClose();
-    });
+    };
+    source.read(requests, ac.signal).then(() => settle(), (e) => settle(failure(e)));
   });
 }
 

@@ -54,6 +54,8 @@ export class ThreadedFileSource implements FlashSource {
   private ioWaitMs = 0;
   private busySince = 0;
   private closedPromise: Promise<void> | undefined;
+  /** SharedArrayBuffers the thread holds on to (one per shared memory buffer seen), for tests. */
+  buffersHeld = 0;
   private onClosed: (() => void) | undefined;
 
   private constructor(
@@ -135,17 +137,22 @@ export class ThreadedFileSource implements FlashSource {
       this.check(r);
       if (r.length === 0) continue;
       let target = r.target;
-      if (!(target.buffer instanceof SharedArrayBuffer)) {
+      let id: number | undefined;
+      if (target.buffer instanceof SharedArrayBuffer) {
+        const sab = target.buffer;
+        id = this.bufferIds.get(sab);
+        if (id === undefined) {
+          id = this.nextBuffer++;
+          this.bufferIds.set(sab, id);
+          newBuffers.push([id, sab, false]);
+        }
+      } else {
+        // Staging for this request only: the thread forgets it when the batch completes.
         const staging = new Uint8Array(new SharedArrayBuffer(r.length));
         copies.push({ target, staging });
         target = staging;
-      }
-      const sab = target.buffer as SharedArrayBuffer;
-      let id = this.bufferIds.get(sab);
-      if (id === undefined) {
         id = this.nextBuffer++;
-        this.bufferIds.set(sab, id);
-        newBuffers.push([id, sab]);
+        newBuffers.push([id, staging.buffer as SharedArrayBuffer, true]);
       }
       spans[3 * count] = r.offset;
       spans[3 * count + 1] = r.length;
@@ -171,7 +178,7 @@ export class ThreadedFileSource implements FlashSource {
     }
   }
 
-  /** Closes the file once reads in flight have settled, and ends the thread. */
+  /** Aborts reads in flight (they reject with AbortedError once settled), closes the file and ends the thread. */
   async close(): Promise<void> {
     if (this.closed) return this.closedPromise;
     this.closed = true;
@@ -196,6 +203,7 @@ export class ThreadedFileSource implements FlashSource {
     }
     if (m.type !== "done") return;
     this.threadStats = m.stats;
+    this.buffersHeld = m.buffersHeld;
     const p = this.pending.get(m.id);
     if (!p) return;
     this.pending.delete(m.id);

@@ -61,6 +61,8 @@ describe("ThreadedFileSource", () => {
     await src.read([{ offset: 17, length: 5000, target: a }, { offset: SIZE - 65000, length: 65000, target: b }]);
     expect(firstDiff(a, file.bytes.subarray(17, 5017))).toBe(-1);
     expect(firstDiff(b, file.bytes.subarray(SIZE - 65000))).toBe(-1);
+    for (let i = 0; i < 50; i++) await src.read([{ offset: i * 100, length: 100, target: new Uint8Array(100) }]);
+    expect(src.buffersHeld).toBe(0); // staging buffers are forgotten with their batch: no leak per read
     const k = await Kernels.load(undefined, { sharedMemory: true });
     const small = k.alloc(4096);
     await src.read([{ offset: 0, length: 4096, target: k.u8(small.ptr, 4096) }]);
@@ -68,6 +70,7 @@ describe("ThreadedFileSource", () => {
     await src.read([{ offset: 4096, length: 2 << 20, target: k.u8(big.ptr, 2 << 20) }]);
     expect(firstDiff(k.u8(small.ptr, 4096), file.bytes.subarray(0, 4096))).toBe(-1);
     expect(firstDiff(k.u8(big.ptr, 2 << 20), file.bytes.subarray(4096, 4096 + (2 << 20)))).toBe(-1);
+    expect(src.buffersHeld).toBe(2); // the memory's buffer before and after growth
     await src.close();
   });
 
