@@ -57,6 +57,22 @@ describe("flashllm CLI", () => {
     expect(dense.stderr).toMatch(/\[stats\] every neuron from flash: 20 tokens, .*\(100\.0% of the FFN\)|\[stats\] every neuron from flash: 20 tokens, .*neurons used 100\.0%/);
   }, 300_000); // first use trains predictors: ~11 s of CPU, minutes on a machine shared with other jobs
 
+  it("run --prefetch and --reader thread: the same greedy text as without them; the lookahead's prefetched neurons turn into cache hits", () => {
+    const args = ["run", "--prompt", "Once upon a time", "--max-tokens", "40", "--memory-budget", "80%", "--temperature", "0"];
+    const plain = run(args);
+    expect(plain.status, plain.stderr).toBe(0);
+    const hits = (stderr: string) => Number(/cache hit ([\d.]+)%/.exec(stderr)?.[1]);
+    for (const extra of [["--prefetch"], ["--reader", "thread"], ["--prefetch", "--reader", "thread"]]) {
+      const r = run([...args, ...extra]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout, extra.join(" ")).toBe(plain.stdout);
+      if (extra.includes("--prefetch")) expect(hits(r.stderr)).toBeGreaterThan(hits(plain.stderr));
+    }
+    const bad = run([...args, "--reader", "threads"]);
+    expect(bad.status).not.toBe(0);
+    expect(bad.stderr).toMatch(/--reader.*thread/);
+  }, 300_000);
+
   it("run: a budget too small is a clear error with the numbers, exit code 1", () => {
     const r = run(["run", "--shipped", "stories260K", "--memory-budget", "100KiB", "--max-tokens", "5"]);
     expect(r.status).toBe(1);

@@ -70,6 +70,7 @@ program
   .addOption(new Option("--activation <a>", "FFN activation of a llama2.c checkpoint (the format does not record it)").choices(["silu", "relu"]).default("silu"))
   .option("--direct", "read with O_DIRECT (bypass the page cache)", false)
   .option("--in-flight <n>", "reads in flight", int("--in-flight"), 8)
+  .option("--prefetch", "read the next layer's predicted neurons while this layer computes (the trained lookahead of a calibrated file; windowed strategy)", false)
   .addOption(new Option("--reader <where>", "where reads run with one instance: inline (this thread) or thread (a reader thread filling a shared WASM memory while this thread computes)").choices(["inline", "thread"]).default("inline"))
   .option("--dense", "load a llama2.c checkpoint wholly into memory instead (the reference path)", false)
   .option("-w, --workers <k>", "shard workers: an integer, or auto (1 when the budget fits one wasm32 memory, else enough shards for it)", "auto")

@@ -29,6 +29,8 @@ export interface RunOptions {
   context?: number;
   direct: boolean;
   inFlight: number;
+  /** Read layer l+1's predicted neurons while layer l computes (the lookahead; needs the file's predictors). */
+  prefetch?: boolean;
   /** Where reads run with one instance: `inline` (this thread) or `thread` (a reader thread). */
   reader?: "inline" | "thread";
   dense: boolean;
@@ -85,7 +87,7 @@ export async function runCommand(o: RunOptions): Promise<void> {
       const tokenizer = parseTokenizer(file.manifest.tokenizer.kind, await file.readTokenizer(), file.manifest.config.vocabSize);
       promptTokens = promptFits(tokenizer.encode(o.prompt, true, false), Math.min(o.context ?? seqLen, seqLen), o);
       const contextLength = Math.min(o.context ?? promptTokens.length + o.maxTokens, seqLen);
-      const common = { memoryBudget, strategy: o.strategy, window: o.window, contextLength, selector: o.selector, maxGapBytes: o.maxGap, verifyReads: o.verify };
+      const common = { memoryBudget, strategy: o.strategy, window: o.window, contextLength, selector: o.selector, maxGapBytes: o.maxGap, verifyReads: o.verify, prefetch: o.prefetch };
       const workers = parseWorkers(o.workers, source.byteLength, memoryBudget);
       if (workers > 1) {
         model = await openFlashModel(source, { ...common, workers, shardHost: new NodeShardHost(flashFile, { direct: o.direct, maxInFlight: o.inFlight }) });
