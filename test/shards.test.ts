@@ -228,6 +228,12 @@ describe("stories260K-relu with a predictor across shards", () => {
     const f2 = await two.shardFigures();
     expect(f1.activeNeurons).toBeLessThan(0.9 * f1.layerRuns * 172); // the predictor skips neurons
     expect(f2[0].stats.activeNeurons + f2[1].stats.activeNeurons).toBe(f1.activeNeurons);
+    // Shards read ahead by default (the lookahead: layer l+1's neurons during layer l); off on request.
+    for (const f of f2) expect(f.prefetch.issued, `shard ${f.index}`).toBeGreaterThan(0);
+    const noAhead = (await openModelFile(withPred, { workers: 2, contextLength: 128, prefetch: false })) as ShardedFlashModel;
+    expect(await greedy(noAhead, prompt, 100)).toEqual(await greedy(one, prompt, 100));
+    for (const f of await noAhead.shardFigures()) expect(f.prefetch.issued).toBe(0);
+    await noAhead.dispose();
     await two.dispose();
     await one.dispose();
     // flashllm eval --workers 2 (the sparse model in shards): the same report as one instance.

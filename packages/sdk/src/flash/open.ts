@@ -56,7 +56,8 @@ export interface OpenFlashOptions {
   verifyReads?: boolean;
   /**
    * Windowed only: read the next layer's neurons while this layer computes, as named by the selector's
-   * `predictNext` (ignored by selectors without it). Default false.
+   * `predictNext` (ignored by selectors without it). Default false with one instance (no gain measured:
+   * its reads keep the device busy already); with `workers` > 1 the sharded engine's default is true.
    */
   prefetch?: FlashFfnOptions["prefetch"];
   /** `false` reads each neuron's rows as separate requests (the paper's unbundled baseline). Default true. */

@@ -32,7 +32,12 @@ export interface ShardedOpenOptions extends OpenFlashOptions {
   shardHost: ShardHost;
   /** Default "shared" when SharedArrayBuffer exists, else "message". */
   transport?: ShardTransport;
-  /** Read the next layer's neurons during this layer, per shard (needs a predicting selector). */
+  /**
+   * Read the next layer's neurons during this layer, per shard (needs a selector with `predictNext`).
+   * Default true: each shard's reads per layer are few and latency-bound, and hiding them measured
+   * 2.04x per token at the 7B shape with 2 workers and 1.58x at the 33B shape with 5
+   * (docs/benchmarks.md). One instance keeps `false` (no gain measured there).
+   */
   prefetch?: boolean;
   /** Benchmarks: active sets from an activation trace (every shard draws the same and keeps its range). */
   traceSelector?: TraceParams;
@@ -132,7 +137,7 @@ export async function openShardedModel(source: FlashSource, opts: ShardedOpenOpt
     capacity: plans[s].capacity,
     stagingBytes: plans[s].stagingBytes,
     selector: opts.traceSelector ? { trace: opts.traceSelector } : wantPredictor ? "predictor" : "all",
-    prefetch: opts.prefetch,
+    prefetch: opts.prefetch ?? true,
     bundling: opts.bundling,
     verifyReads: opts.verifyReads,
   }));
