@@ -1,7 +1,6 @@
-import { existsSync } from "node:fs";
-import { fileURLToPath } from "node:url";
 import { Worker, type ResourceLimits } from "node:worker_threads";
 import type { FromShard, ShardHost, ShardPort, ToShard } from "@flashllm/sdk/internal";
+import { workerScript } from "../worker-script.js";
 
 /** How each shard worker opens the model file, and limits on its thread. */
 export interface NodeShardHostOptions {
@@ -37,14 +36,9 @@ export class NodeShardHost implements ShardHost {
   }
 }
 
-/** The built worker script: beside this module in dist/, or in dist/ when running from the sources. */
+/** The built shard worker script (`dist/shard-worker.js`). */
 export function shardWorkerScript(): string {
-  const candidates = [new URL("./shard-worker.js", import.meta.url), new URL("../../dist/shard-worker.js", import.meta.url)];
-  for (const u of candidates) {
-    const p = fileURLToPath(u);
-    if (existsSync(p)) return p;
-  }
-  throw new Error(`the shard worker script is not built (looked for ${candidates.map((u) => fileURLToPath(u)).join(", ")}): run npm run build`);
+  return workerScript("shard-worker.js");
 }
 
 class NodeShardPort implements ShardPort {

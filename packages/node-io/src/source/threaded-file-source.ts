@@ -1,7 +1,6 @@
-import { existsSync } from "node:fs";
 import { performance } from "node:perf_hooks";
-import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
+import { workerScript } from "../worker-script.js";
 import type { NodeFileSourceStats } from "./node-file-source.js";
 import type { FromReader, ReaderFailure, ReaderWorkerData, ReadBatch, ToReader } from "./reader-protocol.js";
 import { AbortedError, SourceError, throwIfAborted, type FlashSource, type ReadRequest } from "./sdk.js";
@@ -246,12 +245,7 @@ function rebuild(f: ReaderFailure): Error {
   return new SourceError(f.message, f.offset, f.length);
 }
 
-/** The built reader script: beside this module in dist/, or in dist/ when running from the sources. */
+/** The built reader thread script (`dist/reader-worker.js`). */
 export function readerWorkerScript(): string {
-  const candidates = [new URL("./reader-worker.js", import.meta.url), new URL("../../dist/reader-worker.js", import.meta.url)];
-  for (const u of candidates) {
-    const p = fileURLToPath(u);
-    if (existsSync(p)) return p;
-  }
-  throw new Error(`the reader thread script is not built (looked for ${candidates.map((u) => fileURLToPath(u)).join(", ")}): run npm run build`);
+  return workerScript("reader-worker.js");
 }
