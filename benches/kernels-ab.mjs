@@ -15,6 +15,7 @@
 
 import { readFileSync } from "node:fs";
 import os from "node:os";
+import { fillRandom } from "./random.mjs";
 
 const args = process.argv.slice(2);
 const ri = args.indexOf("--rounds");
@@ -28,16 +29,6 @@ if (files.length !== 2) {
 async function instance(file) {
   const { instance } = await WebAssembly.instantiate(readFileSync(file), {});
   return instance.exports;
-}
-
-function fillRandom(a, seed) {
-  let s = seed >>> 0 || 0x9e3779b9;
-  for (let i = 0; i < a.length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    a[i] = (s >>> 0) * 4.656612873077393e-10 - 1;
-  }
 }
 
 /** Seconds of CPU time per call: best of `samples` samples of `inner` calls. */

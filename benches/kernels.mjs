@@ -24,6 +24,7 @@ import os from "node:os";
 import { writeFileSync } from "node:fs";
 import { performance } from "node:perf_hooks";
 import { Kernels, crc32 } from "../packages/sdk/dist/internal.js";
+import { fillRandom } from "./random.mjs";
 
 const argv = process.argv.slice(2);
 const opts = { quick: false, json: null };
@@ -50,17 +51,6 @@ const gc = () => globalThis.gc?.();
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
-
-/** Uniform values in [-1, 1) from a xorshift32 stream. */
-function fillRandom(a, seed) {
-  let s = seed >>> 0 || 0x9e3779b9;
-  for (let i = 0; i < a.length; i++) {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    a[i] = (s >>> 0) * 4.656612873077393e-10 - 1;
-  }
-}
 
 const f32b = new Float32Array(1), u32b = new Uint32Array(f32b.buffer);
 /** f32 → IEEE half, round to nearest even (normal range and zero suffice for benchmark data). */
