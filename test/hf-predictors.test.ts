@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { f32Below, type FlashModel, type LanguageModel, type ShardedFlashModel } from "@flashllm/sdk/internal";
 import { convertFile, openModelFile } from "@flashllm/node-io";
 import { u16Bytes, type RawTensor } from "../packages/sdk/test/hf/helpers.js";
-import { D, F, L, P, V, makeWeights, reference, writeCheckpoint } from "./sparse-family-helpers.js";
+import { D, F, L, P, V, compareSelections, makeWeights, reference, writeCheckpoint } from "./sparse-family-helpers.js";
 import { rng } from "./helpers.js";
 
 const RANK = 12;
@@ -98,20 +98,9 @@ describe("TurboSparse-Mistral's own predictors (model.layers.N.mlp.predictor.fc1
       for (let v = 0; v < V; v++) err = Math.max(err, Math.abs(logits[v] - ref.logits[pos][v]));
     }
     expect(recorded.length).toBe(TOKENS.length * L);
-    let chosen = 0;
-    let flips = 0;
-    recorded.forEach((ids, k) => {
-      const pos = Math.floor(k / L);
-      const layer = k % L;
-      const set = new Set(ids);
-      for (let i = 0; i < F; i++) {
-        if (set.has(i) !== kept[pos][layer][i]) {
-          flips++;
-          expect(margins[pos][layer][i], `position ${pos} layer ${layer} neuron ${i}`).toBeLessThan(1e-5);
-        }
-      }
-      chosen += ids.length;
-    });
+    const { chosen, flips: parted } = compareSelections(recorded, kept, margins);
+    for (const f of parted) expect(f.margin, `position ${f.pos} layer ${f.layer} neuron ${f.neuron}`).toBeLessThan(1e-5);
+    const flips = parted.length;
     const share = chosen / (TOKENS.length * L * F);
     console.log(`TurboSparse layout: predictor kept ${(100 * share).toFixed(1)}% of neurons (${flips} decisions at f32 rounding distance); max |logit - float64| ${err.toExponential(2)}`);
     expect(flips).toBe(0);

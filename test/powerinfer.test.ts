@@ -13,7 +13,7 @@ import { openFlashModel } from "@flashllm/sdk";
 import { GgmlType, f32Below, type FlashModel, type LanguageModel, type ShardedFlashModel } from "@flashllm/sdk/internal";
 import { NodeFileSource, convertFile } from "@flashllm/node-io";
 import { ROOT } from "./helpers.js";
-import { D, F, L, P, V, makePredictor, makeWeights, powerInferGguf, reference, type Family, type PowerInferPredictor } from "./sparse-family-helpers.js";
+import { D, F, L, P, V, compareSelections, makePredictor, makeWeights, powerInferGguf, reference, type Family, type PowerInferPredictor } from "./sparse-family-helpers.js";
 
 const CLI = join(ROOT, "packages/node-io/dist/cli.js");
 const dir = mkdtempSync(join(tmpdir(), "flashllm-powerinfer-"));
@@ -80,18 +80,10 @@ describe.each([
     for (let p = 0; p < TOKENS.length; p++) for (let v = 0; v < V; v++) err = Math.max(err, Math.abs(got[p][v] - ref.logits[p][v]));
 
     expect(recorded.length).toBe(TOKENS.length * L);
-    let chosen = 0, flips = 0;
-    recorded.forEach(({ layer, ids }, k) => {
-      const pos = Math.floor(k / L);
-      const set = new Set(ids);
-      for (let i = 0; i < F; i++) {
-        if (set.has(i) !== predicted[pos][layer][i]) {
-          flips++;
-          expect(margins[pos][layer][i], `position ${pos} layer ${layer} neuron ${i}`).toBeLessThan(1e-5);
-        }
-      }
-      chosen += ids.length;
-    });
+    expect(recorded.map((r) => r.layer)).toEqual(recorded.map((_, k) => k % L)); // position-major records
+    const { chosen, flips: parted } = compareSelections(recorded.map((r) => r.ids), predicted, margins);
+    for (const f of parted) expect(f.margin, `position ${f.pos} layer ${f.layer} neuron ${f.neuron}`).toBeLessThan(1e-5);
+    const flips = parted.length;
     const share = chosen / (TOKENS.length * L * F);
     console.log(`${arch}: predictor kept ${(100 * share).toFixed(1)}% of neurons (${flips} decisions at f32 rounding distance); max |logit - float64| ${err.toExponential(2)}`);
     expect(flips).toBe(0);

@@ -253,3 +253,29 @@ export async function powerInferGguf(w: W, arch: "llama" | "bamboo", pred: Power
   await writer.finish();
   return sink.bytes();
 }
+
+/** Where the engine's recorded selections part from a reference's decisions. */
+export interface SelectionComparison {
+  /** Neurons the engine selected, over every record. */
+  chosen: number;
+  /** Decisions that differ, each with the reference's distance from its threshold there. */
+  flips: { pos: number; layer: number; neuron: number; margin: number }[];
+}
+
+/**
+ * Compares selections recorded per (position, layer), position-major as the engine runs them
+ * (record k is position ⌊k/L⌋, layer k mod L), with a reference's keep/drop decisions.
+ */
+export function compareSelections(recorded: ArrayLike<number>[], expected: boolean[][][], margins: number[][][]): SelectionComparison {
+  const out: SelectionComparison = { chosen: 0, flips: [] };
+  recorded.forEach((ids, k) => {
+    const pos = Math.floor(k / L);
+    const layer = k % L;
+    const set = new Set(Array.from(ids));
+    for (let i = 0; i < F; i++) {
+      if (set.has(i) !== expected[pos][layer][i]) out.flips.push({ pos, layer, neuron: i, margin: margins[pos][layer][i] });
+    }
+    out.chosen += ids.length;
+  });
+  return out;
+}
