@@ -270,6 +270,28 @@ describe("TraceSelector's co-activation parameter", () => {
     expect(clustered).toBeLessThan(0.62);
   });
 
+  it("firstTokenAll: the first token takes every neuron of every layer, later tokens are the trace's own", () => {
+    const neurons = 500;
+    const params = { activeFraction: 0.1, overlap: 0.7, skew: 0.6, coactivation: 0.2 };
+    const plain = new TraceSelector(neurons, 3, params);
+    const all = new TraceSelector(neurons, 3, { ...params, firstTokenAll: true });
+    const a = new Int32Array(neurons);
+    const b = new Int32Array(neurons);
+    for (let t = 0; t < 5; t++) {
+      for (let l = 0; l < 3; l++) {
+        const na = plain.select(l, new Float32Array(0), a);
+        const nb = all.select(l, new Float32Array(0), b);
+        if (t === 0) {
+          expect(nb).toBe(neurons);
+          expect(Array.from(b)).toEqual(Array.from({ length: neurons }, (_, i) => i));
+          expect(na).toBe(50);
+        } else {
+          expect(Array.from(b.subarray(0, nb))).toEqual(Array.from(a.subarray(0, na)));
+        }
+      }
+    }
+  });
+
   it("refuses a parameter outside [0, 1)", () => {
     expect(() => new TraceSelector(100, 1, { activeFraction: 0.1, overlap: 0, skew: 0, coactivation: 1 })).toThrow(/coactivation must be in \[0, 1\), got 1/);
     expect(() => new TraceSelector(100, 1, { activeFraction: 0.1, overlap: 0, skew: 0, coactivation: -0.1 })).toThrow(FlashError);

@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import {
   Kernels, TRACE_PRESETS, TraceSelector, XorShift32, measureTrace, openFlashModel, openFlm, synthShape,
-  type FlashModel, type FlashStats, type FlashStrategy, type MemoryPlan, type NeuronSelector, type OpenFlashOptions, type TraceParams,
+  type FlashModel, type FlashStats, type FlashStrategy, type MemoryPlan, type OpenFlashOptions, type TraceParams,
 } from "@flashllm/sdk/internal";
 import { parseBudget } from "../budget.js";
 import { formatBytes } from "../format-stats.js";
@@ -188,7 +188,7 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
   const tokenIds = o.selector === "predictor" ? await storyTokens(path, o.warmup + o.tokens + 1) : Array.from({ length: o.warmup + o.tokens + 1 }, ((r) => () => r.int(c.vocabSize))(new XorShift32(o.seed + 17)));
   for (const name of names) {
     const spec = VARIANTS[name];
-    if (spec.inMemory && fileBytes > 3.75 * 2 ** 30) {
+    if (spec.inMemory && fileBytes > 3.75 * 2 ** 30) { // one instance; `--workers K` holds up to K × 4 GiB
       results.push({ name, label: spec.label, skipped: `the model (${formatBytes(fileBytes)}) does not fit wasm32's 4 GiB`, ...emptyResult() });
       say(`[bench] ${spec.label}: skipped: the model does not fit wasm32's 4 GiB`);
       continue;
@@ -278,13 +278,13 @@ async function runVariant(path: string, name: VariantName, o: RunContext): Promi
   let model: FlashModel | undefined;
   try {
     const c = (await openFlm(source)).manifest.config;
-    const trace = new TraceSelector(c.hiddenDim, c.nLayers, o.params, "trace");
+    const trace = new TraceSelector(c.hiddenDim, c.nLayers, { ...o.params, firstTokenAll: spec.inMemory }, "trace");
     model = await openModel(source, {
       memoryBudget: spec.inMemory ? undefined : o.budget,
       contextLength: o.warmup + o.tokens + 2,
       strategy: spec.strategy,
       window: o.window,
-      selector: o.selector === "predictor" ? "predictor" : spec.inMemory ? new PreloadFirst(trace, c.hiddenDim) : trace,
+      selector: o.selector === "predictor" ? "predictor" : trace,
       bundling: spec.bundling,
       prefetch: spec.prefetch,
       naiveComputes: spec.naiveComputes,
@@ -345,20 +345,6 @@ export async function settle(): Promise<void> {
   for (let i = 0; i < 3; i++) {
     gc();
     await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-/** All neurons for the first token (fills the cache with the whole FFN), then the trace. */
-class PreloadFirst implements NeuronSelector {
-  readonly name = "preload";
-  private token = 0;
-  constructor(private readonly inner: NeuronSelector, private readonly neurons: number) {}
-  select(layer: number, x: Float32Array, out: Int32Array): number {
-    if (layer === 0) this.token++;
-    const n = this.inner.select(layer, x, out); // keeps the trace in step with the other variants
-    if (this.token > 1) return n;
-    for (let i = 0; i < this.neurons; i++) out[i] = i;
-    return this.neurons;
   }
 }
 
