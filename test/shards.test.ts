@@ -2,7 +2,7 @@
 // against run.c's references, the single-instance path, an independent float64 OPT forward pass, and
 // the failures a user can meet (a shard that throws or dies, abort, dispose, a corrupt file).
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync, truncateSync } from "node:fs";
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, realpathSync, writeFileSync, truncateSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { crc32 as zlibCrc32 } from "node:zlib";
@@ -48,6 +48,14 @@ function maxDiff(a: Float32Array[], b: Float32Array[]): number {
 
 /** Worker threads alive in this process (each holds one MessagePort resource). */
 const liveWorkers = () => process.getActiveResourcesInfo().filter((r) => r === "MessagePort").length;
+// Open file descriptors of this process on `path` (shard 0 runs on this thread with its own handle).
+const handlesOn = (path: string) => readdirSync("/proc/self/fd").filter((fd) => {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`) === realpathSync(path);
+  } catch {
+    return false; // closed while listing
+  }
+}).length;
 
 describe("split plan", () => {
   const config = (nHeads: number, nKvHeads: number, hiddenDim: number, vocabSize: number): ModelConfig => ({
@@ -260,9 +268,13 @@ describe("failures", () => {
 
   it("dispose ends every worker; a second dispose does nothing", async () => {
     const model = await openModelFile(F32, { workers: 3, contextLength: 16 });
-    expect(liveWorkers()).toBe(before + 3);
+    // Shard 0 runs on this thread, shards 1 and 2 in workers; each has its own handle on the file (the
+    // workers' descriptors are this process's too), and so has the coordinator.
+    expect(liveWorkers()).toBe(before + 2);
+    expect(handlesOn(F32)).toBe(4);
     await model.dispose();
     expect(liveWorkers()).toBe(before);
+    expect(handlesOn(F32)).toBe(0);
     await model.dispose();
   });
 
@@ -281,6 +293,30 @@ describe("failures", () => {
     // The model is unusable now, and says why.
     await expect(greedy(model, "Once", 5)).rejects.toMatchObject({ code: "SHARD_FAILED", shard: 1 });
     await model.dispose();
+  });
+
+  it("shard 0 (on this thread) whose reads fail: a ShardError naming it, the workers torn down, its file handle closed", async () => {
+    const { openFlashModel, localShardPort, FaultInjectingSource } = { ...(await import("@flashllm/sdk/internal")), ...(await import("@flashllm/sdk/testing")) };
+    const file = await openFlm(await NodeFileSource.open(F32));
+    const m = file.manifest;
+    await file.source.close();
+    const last = m.sections.find((s) => s.name === `ffn.${m.config.nLayers - 1}`)!;
+    const workers = new NodeShardHost(F32);
+    // Shard 0's own source fails every read in the last layer's FFN: only shard 0 sees a fault.
+    const host = {
+      spawn: (s: number) => s > 0 ? workers.spawn(s) : localShardPort(async () => new FaultInjectingSource(await NodeFileSource.open(F32), { range: { offset: last.offset, length: last.length }, rates: { error: 1 } })),
+    };
+    const source = await NodeFileSource.open(F32);
+    const model = await openFlashModel(source, { workers: 2, shardHost: host, contextLength: 64 });
+    expect(liveWorkers()).toBe(before + 1);
+    const err = await greedy(model, "Once upon a time", 20).catch((e) => e);
+    expect(err).toMatchObject({ name: "ShardError", code: "SHARD_FAILED", shard: 0 });
+    expect(err.message).toMatch(/^shard 0: SourceError \[READ_FAILED\]: injected read error/);
+    expect(liveWorkers()).toBe(before);
+    expect(handlesOn(F32)).toBe(1); // the coordinator's own source only: shard 0's and shard 1's are closed
+    await model.dispose();
+    await source.close();
+    expect(handlesOn(F32)).toBe(0);
   });
 
   it("a worker that exits mid-generation: a ShardError naming it, the others torn down", async () => {

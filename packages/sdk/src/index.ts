@@ -49,4 +49,5 @@ export { ShardedFlashModel } from "./shard/open-sharded.js";
 export type { ShardedOpenOptions, ShardedMemoryPlan } from "./shard/open-sharded.js";
 export type { ShardHost, ShardPort } from "./shard/host.js";
 export { runShard } from "./shard/runtime.js";
+export { localShardPort } from "./shard/local-port.js";
 export type { ShardEndpoint } from "./shard/runtime.js";

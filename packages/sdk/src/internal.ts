@@ -70,6 +70,7 @@ export { openShardedModel, ShardedFlashModel, WASM32_MAX_BYTES } from "./shard/o
 export type { ShardedOpenOptions, ShardedMemoryPlan } from "./shard/open-sharded.js";
 export type { ShardHost, ShardPort } from "./shard/host.js";
 export { runShard } from "./shard/runtime.js";
+export { localShardPort } from "./shard/local-port.js";
 export type { ShardEndpoint } from "./shard/runtime.js";
 export { planShards, evenSplit, maxShards } from "./shard/plan.js";
 export type { ShardSlice, Range } from "./shard/plan.js";

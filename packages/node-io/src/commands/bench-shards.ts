@@ -27,6 +27,7 @@ export interface ShardBenchOptions {
   direct: boolean;
   inFlight: number;
   maxGap: number;
+  firstShardHere: boolean;
 }
 
 /** Per shard, per measured token. */
@@ -96,7 +97,7 @@ export async function benchShards(path: string, names: string[], o: ShardBenchOp
       const t0 = performance.now();
       model = await openShardedModel(source, {
         workers: o.workers,
-        shardHost: new NodeShardHost(path, { direct: o.direct, maxInFlight: o.inFlight }),
+        shardHost: new NodeShardHost(path, { direct: o.direct, maxInFlight: o.inFlight, firstShardHere: o.firstShardHere }),
         memoryBudget: spec.inMemory ? undefined : o.budget,
         strategy: spec.strategy,
         prefetch: spec.prefetch,

@@ -40,6 +40,8 @@ export interface BenchCommandOptions {
   queue?: number;
   /** Shard workers (1: the single-instance variants above). */
   workers?: number;
+  /** With workers > 1: shard 0 on this thread (default) or in a worker too. */
+  firstShardHere?: boolean;
   /**
    * `predictor`: a real model's own trained predictors (and lookahead) on the tokens of a fixed story,
    * instead of the activation trace on random tokens (for `--model` files made by `flashllm calibrate`).
@@ -172,8 +174,8 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
   if ((o.workers ?? 1) > 1) {
     const { benchShards } = await import("./bench-shards.js");
     const names = o.variants?.split(",").map((s) => s.trim()) ?? ["windowed+bundled"];
-    say(`[bench] ${o.workers} shard workers (load average ${loadavg().map((x) => x.toFixed(1)).join(" ")})`);
-    const shardResults = await benchShards(path, names, { workers: o.workers!, budget, params, tokenIds: tokenIdsShards, window: o.window, warmup: o.warmup, tokens: o.tokens, direct: o.direct, inFlight: o.queue ?? o.inFlight, maxGap: o.maxGap }, say);
+    say(`[bench] ${o.workers} shards, ${o.firstShardHere === false ? `all ${o.workers} in worker threads` : `shard 0 on this thread, ${(o.workers ?? 1) - 1} in worker threads`} (load average ${loadavg().map((x) => x.toFixed(1)).join(" ")})`);
+    const shardResults = await benchShards(path, names, { workers: o.workers!, budget, params, tokenIds: tokenIdsShards, window: o.window, warmup: o.warmup, tokens: o.tokens, direct: o.direct, inFlight: o.queue ?? o.inFlight, maxGap: o.maxGap, firstShardHere: o.firstShardHere ?? true }, say);
     const stamp = new Date().toISOString().replace(/[:.]/g, "-");
     const base = join(outDir, `bench-${c.nLayers}L-${o.workers}w-${stamp}`);
     await writeFile(`${base}.json`, JSON.stringify({ header, machine, loadavg: loadavg(), model: { path, shape: shapeName, bytes: fileBytes, config: c }, budget, params, options: o, results: shardResults }, null, 2));

@@ -1,5 +1,6 @@
 import { Worker, type ResourceLimits } from "node:worker_threads";
-import type { FromShard, ShardHost, ShardPort, ToShard } from "@flashllm/sdk/internal";
+import { localShardPort, type FromShard, type ShardHost, type ShardPort, type ToShard } from "@flashllm/sdk/internal";
+import { NodeFileSource } from "../source/index.js";
 import { workerScript } from "../worker-script.js";
 
 /** How each shard worker opens the model file, and limits on its thread. */
@@ -12,6 +13,12 @@ export interface NodeShardHostOptions {
   resourceLimits?: ResourceLimits;
   /** The worker script (default: `dist/shard-worker.js` of this package). */
   workerScript?: string;
+  /**
+   * Run shard 0 on the coordinator's own thread (default true): K shards then use K threads, the
+   * caller's and K − 1 workers, as the single-instance path computes on the caller's thread too. With
+   * false every shard is a worker (K + 1 threads; the caller's thread stays free during a token).
+   */
+  firstShardHere?: boolean;
 }
 
 /** The data a shard worker starts with (`workerData`). */
@@ -24,12 +31,17 @@ export interface ShardWorkerData {
 
 /**
  * Shard workers as Node `worker_threads`: each runs `dist/shard-worker.js`, which opens its own
- * `NodeFileSource` on `path` and runs the SDK's `runShard`.
+ * `NodeFileSource` on `path` and runs the SDK's `runShard`. Shard 0 runs on the caller's thread
+ * unless `firstShardHere` is false.
  */
 export class NodeShardHost implements ShardHost {
   constructor(readonly path: string, readonly options: NodeShardHostOptions = {}) {}
 
   spawn(index: number): ShardPort {
+    if (index === 0 && (this.options.firstShardHere ?? true)) {
+      const { direct, maxInFlight } = this.options;
+      return localShardPort(() => NodeFileSource.open(this.path, { direct: direct ?? false, maxInFlight }));
+    }
     const workerData: ShardWorkerData = { index, path: this.path, direct: this.options.direct ?? false, maxInFlight: this.options.maxInFlight };
     const worker = new Worker(this.options.workerScript ?? shardWorkerScript(), { workerData, resourceLimits: this.options.resourceLimits, name: `flashllm-shard-${index}` });
     return new NodeShardPort(worker);

@@ -32,6 +32,7 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
   let partial = new Float32Array(0);
   let logits = new Float32Array(0);
   let queue: Promise<void> = Promise.resolve(); // message steps run one after another
+  let opening: Promise<void> = Promise.resolve(); // init's open: exit waits for it, then releases what it opened
 
   const fail = (e: unknown) => {
     endpoint.postMessage({ t: "failed", error: toWire(e) });
@@ -63,8 +64,9 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
       const next = await layout.nextStep(seen, () => stopping);
       if (!next) return;
       seen = next.seq;
-      const status = await step(next.seq, next.op, next.layer, next.pos, layout.input, layout.residual, layout.partials[index], logitsOut);
-      layout.finish(index, next.seq, status);
+      const running = step(next.seq, next.op, next.layer, next.pos, layout.input, layout.residual, layout.partials[index], logitsOut);
+      queue = running.then(() => {}, () => {}); // exit waits for it
+      layout.finish(index, next.seq, await running);
     }
   };
 
@@ -73,6 +75,7 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
     current?.ac.abort();
     shared?.wakeAll();
     try {
+      await opening;
       await queue;
       await engine?.dispose();
       await source?.close();
@@ -90,11 +93,13 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
         index = msg.config.index;
         dim = msg.dim;
         vocab = msg.vocab;
-        void (async () => {
+        opening = (async () => {
           try {
             source = await openSource();
+            if (stopping) return; // told to exit while opening: exit (which waits for this) releases it
             const opened = await ShardEngine.open(source, msg.config);
             engine = opened.engine;
+            if (stopping) return;
             partial = new Float32Array(dim);
             logits = new Float32Array(engine.slice.vocab.count);
             endpoint.postMessage({ t: "ready", pieces: opened.pieces, memoryBytes: engine.memoryBytes });
