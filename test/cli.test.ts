@@ -71,6 +71,9 @@ describe("flashllm CLI", () => {
     const bad = run([...args, "--reader", "threads"]);
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/--reader.*thread/);
+    const both = run([...args, "--reader", "thread", "--workers", "2"]);
+    expect(both.status).toBe(1);
+    expect(both.stderr).toMatch(/--reader thread runs one instance .* with --workers 2 each shard reads on its own thread already/);
   }, 300_000);
 
   it("run: a budget too small is a clear error with the numbers, exit code 1", () => {

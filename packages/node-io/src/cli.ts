@@ -74,7 +74,7 @@ program
   .option("--no-prefetch", "do not read ahead, also with --workers > 1")
   .addOption(new Option("--reader <where>", "where reads run with one instance: inline (this thread) or thread (a reader thread filling a shared WASM memory while this thread computes)").choices(["inline", "thread"]).default("inline"))
   .option("--dense", "load a llama2.c checkpoint wholly into memory instead (the reference path)", false)
-  .option("-w, --workers <k>", "shard workers: an integer, or auto (1 when the budget fits one wasm32 memory, else enough shards for it)", "auto")
+  .option("-w, --workers <k>", "shards: an integer, or auto (one per core when each holds ≥ 64 MiB of the model, more when one wasm32 memory cannot hold its share; 1 with --reader thread). Shard 0 computes on this thread", "auto")
   .option("--no-verify", "skip checking each bundle read against the file's CRC-32 (a corrupted file then gives wrong text, not an error)")
   .addHelpText("after", "\nA llama2.c checkpoint is converted to .flm on first use and kept in $FLASHLLM_CACHE (default ~/.cache/flashllm).")
   .action((opts) => runCommand(opts));

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import type { FlashStats, ShardedFlashModel, ShardFigures } from "@flashllm/sdk/internal";
 import { formatBytes } from "./format-stats.js";
 
@@ -8,21 +9,31 @@ import { formatBytes } from "./format-stats.js";
 export const ONE_INSTANCE_BYTES = 4 * 1024 ** 3 - 256 * 1024 ** 2;
 
 /**
- * `--workers` when not given: one instance when the model's memory (its budget, or the whole file
- * without one) fits one wasm32 memory, else as many shards as that memory needs (at least 2, even
- * more than the cores: each shard's memory is capped at 4 GiB). Measured on this 2-core machine (docs/benchmarks.md, 7B shape at a 50% budget, idle):
- * 2 workers took 751 ms/token against one instance's 606, because the shards' reads, the coordinator
- * and two compute threads share two cores; so shards are used for what one instance cannot hold.
+ * The least of the model a shard should hold under "auto" (as web-io's): a token costs two round
+ * trips between the coordinator and its shards per layer (~40-100 µs each here); a shard with less
+ * than this to compute spends more on them than it saves (stories260K: 1 instance ~840 tok/s, 2
+ * shards ~175 in the browser).
  */
-export function defaultWorkers(fileBytes: number, budgetBytes?: number): number {
+export const MIN_SHARD_BYTES = 64 * 1024 ** 2;
+
+/**
+ * `--workers` when not given ("auto"): one shard per core, but no more than gives each at least
+ * {@link MIN_SHARD_BYTES} of the model (its budget, or the whole file without one), and at least as
+ * many as one wasm32 memory per shard needs (even beyond the cores: each shard's memory is capped at
+ * 4 GiB). Shard 0 computes on the calling thread, so K shards take K threads. Measured on this 2-core
+ * machine (docs/benchmarks.md, 30 Nov): Llama-2-7B shape at a 50% budget, 2 shards 537-577 ms/token
+ * against one instance's 647-742; all in memory (16 of its layers), 115-133 against 216-222.
+ */
+export function defaultWorkers(fileBytes: number, budgetBytes?: number, cores = availableParallelism()): number {
   const need = Math.min(budgetBytes ?? fileBytes, fileBytes);
-  if (need <= ONE_INSTANCE_BYTES) return 1;
-  return Math.max(2, Math.ceil(need / ONE_INSTANCE_BYTES)); // memory decides, even beyond the cores
+  const byMemory = Math.ceil(need / ONE_INSTANCE_BYTES);
+  const bySize = Math.max(1, Math.floor(need / MIN_SHARD_BYTES));
+  return Math.max(byMemory, Math.min(Math.max(1, cores), bySize));
 }
 
 /** Parses `--workers` ("auto" or an integer ≥ 1). */
-export function parseWorkers(v: string | number | undefined, fileBytes: number, budgetBytes?: number): number {
-  if (v === undefined || v === "auto") return defaultWorkers(fileBytes, budgetBytes);
+export function parseWorkers(v: string | number | undefined, fileBytes: number, budgetBytes?: number, cores?: number): number {
+  if (v === undefined || v === "auto") return defaultWorkers(fileBytes, budgetBytes, cores);
   const n = Number(v);
   if (!(Number.isInteger(n) && n >= 1)) throw new Error(`--workers must be an integer ≥ 1 or "auto", got ${v}`);
   return n;

@@ -37,7 +37,7 @@ export interface RunOptions {
   selector?: "all" | "predictor";
   maxGap: number;
   verify: boolean;
-  /** Shard workers: an integer, or "auto" (default: one instance when the budget fits one wasm32 memory, else enough shards). */
+  /** Shards: an integer, or "auto" (default: one per core when each holds ≥ 64 MiB of the model, and enough for its memory; 1 with a reader thread). */
   workers?: string;
 }
 
@@ -88,7 +88,10 @@ export async function runCommand(o: RunOptions): Promise<void> {
       promptTokens = promptFits(tokenizer.encode(o.prompt, true, false), Math.min(o.context ?? seqLen, seqLen), o);
       const contextLength = Math.min(o.context ?? promptTokens.length + o.maxTokens, seqLen);
       const common = { memoryBudget, strategy: o.strategy, window: o.window, contextLength, selector: o.selector, maxGapBytes: o.maxGap, verifyReads: o.verify, prefetch: o.prefetch };
-      const workers = parseWorkers(o.workers, source.byteLength, memoryBudget);
+      // A reader thread is one instance's way of using the second core; shards read on their own threads.
+      const auto = o.workers === undefined || o.workers === "auto";
+      const workers = o.reader === "thread" && auto ? 1 : parseWorkers(o.workers, source.byteLength, memoryBudget);
+      if (workers > 1 && o.reader === "thread") throw new Error(`--reader thread runs one instance with its reads on a second thread; with --workers ${workers} each shard reads on its own thread already: leave out one of the two`);
       if (workers > 1) {
         model = await openFlashModel(source, { ...common, workers, shardHost: new NodeShardHost(flashFile, { direct: o.direct, maxInFlight: o.inFlight }) });
         process.stderr.write(shardedBanner(flashFile, source.byteLength, memoryBudget, model as ShardedFlashModel, o) + "\n");

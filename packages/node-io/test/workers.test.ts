@@ -1,0 +1,32 @@
+import { describe, expect, it } from "vitest";
+import { defaultWorkers, parseWorkers } from "../src/workers.js";
+
+const MiB = 1024 ** 2;
+const GiB = 1024 ** 3;
+
+describe("--workers auto", () => {
+  it("one shard per core when each holds at least 64 MiB of the model", () => {
+    expect(defaultWorkers(1.2 * MiB, undefined, 2)).toBe(1); // stories260K: round trips would cost more than they save
+    expect(defaultWorkers(100 * MiB, undefined, 4)).toBe(1); // 2 shards would hold 50 MiB each
+    expect(defaultWorkers(200 * MiB, undefined, 4)).toBe(3); // 66.7 MiB each
+    expect(defaultWorkers(805 * MiB, undefined, 2)).toBe(2);
+    expect(defaultWorkers(805 * MiB, undefined, 8)).toBe(8);
+    expect(defaultWorkers(6.29 * GiB, 3.14 * GiB, 2)).toBe(2); // Llama-2-7B shape at 50%
+    expect(defaultWorkers(6.29 * GiB, 3.14 * GiB, 1)).toBe(1); // one core: one instance, the budget fits it
+  });
+
+  it("the budget counts, not the file; as many shards as one wasm32 memory each needs, even beyond the cores", () => {
+    expect(defaultWorkers(6.29 * GiB, 100 * MiB, 2)).toBe(1);
+    expect(defaultWorkers(12.1 * GiB, 6.05 * GiB, 1)).toBe(2); // Llama-2-13B at 50% on one core
+    expect(defaultWorkers(30.3 * GiB, 15.15 * GiB, 2)).toBe(5); // the 33B shape at 50%: 3.75 GiB per shard at most
+    expect(defaultWorkers(30.3 * GiB, undefined, 16)).toBe(16);
+  });
+
+  it("parses an integer or auto, and refuses anything else", () => {
+    expect(parseWorkers("3", GiB)).toBe(3);
+    expect(parseWorkers(undefined, 805 * MiB, undefined, 2)).toBe(2);
+    expect(parseWorkers("auto", 1.2 * MiB, undefined, 2)).toBe(1);
+    expect(() => parseWorkers("0", GiB)).toThrow(/--workers must be an integer ≥ 1 or "auto", got 0/);
+    expect(() => parseWorkers("two", GiB)).toThrow(/got two/);
+  });
+});
