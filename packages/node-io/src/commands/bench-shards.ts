@@ -3,7 +3,7 @@ import { openShardedModel, type FlashStrategy, type ShardFigures, type ShardedFl
 import { formatBytes } from "../format-stats.js";
 import { NodeShardHost } from "../shards/node-shard-host.js";
 import { NodeFileSource } from "../source/index.js";
-import { evict, settle } from "./bench.js";
+import { evict, fillNote, settle } from "./bench.js";
 
 /** The variants `bench --workers K` runs (the trace selector decides what is active, as in `bench`). */
 export const SHARD_VARIANTS = {
@@ -62,6 +62,8 @@ export interface ShardBenchResult {
   coordinatorBytes: number;
   shards: ShardRow[];
   cold: string;
+  /** The least-filled shard's cache after warm-up (bundles loaded ÷ slots, at most 1; see bench's `warmFill`). */
+  warmFill: number;
 }
 
 function diff(a: ShardFigures, b: ShardFigures, n: number): ShardRow {
@@ -110,6 +112,7 @@ export async function benchShards(path: string, names: string[], o: ShardBenchOp
       let pos = 0;
       for (; pos < o.warmup; pos++) await model.transformer.forward(o.tokenIds[pos], pos);
       const f0 = await model.shardFigures();
+      const warmFill = Math.min(...f0.map((f) => Math.min(1, f.stats.neuronsLoaded / f.capacity)));
       let peakRss = process.memoryUsage().rss;
       const t1 = performance.now();
       for (let i = 0; i < o.tokens; i++, pos++) {
@@ -126,10 +129,10 @@ export async function benchShards(path: string, names: string[], o: ShardBenchOp
         computeMs: msPerToken - Math.max(...rows.map((x) => x.ioMs + x.memoryMs)),
         busiestShardMs: Math.max(...rows.map((x) => x.attentionMs + x.feedForwardMs + x.logitsMs)),
         roundTripUs, bytesPerToken: rows.reduce((a, x) => a + x.bytesRead, 0), peakRssBytes: peakRss,
-        coordinatorBytes: model.wasmMemoryBytes, shards: rows, cold,
+        coordinatorBytes: model.wasmMemoryBytes, shards: rows, cold, warmFill,
       };
       results.push(r);
-      say(`[bench]   ${msPerToken.toFixed(1)} ms/token, compute ${r.computeMs.toFixed(1)} ms/token; opened in ${(openMs / 1000).toFixed(1)} s; ${formatBytes(r.bytesPerToken)}/token read; a broadcast+gather ${roundTripUs.toFixed(0)} µs`);
+      say(`[bench]   ${msPerToken.toFixed(1)} ms/token, compute ${r.computeMs.toFixed(1)} ms/token; opened in ${(openMs / 1000).toFixed(1)} s; ${formatBytes(r.bytesPerToken)}/token read; a broadcast+gather ${roundTripUs.toFixed(0)} µs${fillNote(warmFill)}`);
       for (const x of rows) {
         say(
           `[bench]   shard ${x.index}: attention ${x.attentionMs.toFixed(1)}, FFN step ${x.feedForwardMs.toFixed(1)} (I/O ${x.ioMs.toFixed(1)}, memory ${x.memoryMs.toFixed(1)}, FFN compute ${x.ffnComputeMs.toFixed(1)}), classifier ${x.logitsMs.toFixed(1)} ms/token; ` +

@@ -81,6 +81,12 @@ interface VariantResult {
   label: string;
   skipped?: string;
   tokens: number;
+  /**
+   * Bundles loaded during warm-up ÷ cache slots, at most 1: below 1 the measured tokens still fill
+   * the cache, so they write memory never touched before (its first-touch page faults, 4.3 s per GiB
+   * on this VM, land in their I/O time) and evict nothing (eviction's cost is not yet in "memory").
+   */
+  warmFill?: number;
   msPerToken: number;
   tokensPerSec: number;
   /** Per token, ms: the paper's split. compute = total − I/O − memory (attention, FFN kernel, selector, the rest). */
@@ -200,7 +206,7 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
     say(`[bench] ${spec.label}: ${cold}`);
     const r = await runVariant(path, name, { ...o, budget, params, tokenIds, cold });
     results.push(r);
-    say(`[bench]   ${r.msPerToken.toFixed(1)} ms/token: I/O ${r.ioMs.toFixed(1)}, memory ${r.memoryMs.toFixed(1)}, compute ${r.computeMs.toFixed(1)}; ${formatBytes(r.bytesPerToken)}/token in ${r.requestsPerToken.toFixed(0)} requests; hit ${(100 * r.hitRate).toFixed(1)}%; ${formatBytes(r.ioBytesPerSec)}/s while reading`);
+    say(`[bench]   ${r.msPerToken.toFixed(1)} ms/token: I/O ${r.ioMs.toFixed(1)}, memory ${r.memoryMs.toFixed(1)}, compute ${r.computeMs.toFixed(1)}; ${formatBytes(r.bytesPerToken)}/token in ${r.requestsPerToken.toFixed(0)} requests; hit ${(100 * r.hitRate).toFixed(1)}%; ${formatBytes(r.ioBytesPerSec)}/s while reading${fillNote(r.warmFill)}`);
   }
 
   // 3. fio on the same file, request size and depth: the storage limit each variant is measured against.
@@ -299,6 +305,7 @@ async function runVariant(path: string, name: VariantName, o: RunContext): Promi
     let pos = 0;
     for (; pos < o.warmup; pos++) await t.forward(o.tokenIds[pos], pos);
     const s0 = { ...ffn.stats };
+    const warmFill = Math.min(1, s0.neuronsLoaded / ffn.capacity);
     const src0 = source.stats;
     const pf0 = { ...ffn.prefetchStats };
     let peakRss = process.memoryUsage().rss;
@@ -321,7 +328,7 @@ async function runVariant(path: string, name: VariantName, o: RunContext): Promi
       bytesPerToken: s.bytesRead / n, requestsPerToken: s.readRequests / n, meanRequestBytes: s.bytesRead / Math.max(s.readRequests, 1),
       fsBytesPerToken: src.bytes / n, fsReadsPerToken: src.reads / n,
       hitRate: s.cacheHits / Math.max(s.activeNeurons, 1), neuronsLoadedPerToken: s.neuronsLoaded / n,
-      capacity: ffn.capacity, cacheShareOfFfn: ffn.capacity / (c.nLayers * c.hiddenDim),
+      capacity: ffn.capacity, cacheShareOfFfn: ffn.capacity / (c.nLayers * c.hiddenDim), warmFill,
       plan: model.memoryPlan, wasmBytes: model.wasmMemoryBytes, peakRssBytes: peakRss, cold: o.cold,
       ioBytesPerSec: src.ioWaitMs > 0 ? src.bytes / (src.ioWaitMs / 1000) : 0,
     };
@@ -340,6 +347,12 @@ async function runVariant(path: string, name: VariantName, o: RunContext): Promi
 // In its own frame, so no interpreter register keeps the resident section's JS copy alive afterwards.
 function openModel(source: NodeFileSource | ThreadedFileSource, opts: OpenFlashOptions): Promise<FlashModel> {
   return openFlashModel(source, opts);
+}
+
+/** Says when the measured tokens were still filling the cache (see {@link VariantResult.warmFill}). */
+export function fillNote(fill: number | undefined): string {
+  if (fill === undefined || fill >= 1) return "";
+  return `; the cache was ${(100 * fill).toFixed(0)}% filled after warm-up: measured tokens still fill it (first-touch page faults, no evictions yet; a longer --warmup measures the steady state)`;
 }
 
 /** Full GCs with pauses between, so V8's array-buffer sweeper has returned freed memory to the OS. */
