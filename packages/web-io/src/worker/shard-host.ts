@@ -1,6 +1,7 @@
-import type { ShardHost, ShardPort } from "@flashllm/sdk";
+import { localShardPort, type ShardHost, type ShardPort } from "@flashllm/sdk";
 import type { FromShard, ToShard } from "@flashllm/sdk/internal";
 import type { ModelSourceSpec } from "../protocol.js";
+import { openShardSource } from "./open-source.js";
 
 /** The first message a shard worker gets: where its own handle on the model is (then the SDK's protocol). */
 export interface ShardOpen {
@@ -13,7 +14,8 @@ export interface ShardOpen {
 /**
  * Shard workers as nested Web Workers of the engine's worker: each runs `shard-worker.js` (the SDK's
  * `runShard`), opens its own source from `source` (a File/Blob, an HTTP URL, or an OPFS name) and
- * loads its slice into its own WASM memory.
+ * loads its slice into its own WASM memory. Shard 0 runs in the engine's worker itself (the SDK's
+ * `localShardPort`) unless `firstShardHere` is false: K shards then take K threads, not K + 1.
  */
 export class WebShardHost implements ShardHost {
   constructor(
@@ -23,10 +25,13 @@ export class WebShardHost implements ShardHost {
       workerUrl?: string | URL;
       /** The engine's worker holds an OPFS source through an exclusive handle (see `OpfsSource.shared`). */
       exclusive?: boolean;
+      /** Run shard 0 in the engine's worker (default true); false: every shard a nested worker. */
+      firstShardHere?: boolean;
     } = {},
   ) {}
 
   spawn(index: number): ShardPort {
+    if (index === 0 && (this.options.firstShardHere ?? true)) return localShardPort(() => openShardSource(this.source, this.options.exclusive ?? false));
     const name = `flashllm-shard-${index}`;
     // Written out in full so that bundlers see and emit the shard worker.
     const url = this.options.workerUrl;
