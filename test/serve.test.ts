@@ -419,14 +419,15 @@ describe("bounded load", () => {
 });
 
 describe("flashllm serve (the CLI)", () => {
-  it("starts on a free port with --api-key and --chat-template, answers the client, and stops on SIGINT", async () => {
+  it.each([[[]], [["--workers", "2"]]])("starts on a free port with --api-key and --chat-template, answers the client, and stops on SIGINT (%j)", async (extra: string[]) => {
     const tpl = join(dir, "chatml.jinja");
     writeFileSync(tpl, CHATML_TEMPLATE);
     const plain = join(dir, "plain.flm");
     const sink = new MemorySink();
     await convertLlama2c(readBytes(STORIES_BIN), readBytes(STORIES_TOK), sink);
     writeFileSync(plain, sink.bytes());
-    const child = spawn(process.execPath, [join(ROOT, "packages/node-io/dist/cli.js"), "serve", plain, "--port", "0", "--api-key", "k1", "--chat-template", tpl, "--memory-budget", "70%", "--context", "128", "--model-name", "tiny"], { stdio: ["ignore", "pipe", "pipe"] });
+    const args = ["serve", plain, "--port", "0", "--api-key", "k1", "--chat-template", tpl, "--memory-budget", "70%", "--context", "128", "--model-name", "tiny", ...extra];
+    const child = spawn(process.execPath, [join(ROOT, "packages/node-io/dist/cli.js"), ...args], { stdio: ["ignore", "pipe", "pipe"] });
     let stderr = "";
     child.stderr.on("data", (d) => (stderr += d));
     const url = await new Promise<string>((resolve, reject) => {
@@ -448,5 +449,8 @@ describe("flashllm serve (the CLI)", () => {
     expect(code, stderr).toBe(0);
     expect(stderr).toMatch(/serving "tiny" on http:\/\/127\.0\.0\.1:\d+\/v1 \(OpenAI API, API key required\)/);
     expect(stderr).toMatch(/chatcmpl-\w+ 200 maxTokens: \d+ prompt \+ 30 generated tokens/);
+    // A 1.2 MB model: "auto" keeps one instance; --workers 2 serves from two shards, the same reply.
+    if (extra.length > 0) expect(stderr).toMatch(/, 2 shards \(shard 0 on this thread\)/);
+    else expect(stderr).not.toMatch(/shards/);
   });
 });

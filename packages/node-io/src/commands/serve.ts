@@ -7,13 +7,15 @@ import { flmFor } from "../model-files.js";
 import { containerDtype, type CliDtype } from "../dtypes.js";
 import { startServer, type ServeEvent } from "../serve/index.js";
 import { openModelFile } from "../shards/open-model-file.js";
+import { parseWorkers } from "../workers.js";
 
 export interface ServeCliOptions {
   tokenizer?: string;
   memoryBudget?: string;
   host: string;
   port: number;
-  workers?: number;
+  /** Shards: an integer, or "auto" (default: as `run`). */
+  workers?: number | string;
   apiKey?: string;
   modelName?: string;
   context?: number;
@@ -39,7 +41,8 @@ export async function serveCommand(modelPath: string, o: ServeCliOptions): Promi
   const memoryBudget = o.memoryBudget ? parseBudget(o.memoryBudget, fileBytes) : undefined;
   const apiKey = o.apiKey ?? process.env.FLASHLLM_API_KEY;
   // openModelFile: one WASM instance here, or `--workers K` shard threads; dispose closes the file.
-  const model = await openModelFile(file, { memoryBudget, contextLength: o.context, workers: o.workers, direct: o.direct, maxInFlight: o.inFlight });
+  const workers = parseWorkers(o.workers, fileBytes, memoryBudget);
+  const model = await openModelFile(file, { memoryBudget, contextLength: o.context, workers, direct: o.direct, maxInFlight: o.inFlight });
   try {
     const modelId = o.modelName ?? basename(modelPath).replace(/\.(flm|bin)$/, "");
     await serveModel(model, { modelId, file, fileBytes, memoryBudget, apiKey }, o, log);
@@ -79,7 +82,7 @@ async function serveModel(
   log(
     `${file}: ${formatBytes(fileBytes)}, budget ${memoryBudget ? formatBytes(memoryBudget) : "unlimited"}, context ${model.transformer.contextLength} tokens, ` +
       `neuron cache ${capacity} of ${model.config.hiddenDim * model.config.nLayers} bundles, chat template ${model.chatTemplate ? "yes" : "none"}` +
-      (o.workers !== undefined ? `, workers ${o.workers}` : ""),
+      ("shards" in p ? `, ${p.shards.length} shards (shard 0 on this thread)` : ""),
   );
   // The URL on stdout, alone on its line, for scripts that start the server on port 0.
   process.stdout.write(`${server.url}/v1\n`);

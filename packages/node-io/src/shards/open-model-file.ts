@@ -4,7 +4,7 @@ import { NodeShardHost, type NodeShardHostOptions } from "./node-shard-host.js";
 
 /** Options of {@link openModelFile}. */
 export interface OpenModelFileOptions extends OpenFlashOptions {
-  /** Shard workers: 1 (default) is one WASM instance on this thread; K > 1 is K workers + this thread coordinating. */
+  /** Shards: 1 (default) is one WASM instance on this thread; K > 1 is K shards, shard 0 on this thread (which also coordinates) and K − 1 worker threads. */
   workers?: number;
   /** Read with O_DIRECT. */
   direct?: boolean;
@@ -25,8 +25,8 @@ export interface OpenModelFileOptions extends OpenFlashOptions {
 }
 
 /**
- * Opens a `.flm` file from disk, on this thread (`workers: 1`) or cut across `workers` shard
- * threads, each with its own handle on the file. `dispose` also closes the file and ends the workers.
+ * Opens a `.flm` file from disk, on this thread (`workers: 1`) or cut across `workers` shards (shard 0
+ * on this thread, the others worker threads), each with its own handle on the file. `dispose` also closes the file and ends the workers.
  */
 export async function openModelFile(path: string, opts: OpenModelFileOptions = {}): Promise<FlashModel | ShardedFlashModel> {
   const { workers = 1, direct, maxInFlight, resourceLimits, reader = "inline", ...rest } = opts;
