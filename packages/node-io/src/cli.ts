@@ -74,7 +74,7 @@ program
   .option("--no-prefetch", "do not read ahead, also with --workers > 1")
   .addOption(new Option("--reader <where>", "where reads run with one instance: inline (this thread) or thread (a reader thread filling a shared WASM memory while this thread computes)").choices(["inline", "thread"]).default("inline"))
   .option("--dense", "load a llama2.c checkpoint wholly into memory instead (the reference path)", false)
-  .option("-w, --workers <k>", "shards: an integer, or auto (one per core when each holds ≥ 64 MiB of the model, more when one wasm32 memory cannot hold its share; 1 with --reader thread). Shard 0 computes on this thread", "auto")
+  .option("-w, --workers <k>", "shards: an integer, or auto (with a budget below the file: 1 when it fits one wasm32 memory, else enough shards for it; with no budget or one that holds the file: one per core when each holds ≥ 64 MiB; 1 with --reader thread). Shard 0 computes on this thread", "auto")
   .option("--no-verify", "skip checking each bundle read against the file's CRC-32 (a corrupted file then gives wrong text, not an error)")
   .addHelpText("after", "\nA llama2.c checkpoint is converted to .flm on first use and kept in $FLASHLLM_CACHE (default ~/.cache/flashllm).")
   .action((opts) => runCommand(opts));
@@ -203,7 +203,7 @@ program
   .option("-b, --memory-budget <size>", "hard limit on model memory: a share of the .flm file (50%) or bytes (600KiB)")
   .option("--host <addr>", "address to bind (only this machine by default)", "127.0.0.1")
   .option("--port <n>", "port (0: a free one; the URL is printed on stdout)", int("--port"), 8080)
-  .option("--workers <k>", "shards: an integer, or auto (one per core when each holds ≥ 64 MiB of the model, more when one wasm32 memory cannot hold its share)", "auto")
+  .option("--workers <k>", "shards: an integer, or auto (as run: 1 when a budget below the file fits one wasm32 memory; one per core, ≥ 64 MiB each, when the model is held whole)", "auto")
   .option("--api-key <key>", "require Authorization: Bearer <key> (default: $FLASHLLM_API_KEY, else none)")
   .option("--model-name <id>", "the model's id in the API (default: the file name without extension)")
   .option("--context <n>", "KV cache positions (default: the model's)", int("--context"))

@@ -17,16 +17,21 @@ export const ONE_INSTANCE_BYTES = 4 * 1024 ** 3 - 256 * 1024 ** 2;
 export const MIN_SHARD_BYTES = 64 * 1024 ** 2;
 
 /**
- * `--workers` when not given ("auto"): one shard per core, but no more than gives each at least
- * {@link MIN_SHARD_BYTES} of the model (its budget, or the whole file without one), and at least as
- * many as one wasm32 memory per shard needs (even beyond the cores: each shard's memory is capped at
- * 4 GiB). Shard 0 computes on the calling thread, so K shards take K threads. Measured on this 2-core
- * machine (docs/benchmarks.md, 30 Nov): Llama-2-7B shape at a 50% budget, 2 shards 537-577 ms/token
- * against one instance's 647-742; all in memory (16 of its layers), 115-133 against 216-222.
+ * `--workers` when not given ("auto"):
+ * - a budget below the file (the model reads as it goes): one instance when the budget fits one wasm32
+ *   memory, else as many shards as that memory needs (even beyond the cores: 4 GiB each at most). On
+ *   this VM every read in flight also taxes the other core, and in steady state (the cache filled) one
+ *   instance was as fast or faster: Llama-2-7B shape at 50%, 1 instance 397.6-443.0 ms/token against 2
+ *   shards' 507.6-619.1 with less memory free than the file, 609.7-630.1 against 566.4-614.5 without.
+ * - no budget, or one that holds the whole file (nothing is read once the cache has filled): one shard
+ *   per core, but no more than gives each {@link MIN_SHARD_BYTES}, and at least as many as memory
+ *   needs. All in memory, 2 shards took 0.54-0.68x the time of one instance (16 of 7B's layers).
+ * Shard 0 computes on the calling thread, so K shards take K threads (docs/benchmarks.md, 30 Nov).
  */
 export function defaultWorkers(fileBytes: number, budgetBytes?: number, cores = availableParallelism()): number {
   const need = Math.min(budgetBytes ?? fileBytes, fileBytes);
   const byMemory = Math.ceil(need / ONE_INSTANCE_BYTES);
+  if (budgetBytes !== undefined && budgetBytes < fileBytes) return byMemory;
   const bySize = Math.max(1, Math.floor(need / MIN_SHARD_BYTES));
   return Math.max(byMemory, Math.min(Math.max(1, cores), bySize));
 }

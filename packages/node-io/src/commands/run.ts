@@ -37,7 +37,7 @@ export interface RunOptions {
   selector?: "all" | "predictor";
   maxGap: number;
   verify: boolean;
-  /** Shards: an integer, or "auto" (default: one per core when each holds ≥ 64 MiB of the model, and enough for its memory; 1 with a reader thread). */
+  /** Shards: an integer, or "auto" (default: `defaultWorkers`; 1 with a reader thread). */
   workers?: string;
 }
 
