@@ -1,20 +1,6 @@
 import { availableParallelism } from "node:os";
-import type { FlashStats, ShardedFlashModel, ShardFigures } from "@flashllm/sdk/internal";
+import { shardsForMemory, shardsPerCore, type FlashStats, type ShardedFlashModel, type ShardFigures } from "@flashllm/sdk/internal";
 import { formatBytes } from "./format-stats.js";
-
-/**
- * What one instance holds by default: a wasm32 memory is at most 4 GiB, less the module, allocator
- * headers and slack (the sharded engine keeps the same headroom per shard).
- */
-export const ONE_INSTANCE_BYTES = 4 * 1024 ** 3 - 256 * 1024 ** 2;
-
-/**
- * The least of the model a shard should hold under "auto" (as web-io's): a token costs two round
- * trips between the coordinator and its shards per layer (~40-100 µs each here); a shard with less
- * than this to compute spends more on them than it saves (stories260K: 1 instance ~840 tok/s, 2
- * shards ~175 in the browser).
- */
-export const MIN_SHARD_BYTES = 64 * 1024 ** 2;
 
 /**
  * `--workers` when not given ("auto"):
@@ -24,16 +10,13 @@ export const MIN_SHARD_BYTES = 64 * 1024 ** 2;
  *   instance was as fast or faster: Llama-2-7B shape at 50%, 1 instance 397.6-443.0 ms/token against 2
  *   shards' 507.6-619.1 with less memory free than the file, 609.7-630.1 against 566.4-614.5 without.
  * - no budget, or one that holds the whole file (nothing is read once the cache has filled): one shard
- *   per core, but no more than gives each {@link MIN_SHARD_BYTES}, and at least as many as memory
+ *   per core, but no more than gives each 64 MiB (`MIN_SHARD_BYTES`), and at least as many as memory
  *   needs. All in memory, 2 shards took 0.54-0.68x the time of one instance (16 of 7B's layers).
  * Shard 0 computes on the calling thread, so K shards take K threads (docs/benchmarks.md, 30 Nov).
  */
 export function defaultWorkers(fileBytes: number, budgetBytes?: number, cores = availableParallelism()): number {
   const need = Math.min(budgetBytes ?? fileBytes, fileBytes);
-  const byMemory = Math.ceil(need / ONE_INSTANCE_BYTES);
-  if (budgetBytes !== undefined && budgetBytes < fileBytes) return byMemory;
-  const bySize = Math.max(1, Math.floor(need / MIN_SHARD_BYTES));
-  return Math.max(byMemory, Math.min(Math.max(1, cores), bySize));
+  return budgetBytes !== undefined && budgetBytes < fileBytes ? shardsForMemory(need) : shardsPerCore(need, cores);
 }
 
 /** Parses `--workers` ("auto" or an integer ≥ 1). */

@@ -1,15 +1,8 @@
 import { FlashError } from "@flashllm/sdk";
+import { MIN_SHARD_BYTES, shardsForMemory, shardsPerCore } from "@flashllm/sdk/internal";
+
+export { MIN_SHARD_BYTES, ONE_INSTANCE_BYTES } from "@flashllm/sdk/internal";
 import type { ShardTransportKind } from "./protocol.js";
-
-/** What one wasm32 instance holds by default: 4 GiB less the module, allocator headers and slack (as node-io). */
-export const ONE_INSTANCE_BYTES = 4 * 1024 ** 3 - 256 * 1024 ** 2;
-
-/**
- * The least of the model a shard worker should hold under "auto". Each token costs two round trips
- * between the engine's worker and its shards per layer (tens of microseconds each through a
- * SharedArrayBuffer); a shard with less than this to compute spends more on them than it saves.
- */
-export const MIN_SHARD_BYTES = 64 * 1024 ** 2;
 
 /** What the tab offers: cores and whether SharedArrayBuffer is there. */
 export interface TabCapabilities {
@@ -38,7 +31,7 @@ export function chooseWorkers(asked: number | "auto" | undefined, tab: TabCapabi
     throw new FlashError("BAD_ARGUMENT", 'transport "shared" needs SharedArrayBuffer, which a page has only when cross-origin isolated (COOP/COEP headers); use "message" or leave it out');
   }
   const need = Math.min(budgetBytes ?? fileBytes, fileBytes);
-  const byMemory = Math.ceil(need / ONE_INSTANCE_BYTES);
+  const byMemory = shardsForMemory(need);
   const pick = (workers: number, why: string): WorkerChoice =>
     workers === 1 ? { workers, why } : { workers, transport: transport ?? (tab.isolated ? "shared" : "message"), why };
   if (asked === undefined) return pick(1, "the default");
@@ -53,8 +46,7 @@ export function chooseWorkers(asked: number | "auto" | undefined, tab: TabCapabi
       ? pick(byMemory, `the model needs ${byMemory} workers' memory; this page is not cross-origin isolated, so they exchange messages (slower than shared memory)`)
       : pick(1, "this page is not cross-origin isolated (no SharedArrayBuffer); shard workers would have to exchange messages, which costs more than they save");
   }
-  const bySize = Math.max(1, Math.floor(need / MIN_SHARD_BYTES));
-  const workers = Math.max(byMemory, Math.min(cores, bySize));
+  const workers = shardsPerCore(need, cores);
   if (workers === 1) {
     return pick(1, cores === 1 ? "this device reports one core" : `split over ${cores} cores, each worker would hold less than ${MIN_SHARD_BYTES / 1024 ** 2} MiB of this model, too little to pay for the round trips between workers`);
   }

@@ -9,7 +9,7 @@ export interface NodeShardHostOptions {
   direct?: boolean;
   /** Reads in flight per shard. */
   maxInFlight?: number;
-  /** V8 heap limits of each worker (WASM memory is outside them: each shard's is capped at 4 GiB). */
+  /** V8 heap limits of each worker (WASM memory is outside them: each shard's is capped at 4 GiB); shard 0 on this thread has this thread's. */
   resourceLimits?: ResourceLimits;
   /** The worker script (default: `dist/shard-worker.js` of this package). */
   workerScript?: string;

@@ -31,7 +31,7 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
   let vocab = 0;
   let partial = new Float32Array(0);
   let logits = new Float32Array(0);
-  let queue: Promise<void> = Promise.resolve(); // message steps run one after another
+  let queue: Promise<void> = Promise.resolve(); // the step in progress: message steps chain on it, exit waits for it
   let opening: Promise<void> = Promise.resolve(); // init's open: exit waits for it, then releases what it opened
 
   const fail = (e: unknown) => {
@@ -65,7 +65,7 @@ export function runShard(endpoint: ShardEndpoint, openSource: () => Promise<Flas
       if (!next) return;
       seen = next.seq;
       const running = step(next.seq, next.op, next.layer, next.pos, layout.input, layout.residual, layout.partials[index], logitsOut);
-      queue = running.then(() => {}, () => {}); // exit waits for it
+      queue = running.then(() => {}, () => {});
       layout.finish(index, next.seq, await running);
     }
   };
