@@ -143,16 +143,23 @@ describe("stories260K across shards", () => {
     }
   });
 
-  it("q8: K=3 gives one instance's greedy tokens, logits within 2e-3 (each shard quantizes its own slice of the attention output)", async () => {
+  it("q8: K=3 gives one instance's greedy tokens, logits within 2% of q8's own distance from the f32 model (each shard quantizes its own slices)", async () => {
     const one = await openModelFile(Q8, { contextLength: 128 });
     const three = await openModelFile(Q8, { workers: 3, contextLength: 128 });
+    const f32 = await openModelFile(F32, { contextLength: 128 });
     for (const c of cases.slice(0, 3)) expect(await greedy(three, c.prompt, 100)).toEqual(await greedy(one, c.prompt, 100));
     const toks = cases[1].tokens.slice(0, 40);
-    const d = maxDiff(await logitsOf(three, toks), await logitsOf(one, toks));
-    expect(d).toBeGreaterThan(0); // float order and quantization differ: not the same computation
-    expect(d).toBeLessThan(2e-3);
+    const q8One = await logitsOf(one, toks);
+    const d = maxDiff(await logitsOf(three, toks), q8One);
+    // Each shard quantizes its own slice of the attention output and its own batches of h·scale for
+    // the FFN's down columns, so K=3 is not K=1's computation (measured 2.0e-3 against a distance of
+    // 0.30 between q8 and f32 logits on these tokens); a wrong split would move the logits by far more.
+    const q8Error = maxDiff(q8One, await logitsOf(f32, toks));
+    expect(d).toBeGreaterThan(0);
+    expect(d).toBeLessThan(0.02 * q8Error);
     await three.dispose();
     await one.dispose();
+    await f32.dispose();
   });
 
   it("a file's chat template crosses into the sharded model: chat gives one instance's reply", async () => {

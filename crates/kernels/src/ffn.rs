@@ -4,7 +4,7 @@
 //! row (if gated), the up row and the down column, `dim` values each, in the bundle's dtype: f32, i8
 //! (value = scale·q), f16, or ggml's Q8_0 / Q4_0 blocks (the scale fields unused).
 
-use crate::axpy::{add_scaled, add_scaled_4, add_scaled_i8, add_scaled_i8_4};
+use crate::axpy::{add_i8_columns, add_scaled, add_scaled_4, add_scaled_i8};
 use crate::dot::dot;
 use crate::half::{add_scaled_f16, dot_f16};
 use crate::math::{fatrelu_f32, gelu_f32, relu_f32, silu_f32};
@@ -118,8 +118,9 @@ impl BundleFormat {
 /// `xq_scratch` (`padded_len(dim)` values) and the dots are `scale·xs·dot_q8` as in `matvec_q8`;
 /// for Q8_0/Q4_0 bundles (`dim` a multiple of 32) it is quantized once by `qblock::quantize_x` into
 /// the same scratch (`2·dim` bytes) and the dots are `dot_block`, as in `matvec_q8_0`/`matvec_q4_0`;
-/// f16 dots are `dot_f16` (= `dot` over the decoded row). The down column is always accumulated as
-/// `add_scaled` over its exactly dequantized values.
+/// f16 dots are `dot_f16` (= `dot` over the decoded row). The down column is accumulated as
+/// `add_scaled` over its exactly dequantized values, except int8 columns: those are summed in integers
+/// per batch of up to `BATCH` neurons (`add_i8_down`: `h·scale` quantized to i16, as x is).
 /// `slots` starts at slot 0; slot `s` is `slots[s*slot_stride..][..bundle_bytes]` and must be
 /// 4-byte aligned for f32 bundles. `h_out[k] = h_k` when given. With `accumulate`, `out` is not
 /// cleared first: the sums continue from its contents.
@@ -138,7 +139,8 @@ pub fn ffn_bundled(
     let dim = fmt.dim;
     let (out, x) = (&mut out[..dim], &x[..dim]);
     // Accumulating continues the running sum of an earlier call over other slots: a layer whose active
-    // neurons do not fit the cache at once is computed in chunks with the same result as one pass.
+    // neurons do not fit the cache at once is computed in chunks (with one pass's result when the
+    // chunks are whole batches, or not int8).
     if !accumulate {
         for o in out.iter_mut() {
             *o = 0.0;
@@ -161,105 +163,169 @@ pub fn ffn_bundled(
     let len = fmt.bundle_bytes();
     let rb = fmt.dtype.row_bytes(dim);
 
-    // Neurons go in groups of up to 4: their h first, then their down columns in neuron order. For
-    // f32, one pass over `out` adds all four (`out[c] + h0·d0[c]`, then `+ h1·d1[c]`, ...: the same
-    // operations in the same order as one neuron at a time, with `out` loaded and stored once); int8
-    // columns likewise, 16 values at a time.
+    // Neurons go in batches of up to BATCH: their h first (gate and up dots of up to 4 neurons per
+    // pass over x), then their down columns. f32 columns are added in neuron order, four per pass
+    // over `out` (`out[c] + h0·d0[c]`, then `+ h1·d1[c]`, ...: the same operations in the same order
+    // as one neuron at a time); int8 columns are summed in integers (`add_i8_columns`).
     let mut k0 = 0;
     while k0 < slot_ids.len() {
-        let group = (slot_ids.len() - k0).min(4);
-        // Block types: the group's gate and up rows in one pass over the x records (8 rows for 4
-        // gated neurons); each dot is exactly `dot_block`'s.
-        let mut bdots = [0.0f32; 8];
-        if matches!(fmt.dtype, Dtype::Q8_0 | Dtype::Q4_0) {
-            let mut rows: [&[u8]; 8] = [&[]; 8];
-            let per = if fmt.gated { 2 } else { 1 };
-            for g in 0..group {
-                let b = &slots[slot_ids[k0 + g] as usize * slot_stride..][HEADER_BYTES..len];
-                let (gate, up, _) = split_rows(b, rb, fmt.gated);
-                if fmt.gated {
-                    rows[2 * g] = gate;
-                }
-                rows[per * g + per - 1] = up;
-            }
-            match fmt.dtype {
-                Dtype::Q8_0 => dot_block_rows::<Q8_0>(&mut bdots, &rows[..per * group], xb, dim),
-                _ => dot_block_rows::<Q4_0>(&mut bdots, &rows[..per * group], xb, dim),
-            }
-        }
-        let mut hs = [0.0f32; 4];
-        let mut scales = [0.0f32; 4];
-        let mut downs: [&[u8]; 4] = [&[]; 4];
-        let mut i8_next: Option<(f32, f32)> = None; // the next neuron's int8 dots, computed with this one's
-        for g in 0..group {
-            let bundle = &slots[slot_ids[k0 + g] as usize * slot_stride..][..len];
-            let (header, rows) = bundle.split_at(HEADER_BYTES);
-            let field =
-                |i: usize| f32::from_le_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]]);
-            let (scale_gate, scale_up, scale_down, bias_up) = (field(0), field(1), field(2), field(3));
-            let (gate, up, down) = split_rows(rows, rb, fmt.gated);
-            hs[g] = match fmt.dtype {
-                Dtype::F32 => {
-                    let (gate, up) = (as_f32s(gate), as_f32s(up));
-                    let u = dot(up, x) + bias_up;
-                    if fmt.gated { fmt.act.gated(dot(gate, x), u) } else { fmt.act.apply(u) }
-                }
-                Dtype::I8 => {
-                    let (gate, up) = (as_i8s(gate), as_i8s(up));
-                    if fmt.gated {
-                        // Two neurons' gate and up rows in one pass over xq (four memory streams in
-                        // flight); each dot is exactly dot_q8's.
-                        let (dg, du) = match i8_next.take() {
-                            Some(d) => d,
-                            None if g + 1 < group => {
-                                let next = &slots[slot_ids[k0 + g + 1] as usize * slot_stride..][HEADER_BYTES..len];
-                                let (gate1, up1, _) = split_rows(next, rb, true);
-                                let d = dot_q8_quad([gate, up, as_i8s(gate1), as_i8s(up1)], xq);
-                                i8_next = Some((d[2], d[3]));
-                                (d[0], d[1])
-                            }
-                            None => dot_q8_pair(gate, up, xq),
-                        };
-                        fmt.act.gated(scale_gate * xs * dg, scale_up * xs * du + bias_up)
-                    } else {
-                        fmt.act.apply(scale_up * xs * dot_q8(up, xq) + bias_up)
-                    }
-                }
-                Dtype::F16 => {
-                    let u = dot_f16(up, x) + bias_up;
-                    if fmt.gated { fmt.act.gated(dot_f16(gate, x), u) } else { fmt.act.apply(u) }
-                }
-                Dtype::Q8_0 | Dtype::Q4_0 => {
-                    if fmt.gated {
-                        fmt.act.gated(bdots[2 * g], bdots[2 * g + 1] + bias_up)
-                    } else {
-                        fmt.act.apply(bdots[g] + bias_up)
-                    }
-                }
-            };
-            scales[g] = scale_down;
-            downs[g] = down;
-        }
-        match (fmt.dtype, group) {
-            (Dtype::F32, 4) => add_scaled_4(out, hs, [0, 1, 2, 3].map(|g| as_f32s(downs[g]))),
-            (Dtype::I8, 4) => add_scaled_i8_4(out, hs, scales, [0, 1, 2, 3].map(|g| as_i8s(downs[g]))),
-            _ => {
+        let batch = (slot_ids.len() - k0).min(BATCH);
+        let mut hs = [0.0f32; BATCH];
+        let mut scales = [0.0f32; BATCH];
+        let mut downs: [&[u8]; BATCH] = [&[]; BATCH];
+        let mut g0 = 0;
+        while g0 < batch {
+            let group = (batch - g0).min(4);
+            // Block types: the group's gate and up rows in one pass over the x records (8 rows for 4
+            // gated neurons); each dot is exactly `dot_block`'s.
+            let mut bdots = [0.0f32; 8];
+            if matches!(fmt.dtype, Dtype::Q8_0 | Dtype::Q4_0) {
+                let mut rows: [&[u8]; 8] = [&[]; 8];
+                let per = if fmt.gated { 2 } else { 1 };
                 for g in 0..group {
-                    let (h, down) = (hs[g], downs[g]);
+                    let b = &slots[slot_ids[k0 + g0 + g] as usize * slot_stride..][HEADER_BYTES..len];
+                    let (gate, up, _) = split_rows(b, rb, fmt.gated);
+                    if fmt.gated {
+                        rows[2 * g] = gate;
+                    }
+                    rows[per * g + per - 1] = up;
+                }
+                match fmt.dtype {
+                    Dtype::Q8_0 => dot_block_rows::<Q8_0>(&mut bdots, &rows[..per * group], xb, dim),
+                    _ => dot_block_rows::<Q4_0>(&mut bdots, &rows[..per * group], xb, dim),
+                }
+            }
+            let mut i8_next: Option<(f32, f32)> = None; // the next neuron's int8 dots, computed with this one's
+            for g in 0..group {
+                let bundle = &slots[slot_ids[k0 + g0 + g] as usize * slot_stride..][..len];
+                let (header, rows) = bundle.split_at(HEADER_BYTES);
+                let field = |i: usize| {
+                    f32::from_le_bytes([header[4 * i], header[4 * i + 1], header[4 * i + 2], header[4 * i + 3]])
+                };
+                let (scale_gate, scale_up, scale_down, bias_up) = (field(0), field(1), field(2), field(3));
+                let (gate, up, down) = split_rows(rows, rb, fmt.gated);
+                hs[g0 + g] = match fmt.dtype {
+                    Dtype::F32 => {
+                        let (gate, up) = (as_f32s(gate), as_f32s(up));
+                        let u = dot(up, x) + bias_up;
+                        if fmt.gated {
+                            fmt.act.gated(dot(gate, x), u)
+                        } else {
+                            fmt.act.apply(u)
+                        }
+                    }
+                    Dtype::I8 => {
+                        let (gate, up) = (as_i8s(gate), as_i8s(up));
+                        if fmt.gated {
+                            // Two neurons' gate and up rows in one pass over xq (four memory streams in
+                            // flight); each dot is exactly dot_q8's.
+                            let (dg, du) = match i8_next.take() {
+                                Some(d) => d,
+                                None if g + 1 < group => {
+                                    let next =
+                                        &slots[slot_ids[k0 + g0 + g + 1] as usize * slot_stride..][HEADER_BYTES..len];
+                                    let (gate1, up1, _) = split_rows(next, rb, true);
+                                    let d = dot_q8_quad([gate, up, as_i8s(gate1), as_i8s(up1)], xq);
+                                    i8_next = Some((d[2], d[3]));
+                                    (d[0], d[1])
+                                }
+                                None => dot_q8_pair(gate, up, xq),
+                            };
+                            fmt.act.gated(scale_gate * xs * dg, scale_up * xs * du + bias_up)
+                        } else {
+                            fmt.act.apply(scale_up * xs * dot_q8(up, xq) + bias_up)
+                        }
+                    }
+                    Dtype::F16 => {
+                        let u = dot_f16(up, x) + bias_up;
+                        if fmt.gated {
+                            fmt.act.gated(dot_f16(gate, x), u)
+                        } else {
+                            fmt.act.apply(u)
+                        }
+                    }
+                    Dtype::Q8_0 | Dtype::Q4_0 => {
+                        if fmt.gated {
+                            fmt.act.gated(bdots[2 * g], bdots[2 * g + 1] + bias_up)
+                        } else {
+                            fmt.act.apply(bdots[g] + bias_up)
+                        }
+                    }
+                };
+                scales[g0 + g] = scale_down;
+                downs[g0 + g] = down;
+            }
+            g0 += group;
+        }
+        let (hs, scales, downs) = (&hs[..batch], &scales[..batch], &downs[..batch]);
+        match fmt.dtype {
+            Dtype::F32 => {
+                for (h4, d4) in hs.chunks(4).zip(downs.chunks(4)) {
+                    if h4.len() == 4 {
+                        add_scaled_4(out, [h4[0], h4[1], h4[2], h4[3]], [0, 1, 2, 3].map(|g| as_f32s(d4[g])));
+                    } else {
+                        for (h, d) in h4.iter().zip(d4) {
+                            add_scaled(out, *h, as_f32s(d));
+                        }
+                    }
+                }
+            }
+            Dtype::I8 => add_i8_down(out, hs, scales, downs),
+            _ => {
+                for (h, down) in hs.iter().zip(downs) {
                     match fmt.dtype {
-                        Dtype::F32 => add_scaled(out, h, as_f32s(down)),
-                        Dtype::I8 => add_scaled_i8(out, h, scales[g], as_i8s(down)),
-                        Dtype::F16 => add_scaled_f16(out, h, down),
-                        Dtype::Q8_0 => add_scaled_q8_0(out, h, down),
-                        Dtype::Q4_0 => add_scaled_q4_0(out, h, down),
+                        Dtype::F16 => add_scaled_f16(out, *h, down),
+                        Dtype::Q8_0 => add_scaled_q8_0(out, *h, down),
+                        _ => add_scaled_q4_0(out, *h, down),
                     }
                 }
             }
         }
         if let Some(h_out) = h_out.as_deref_mut() {
-            h_out[k0..k0 + group].copy_from_slice(&hs[..group]);
+            h_out[k0..k0 + batch].copy_from_slice(hs);
         }
-        k0 += group;
+        k0 += batch;
+    }
+}
+
+/// Neurons per batch of `ffn_bundled`: the int8 down columns of a batch are summed under one scale
+/// (at most `I8_COLUMNS_MAX`; a multiple of 8, so the batch's `h·scale` quantize without padding).
+const BATCH: usize = 128;
+
+/// The down projection of a batch of int8 neurons: `v_k = h_k·scale_k` quantized to i16 as
+/// `quantize_i16` quantizes x (`vs = max|v|/32767`, `vq_k = round(v_k/vs)`), then
+/// `out[c] += vs·(Σ_k vq_k·q_k[c])` with the sum exact in i32 (`add_i8_columns`). Neurons whose `vq`
+/// is 0 add nothing and are skipped. If some `v_k` is not finite the batch is added neuron by neuron
+/// in f32 (`add_scaled_i8`, `out[c] + h·(scale·q[c])`), so that inf and NaN reach `out` as they would
+/// in the float definition instead of being quantized away.
+fn add_i8_down(out: &mut [f32], hs: &[f32], scales: &[f32], downs: &[&[u8]]) {
+    let n = hs.len();
+    let mut v = [0.0f32; BATCH];
+    for k in 0..n {
+        v[k] = hs[k] * scales[k];
+    }
+    if v[..n].iter().any(|v| !v.is_finite()) {
+        for k in 0..n {
+            add_scaled_i8(out, hs[k], scales[k], as_i8s(downs[k]));
+        }
+        return;
+    }
+    let mut vq = [0i16; BATCH];
+    let vs = quantize_i16(&v[..n], &mut vq[..padded_len(n)]);
+    let mut cols = [core::ptr::null::<i8>(); BATCH];
+    let mut vnz = [0i16; BATCH];
+    let mut m = 0;
+    for k in 0..n {
+        if vq[k] != 0 {
+            let col = &downs[k][..out.len()];
+            cols[m] = col.as_ptr() as *const i8;
+            vnz[m] = vq[k];
+            m += 1;
+        }
+    }
+    if m > 0 {
+        // SAFETY: m ≤ BATCH ≤ I8_COLUMNS_MAX columns of out.len() values each (sliced above).
+        unsafe { add_i8_columns(out, vs, &vnz[..m], &cols[..m]) };
     }
 }
 
@@ -415,7 +481,9 @@ mod tests {
     #[test]
     fn f32_bundles_of_all_neurons_are_bit_identical_to_the_dense_path() {
         let mut rng = Rng::new(100);
-        for (&(dim, hidden), act) in DIMS.iter().flat_map(|d| [Act::Silu, Act::FatRelu(0.05), Act::DRelu].map(|a| (d, a))) {
+        for (&(dim, hidden), act) in
+            DIMS.iter().flat_map(|d| [Act::Silu, Act::FatRelu(0.05), Act::DRelu].map(|a| (d, a)))
+        {
             let layer = Layer::random(&mut rng, dim, hidden, false);
             let x = rng.vec(dim, -1.0, 1.0);
             let order: Vec<usize> = (0..hidden).collect();
@@ -425,7 +493,17 @@ mod tests {
             let mut out = guarded_f32(dim);
             let mut h_out = guarded_f32(hidden);
             let fmt = BundleFormat { dim, dtype: Dtype::F32, gated: true, act };
-            ffn_bundled(out.inner_mut(), &x, slots.bytes(), slots.stride, &ids, fmt, &mut [], Some(h_out.inner_mut()), false);
+            ffn_bundled(
+                out.inner_mut(),
+                &x,
+                slots.bytes(),
+                slots.stride,
+                &ids,
+                fmt,
+                &mut [],
+                Some(h_out.inner_mut()),
+                false,
+            );
             out.check();
             h_out.check();
 
@@ -538,7 +616,7 @@ mod tests {
     #[test]
     fn q8_bundles_match_matvec_q8_and_the_float_reference() {
         let mut rng = Rng::new(102);
-        for &(dim, hidden) in DIMS.iter().chain(&[(1030, 5)]) {
+        for &(dim, hidden) in DIMS.iter().chain(&[(1030, 5), (40, 300), (1030, 260)]) {
             for gated in [true, false] {
                 for act in ALL_ACTS {
                     let neurons: Vec<Q8Neuron> = (0..hidden)
@@ -574,8 +652,23 @@ mod tests {
                     h_out.check();
                     xq.check();
 
-                    // bit-exact against matvec_q8 (same quantization, same dot) + add_scaled_i8
+                    // bit-exact against matvec_q8 (same quantization, same dot) for h, and for the
+                    // down columns: per batch of 128 neurons, h·scale quantized to i16 by
+                    // quantize_i16, the exact integer sum Σ vq·q (i64 here), scaled once.
                     let mut want = vec![0.0f32; dim];
+                    let mut batch_v: Vec<(f32, &[i8])> = Vec::new();
+                    let flush = |batch: &mut Vec<(f32, &[i8])>, want: &mut [f32], abs: &mut [f64]| {
+                        let v: Vec<f32> = batch.iter().map(|b| b.0).collect();
+                        let mut vq = vec![0i16; padded_len(v.len())];
+                        let vs = quantize_i16(&v, &mut vq);
+                        for c in 0..dim {
+                            let exact: i64 = batch.iter().zip(&vq).map(|(b, q)| *q as i64 * b.1[c] as i64).sum();
+                            want[c] += vs * exact as f32;
+                            // rounding v to vs moves each term by at most vs/2·|q|
+                            abs[c] += batch.iter().map(|b| b.1[c].unsigned_abs() as f64).sum::<f64>() * vs as f64 * 0.5;
+                        }
+                        batch.clear();
+                    };
                     let mut scratch = vec![0i16; padded_len(dim)];
                     let xs = x.iter().fold(0.0f32, |m, v| m.max(v.abs())) / 32767.0;
                     let mut wide = vec![0.0f64; dim];
@@ -593,8 +686,9 @@ mod tests {
                             act.apply(u)
                         };
                         assert_eq!(h_out.inner()[k].to_bits(), h.to_bits(), "h[{k}]");
-                        for c in 0..dim {
-                            want[c] += h * (nr.scales[2] * nr.down[c] as f32);
+                        batch_v.push((h * nr.scales[2], &nr.down));
+                        if batch_v.len() == BATCH {
+                            flush(&mut batch_v, &mut want, &mut abs);
                         }
 
                         // float reference: dequantized weights, unquantized x
@@ -612,10 +706,55 @@ mod tests {
                             abs[c] += down[c].abs() as f64 * (herr + h64.abs());
                         }
                     }
+                    if !batch_v.is_empty() {
+                        flush(&mut batch_v, &mut want, &mut abs);
+                    }
                     assert_bits_eq(out.inner(), &want, "ffn_bundled q8");
                     assert_close(out.inner(), &wide, |c| abs[c] * 1.01 + 1e-6, "ffn_bundled q8 vs float");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn q8_batches_with_an_infinite_or_nan_term_keep_it_in_the_output() {
+        // A down scale of inf (or NaN) must not be quantized away: its batch is added in f32 as
+        // `out[c] + h·(scale·q[c])`, neuron by neuron; the other batches stay integer.
+        let mut rng = Rng::new(103);
+        let (dim, hidden) = (24, 300);
+        for bad in [f32::INFINITY, f32::NAN] {
+            let mut neurons: Vec<Q8Neuron> = (0..hidden)
+                .map(|_| Q8Neuron {
+                    gate: rng.vec_i8(dim),
+                    up: rng.vec_i8(dim),
+                    down: rng.vec_i8(dim),
+                    scales: [0.01, 0.01, rng.range(0.001, 0.01)],
+                    bias: 0.5,
+                })
+                .collect();
+            neurons[140].scales[2] = bad;
+            neurons[140].down = vec![3; dim];
+            neurons[140].up = vec![0; dim]; // h = relu(0 + 0.5)
+            let slots = pack_q8(&neurons, dim, false);
+            let ids: Vec<u32> = (0..hidden as u32).collect();
+            let x = rng.vec(dim, -1.0, 1.0);
+            let fmt = BundleFormat { dim, dtype: Dtype::I8, gated: false, act: Act::Relu };
+            let (mut out, mut h) = (vec![0.0f32; dim], vec![0.0f32; hidden]);
+            let mut xq = vec![0i16; padded_len(dim)];
+            ffn_bundled(&mut out, &x, slots.bytes(), slots.stride, &ids, fmt, &mut xq, Some(&mut h), false);
+            assert!(h[140] > 0.0, "the test needs neuron 140 active");
+            // batch 2 (neurons 128..256) in f32, one neuron at a time, after batch 1 in integers
+            let mut want = vec![0.0f32; dim];
+            let mut first = vec![0.0f32; dim];
+            ffn_bundled(&mut first, &x, slots.bytes(), slots.stride, &ids[..128], fmt, &mut xq, None, false);
+            want.copy_from_slice(&first);
+            for k in 128..256 {
+                add_scaled_i8(&mut want, h[k], neurons[k].scales[2], &neurons[k].down);
+            }
+            let mut rest = want.clone();
+            ffn_bundled(&mut rest, &x, slots.bytes(), slots.stride, &ids[256..], fmt, &mut xq, None, true);
+            assert_bits_eq(&out, &rest, "non-finite batch");
+            assert!(out.iter().all(|v| !v.is_finite()), "inf/NaN reaches every output: {out:?}");
         }
     }
 
@@ -637,7 +776,8 @@ mod tests {
                     let d = f32_to_f16(rng.range(0.001, 0.03));
                     raw.extend(d.to_le_bytes());
                     let df = f16_to_f32(d);
-                    let qs: Vec<u8> = (0..if dtype == Dtype::Q8_0 { 32 } else { 16 }).map(|_| rng.next_u64() as u8).collect();
+                    let qs: Vec<u8> =
+                        (0..if dtype == Dtype::Q8_0 { 32 } else { 16 }).map(|_| rng.next_u64() as u8).collect();
                     for j in 0..32 {
                         let q = if dtype == Dtype::Q8_0 { Q8_0::weight(&qs, j) } else { Q4_0::weight(&qs, j) };
                         val.push(df * q as f32);
@@ -675,7 +815,10 @@ mod tests {
                         b[12..16].copy_from_slice(&bias[i].to_le_bytes());
                         let mut at = HEADER_BYTES;
                         let fb = &mut f32_slots.bytes_mut()[i * f32_stride..];
-                        fb[..16].copy_from_slice(&[1f32.to_le_bytes(), 1f32.to_le_bytes(), 1f32.to_le_bytes(), bias[i].to_le_bytes()].concat());
+                        fb[..16].copy_from_slice(
+                            &[1f32.to_le_bytes(), 1f32.to_le_bytes(), 1f32.to_le_bytes(), bias[i].to_le_bytes()]
+                                .concat(),
+                        );
                         let mut fat = HEADER_BYTES;
                         for (raw, val) in nr.iter().skip(if gated { 0 } else { 1 }) {
                             b[at..at + raw.len()].copy_from_slice(raw);
@@ -692,7 +835,17 @@ mod tests {
                     let mut out = guarded_f32(dim);
                     let mut h_out = guarded_f32(n);
                     let mut xq = Guarded::new(padded_len(dim), 0i16, 31111i16);
-                    ffn_bundled(out.inner_mut(), &x, slots.bytes(), stride, &ids, fmt, xq.inner_mut(), Some(h_out.inner_mut()), false);
+                    ffn_bundled(
+                        out.inner_mut(),
+                        &x,
+                        slots.bytes(),
+                        stride,
+                        &ids,
+                        fmt,
+                        xq.inner_mut(),
+                        Some(h_out.inner_mut()),
+                        false,
+                    );
                     out.check();
                     h_out.check();
                     xq.check();
@@ -716,7 +869,9 @@ mod tests {
                             let mut scratch = vec![0u8; 2 * dim];
                             match dtype {
                                 Dtype::F16 => matvec_f16(&mut o, row, &x),
-                                Dtype::Q8_0 => matvec_block::<Q8_0>(&mut o, row, &x, &mut scratch[..scratch_bytes(dim)]),
+                                Dtype::Q8_0 => {
+                                    matvec_block::<Q8_0>(&mut o, row, &x, &mut scratch[..scratch_bytes(dim)])
+                                }
                                 _ => matvec_block::<Q4_0>(&mut o, row, &x, &mut scratch[..scratch_bytes(dim)]),
                             }
                             o[0]
@@ -733,10 +888,13 @@ mod tests {
                             if dtype == Dtype::F16 {
                                 return 1e-6 * w.iter().map(|v| v.abs() as f64).sum::<f64>();
                             }
-                            w.chunks(32).zip(x.chunks(32)).map(|(wb, xb)| {
-                                let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
-                                wb.iter().map(|v| v.abs() as f64).sum::<f64>() * amax / 127.0 * 0.57
-                            }).sum()
+                            w.chunks(32)
+                                .zip(x.chunks(32))
+                                .map(|(wb, xb)| {
+                                    let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+                                    wb.iter().map(|v| v.abs() as f64).sum::<f64>() * amax / 127.0 * 0.57
+                                })
+                                .sum()
                         };
                         let herr = (qerr(&nr[1].1) + qerr(&nr[0].1)) * 2.0 + 1e-5 * (1.0 + h64.abs());
                         assert!((h as f64 - h64).abs() <= herr, "{what}: h[{k}] {h} vs {h64}");

@@ -98,7 +98,9 @@ mod imp {
         #[inline(always)]
         pub unsafe fn load_f16x8_finite(p: *const u8) -> (F32x4, F32x4, I16x8) {
             let v = ptr::read_unaligned(p as *const v128);
-            let d = |h: v128| F32x4(f32x4_mul(v128_and(i32x4_shl(h, 13), u32x4_splat(0x8FFF_E000)), f32x4_splat(super::TWO_POW_112)));
+            let d = |h: v128| {
+                F32x4(f32x4_mul(v128_and(i32x4_shl(h, 13), u32x4_splat(0x8FFF_E000)), f32x4_splat(super::TWO_POW_112)))
+            };
             (d(i32x4_extend_low_i16x8(v)), d(i32x4_extend_high_i16x8(v)), I16x8(v))
         }
         /// The halves held sign-extended in the 4 i32 lanes of `h`, decoded exactly (as `load_f16x8`).
@@ -166,7 +168,12 @@ mod imp {
         let (lo, hi) = (u16x8_extend_low_u8x16(v), u16x8_extend_high_u8x16(v));
         let (m, off) = (u32x4_splat(0x4B00_0000), f32x4_splat(8_388_608.0 + bias));
         let f = |u: v128| F32x4(f32x4_sub(v128_or(u, m), off));
-        [f(u32x4_extend_low_u16x8(lo)), f(u32x4_extend_high_u16x8(lo)), f(u32x4_extend_low_u16x8(hi)), f(u32x4_extend_high_u16x8(hi))]
+        [
+            f(u32x4_extend_low_u16x8(lo)),
+            f(u32x4_extend_high_u16x8(lo)),
+            f(u32x4_extend_low_u16x8(hi)),
+            f(u32x4_extend_high_u16x8(hi)),
+        ]
     }
 
     /// Exact f16 → f32 of 4 sign-extended halves (the lane-wise form of `half::f16_to_f32`): the
@@ -215,6 +222,24 @@ mod imp {
         #[inline(always)]
         pub unsafe fn load_u16(p: *const u8) -> Self {
             I16x8(ptr::read_unaligned(p as *const v128))
+        }
+        /// 8 i8 of column `a` and 8 of column `b`, sign-extended and interleaved:
+        /// `[a0, b0, a1, b1, a2, b2, a3, b3]` and `[a4, b4, …, a7, b7]` (two `punpck{l,h}wd`), so
+        /// that `I32x4::add_dot` with `I16x8::pair(va, vb)` gives `a[c]·va + b[c]·vb` in lane `c`.
+        /// # Safety
+        /// `a..a+8` and `b..b+8` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_i8_zip(a: *const i8, b: *const i8) -> (Self, Self) {
+            let (a, b) = (i16x8_load_extend_i8x8(a), i16x8_load_extend_i8x8(b));
+            (
+                I16x8(i16x8_shuffle::<0, 8, 1, 9, 2, 10, 3, 11>(a, b)),
+                I16x8(i16x8_shuffle::<4, 12, 5, 13, 6, 14, 7, 15>(a, b)),
+            )
+        }
+        /// `[a, b, a, b, a, b, a, b]`.
+        #[inline(always)]
+        pub fn pair(a: i16, b: i16) -> Self {
+            I16x8(i32x4_splat((a as u16 as i32) | ((b as u16 as i32) << 16)))
         }
         /// 8 i16 at `p` (any alignment).
         /// # Safety
@@ -521,6 +546,24 @@ mod imp {
                 *v = *p.add(i);
             }
             I16x8(r)
+        }
+        /// # Safety
+        /// `a..a+8` and `b..b+8` must be readable.
+        #[inline(always)]
+        pub unsafe fn load_i8_zip(a: *const i8, b: *const i8) -> (Self, Self) {
+            let zip = |from: usize| {
+                let mut r = [0i16; 8];
+                for l in 0..4 {
+                    r[2 * l] = *a.add(from + l) as i16;
+                    r[2 * l + 1] = *b.add(from + l) as i16;
+                }
+                I16x8(r)
+            };
+            (zip(0), zip(4))
+        }
+        #[inline(always)]
+        pub fn pair(a: i16, b: i16) -> Self {
+            I16x8([a, b, a, b, a, b, a, b])
         }
         #[inline(always)]
         pub fn and(self, m: u16) -> Self {
