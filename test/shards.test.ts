@@ -274,7 +274,7 @@ describe("failures", () => {
   });
 
   it("dispose ends every worker; a second dispose does nothing", async () => {
-    const model = await openModelFile(F32, { workers: 3, contextLength: 16 });
+    const model = await openModelFile(F32, { workers: 3, threads: 3, contextLength: 16 });
     // Shard 0 runs on this thread, shards 1 and 2 in workers; each has its own handle on the file (the
     // workers' descriptors are this process's too), and so has the coordinator.
     expect(liveWorkers()).toBe(before + 2);
@@ -324,6 +324,48 @@ describe("failures", () => {
     await model.dispose();
     await source.close();
     expect(handlesOn(F32)).toBe(0);
+  });
+
+  it("more shards than threads: K=3 on 2 threads is one worker (shards 0 and 2 here, 1 there), run.c's tokens, nothing left after dispose", async () => {
+    const model = await openModelFile(F32, { workers: 3, threads: 2, contextLength: 256 });
+    expect(liveWorkers()).toBe(before + 1);
+    expect(handlesOn(F32)).toBe(4); // the coordinator's and one per shard, wherever it runs
+    const cases = readJson(`${STORIES_REF}/greedy.json`).cases as RefCase[];
+    for (const c of cases.slice(0, 2)) expect(await greedy(model, c.prompt, c.steps)).toEqual(c.tokens);
+    await model.dispose();
+    expect(liveWorkers()).toBe(before);
+    expect(handlesOn(F32)).toBe(0);
+  });
+
+  it("a worker hosting two shards (K=4 on 2 threads), both transports: logits within 1e-5 of one instance", async () => {
+    const toks = (readJson(`${STORIES_REF}/greedy.json`).cases as RefCase[])[0].tokens.slice(0, 24);
+    const one = await openModelFile(F32, { contextLength: 32 });
+    const base = await logitsOf(one, toks);
+    await one.dispose();
+    for (const transport of ["shared", "message"] as const) {
+      const model = await openModelFile(F32, { workers: 4, threads: 2, transport, contextLength: 32 });
+      expect(liveWorkers()).toBe(before + 1);
+      expect(maxDiff(await logitsOf(model, toks), base), transport).toBeLessThan(1e-5);
+      await model.dispose();
+    }
+    expect(liveWorkers()).toBe(before);
+  });
+
+  it("a worker hosting two shards that exits mid-generation: a ShardError naming one of them, everything torn down", async () => {
+    process.env.FLASHLLM_EXIT_AT_STEP = "7";
+    const host = new NodeShardHost(F32, { threads: 2, workerScript: join(ROOT, "test/fixtures/exiting-shard-worker.mjs") });
+    const { openFlashModel } = await import("@flashllm/sdk");
+    const source = await NodeFileSource.open(F32);
+    const model = await openFlashModel(source, { workers: 4, shardHost: host, contextLength: 64 });
+    expect(liveWorkers()).toBe(before + 1);
+    const err = await greedy(model, "Once upon a time", 20).catch((e) => e);
+    expect(err).toMatchObject({ code: "SHARD_FAILED" });
+    expect(err.message).toMatch(/^shard [0-3]: Error: worker ended: the worker exited with code 7/);
+    expect(liveWorkers()).toBe(before);
+    await model.dispose();
+    await source.close();
+    expect(handlesOn(F32)).toBe(0);
+    delete process.env.FLASHLLM_EXIT_AT_STEP;
   });
 
   it("a worker that exits mid-generation: a ShardError naming it, the others torn down", async () => {

@@ -1,5 +1,5 @@
 import { availableParallelism } from "node:os";
-import { shardsForMemory, shardsPerCore, type FlashStats, type ShardedFlashModel, type ShardFigures } from "@flashllm/sdk/internal";
+import { balancedShards, shardsForMemory, shardsPerCore, type FlashStats, type ShardedFlashModel, type ShardFigures } from "@flashllm/sdk/internal";
 import { formatBytes } from "./format-stats.js";
 
 /**
@@ -12,11 +12,15 @@ import { formatBytes } from "./format-stats.js";
  * - no budget, or one that holds the whole file (nothing is read once the cache has filled): one shard
  *   per core, but no more than gives each 64 MiB (`MIN_SHARD_BYTES`), and at least as many as memory
  *   needs. All in memory, 2 shards took 0.54-0.68x the time of one instance (16 of 7B's layers).
- * Shard 0 computes on the calling thread, so K shards take K threads (docs/benchmarks.md, 30 Nov).
+ * Shard 0 computes on the calling thread, and shards run on at most one thread per core (shard i on
+ * thread i mod cores, `NodeShardHost`), so when memory needs more shards than cores their number is
+ * rounded up to a multiple of the cores (`balancedShards`): every thread then steps the same number of
+ * shards (docs/benchmarks.md, 30 Nov).
  */
 export function defaultWorkers(fileBytes: number, budgetBytes?: number, cores = availableParallelism()): number {
   const need = Math.min(budgetBytes ?? fileBytes, fileBytes);
-  return budgetBytes !== undefined && budgetBytes < fileBytes ? shardsForMemory(need) : shardsPerCore(need, cores);
+  const k = budgetBytes !== undefined && budgetBytes < fileBytes ? shardsForMemory(need) : shardsPerCore(need, cores);
+  return k > 1 ? balancedShards(k, cores) : k;
 }
 
 /** Parses `--workers` ("auto" or an integer ≥ 1). */

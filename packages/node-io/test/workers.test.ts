@@ -20,8 +20,10 @@ describe("--workers auto", () => {
     expect(defaultWorkers(805 * MiB, 402 * MiB, 2)).toBe(1);
     expect(defaultWorkers(6.29 * GiB, 3.14 * GiB, 2)).toBe(1); // Llama-2-7B shape at 50%
     expect(defaultWorkers(6.29 * GiB, 100 * MiB, 8)).toBe(1);
-    expect(defaultWorkers(12.1 * GiB, 6.05 * GiB, 1)).toBe(2); // Llama-2-13B at 50% on one core
-    expect(defaultWorkers(30.3 * GiB, 15.15 * GiB, 2)).toBe(5); // the 33B shape at 50%: 3.75 GiB per shard at most
+    expect(defaultWorkers(12.1 * GiB, 6.05 * GiB, 1)).toBe(2); // Llama-2-13B at 50% on one core (both shards on it)
+    expect(defaultWorkers(30.3 * GiB, 15.15 * GiB, 2)).toBe(6); // the 33B shape at 50%: 5 for memory (3.75 GiB each at most), 6 to give both threads 3
+    expect(defaultWorkers(30.3 * GiB, 15.15 * GiB, 8)).toBe(5); // fewer shards than cores: one thread each, as many as memory needs
+    expect(defaultWorkers(12.1 * GiB, 9 * GiB, 2)).toBe(4); // 3 for memory, rounded up to 2 threads' multiple
     expect(defaultWorkers(30.3 * GiB, undefined, 16)).toBe(16);
   });
 

@@ -67,7 +67,7 @@ export type { PredictingSelector, PrefetchStats } from "./flash/flash-ffn.js";
 export * from "./synth/index.js";
 export * from "./gguf/index.js";
 export { openShardedModel, ShardedFlashModel, WASM32_MAX_BYTES } from "./shard/open-sharded.js";
-export { MIN_SHARD_BYTES, ONE_INSTANCE_BYTES, shardsForMemory, shardsPerCore } from "./shard/auto-shards.js";
+export { MIN_SHARD_BYTES, ONE_INSTANCE_BYTES, balancedShards, shardsForMemory, shardsPerCore } from "./shard/auto-shards.js";
 export type { ShardedOpenOptions, ShardedMemoryPlan } from "./shard/open-sharded.js";
 export type { ShardHost, ShardPort } from "./shard/host.js";
 export { runShard } from "./shard/runtime.js";

@@ -28,6 +28,8 @@ export interface ShardBenchOptions {
   inFlight: number;
   maxGap: number;
   firstShardHere: boolean;
+  /** Threads the shards run on (default: the cores). */
+  shardThreads?: number;
 }
 
 /** Per shard, per measured token. */
@@ -99,7 +101,7 @@ export async function benchShards(path: string, names: string[], o: ShardBenchOp
       const t0 = performance.now();
       model = await openShardedModel(source, {
         workers: o.workers,
-        shardHost: new NodeShardHost(path, { direct: o.direct, maxInFlight: o.inFlight, firstShardHere: o.firstShardHere }),
+        shardHost: new NodeShardHost(path, { direct: o.direct, maxInFlight: o.inFlight, firstShardHere: o.firstShardHere, threads: o.shardThreads }),
         memoryBudget: spec.inMemory ? undefined : o.budget,
         strategy: spec.strategy,
         prefetch: spec.prefetch,

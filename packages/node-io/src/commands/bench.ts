@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, stat, writeFile } from "node:fs/promises";
-import { cpus, loadavg, release, totalmem } from "node:os";
+import { availableParallelism, cpus, loadavg, release, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import {
@@ -42,6 +42,8 @@ export interface BenchCommandOptions {
   workers?: number;
   /** With workers > 1: shard 0 on this thread (default) or in a worker too. */
   firstShardHere?: boolean;
+  /** With workers > 1: threads the shards run on (default: the cores). */
+  shardThreads?: number;
   /**
    * `predictor`: a real model's own trained predictors (and lookahead) on the tokens of a fixed story,
    * instead of the activation trace on random tokens (for `--model` files made by `flashllm calibrate`).
@@ -180,8 +182,10 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
   if ((o.workers ?? 1) > 1) {
     const { benchShards } = await import("./bench-shards.js");
     const names = o.variants?.split(",").map((s) => s.trim()) ?? ["windowed+bundled"];
-    say(`[bench] ${o.workers} shards, ${o.firstShardHere === false ? `all ${o.workers} in worker threads` : `shard 0 on this thread, ${(o.workers ?? 1) - 1} in worker threads`} (load average ${loadavg().map((x) => x.toFixed(1)).join(" ")})`);
-    const shardResults = await benchShards(path, names, { workers: o.workers!, budget, params, tokenIds: tokenIdsShards, window: o.window, warmup: o.warmup, tokens: o.tokens, direct: o.direct, inFlight: o.queue ?? o.inFlight, maxGap: o.maxGap, firstShardHere: o.firstShardHere ?? true }, say);
+    const threads = Math.min(o.workers ?? 1, o.shardThreads ?? availableParallelism());
+    const workerThreads = o.firstShardHere === false ? threads : threads - 1;
+    say(`[bench] ${o.workers} shards on ${o.firstShardHere === false ? `${threads} worker threads` : `this thread and ${workerThreads} worker thread${workerThreads === 1 ? "" : "s"}`} (shard i on thread i mod ${threads}; load average ${loadavg().map((x) => x.toFixed(1)).join(" ")})`);
+    const shardResults = await benchShards(path, names, { workers: o.workers!, budget, params, tokenIds: tokenIdsShards, window: o.window, warmup: o.warmup, tokens: o.tokens, direct: o.direct, inFlight: o.queue ?? o.inFlight, maxGap: o.maxGap, firstShardHere: o.firstShardHere ?? true, shardThreads: o.shardThreads }, say);
     const stamp = new Date().toISOString().replace(/[:.]/g, "-");
     const base = join(outDir, `bench-${c.nLayers}L-${o.workers}w-${stamp}`);
     await writeFile(`${base}.json`, JSON.stringify({ header, machine, loadavg: loadavg(), model: { path, shape: shapeName, bytes: fileBytes, config: c }, budget, params, options: o, results: shardResults }, null, 2));

@@ -31,6 +31,8 @@ export interface RunOptions {
   inFlight: number;
   /** Read layer l+1's predicted neurons while layer l computes (the lookahead; needs the file's predictors). */
   prefetch?: boolean;
+  /** With workers > 1: threads the shards run on (default: the cores). */
+  shardThreads?: number;
   /** Where reads run with one instance: `inline` (this thread) or `thread` (a reader thread). */
   reader?: "inline" | "thread";
   dense: boolean;
@@ -93,7 +95,7 @@ export async function runCommand(o: RunOptions): Promise<void> {
       const workers = o.reader === "thread" && auto ? 1 : parseWorkers(o.workers, source.byteLength, memoryBudget);
       if (workers > 1 && o.reader === "thread") throw new Error(`--reader thread runs one instance with its reads on a second thread; with --workers ${workers} each shard reads on its own thread already: leave out one of the two`);
       if (workers > 1) {
-        model = await openFlashModel(source, { ...common, workers, shardHost: new NodeShardHost(flashFile, { direct: o.direct, maxInFlight: o.inFlight }) });
+        model = await openFlashModel(source, { ...common, workers, shardHost: new NodeShardHost(flashFile, { direct: o.direct, maxInFlight: o.inFlight, threads: o.shardThreads }) });
         process.stderr.write(shardedBanner(flashFile, source.byteLength, memoryBudget, model as ShardedFlashModel, o) + "\n");
       } else {
         const kernels = o.reader === "thread" ? await Kernels.load(undefined, { sharedMemory: true }) : undefined;

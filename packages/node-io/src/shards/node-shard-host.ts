@@ -1,5 +1,6 @@
+import { availableParallelism } from "node:os";
 import { Worker, type ResourceLimits } from "node:worker_threads";
-import { localShardPort, type FromShard, type ShardHost, type ShardPort, type ToShard } from "@flashllm/sdk/internal";
+import { FlashError, localShardPort, type FromShard, type ShardHost, type ShardPort, type ToShard } from "@flashllm/sdk/internal";
 import { NodeFileSource } from "../source/index.js";
 import { workerScript } from "../worker-script.js";
 
@@ -9,7 +10,7 @@ export interface NodeShardHostOptions {
   direct?: boolean;
   /** Reads in flight per shard. */
   maxInFlight?: number;
-  /** V8 heap limits of each worker (WASM memory is outside them: each shard's is capped at 4 GiB); shard 0 on this thread has this thread's. */
+  /** V8 heap limits of each worker (WASM memory is outside them: each shard's is capped at 4 GiB); shards on this thread have this thread's. */
   resourceLimits?: ResourceLimits;
   /** The worker script (default: `dist/shard-worker.js` of this package). */
   workerScript?: string;
@@ -19,32 +20,61 @@ export interface NodeShardHostOptions {
    * false every shard is a worker (K + 1 threads; the caller's thread stays free during a token).
    */
   firstShardHere?: boolean;
+  /**
+   * Threads the shards run on (default: the machine's cores, `availableParallelism()`). Shard `i`
+   * runs on thread `i mod threads`: thread 0 is the caller's (unless `firstShardHere` is false), each
+   * other one worker thread hosting every shard given to it, each shard still its own WASM instance.
+   * So a model that needs more instances than there are cores (more than 4 GiB per core) does not
+   * start more threads than cores: 4 threads on 2 cores took 1.27-1.33x the time of 2 threads for
+   * the same 7B token (docs/benchmarks.md, 30 Nov). The shards of one thread take a step in turn.
+   */
+  threads?: number;
 }
 
 /** The data a shard worker starts with (`workerData`). */
 export interface ShardWorkerData {
-  index: number;
   path: string;
   direct: boolean;
   maxInFlight?: number;
 }
 
+/** A message between the coordinator and one of the shards a worker hosts. */
+export interface ShardEnvelope<M> {
+  shard: number;
+  m: M;
+}
+
 /**
- * Shard workers as Node `worker_threads`: each runs `dist/shard-worker.js`, which opens its own
- * `NodeFileSource` on `path` and runs the SDK's `runShard`. Shard 0 runs on the caller's thread
- * unless `firstShardHere` is false.
+ * Shard workers as Node `worker_threads`: each runs `dist/shard-worker.js`, which hosts the shards
+ * given to its thread, each opening its own `NodeFileSource` on `path` and running the SDK's
+ * `runShard`. The shards of thread 0 run on the caller's thread unless `firstShardHere` is false.
  */
 export class NodeShardHost implements ShardHost {
-  constructor(readonly path: string, readonly options: NodeShardHostOptions = {}) {}
+  private readonly threads = new Map<number, ShardThread>();
+
+  constructor(readonly path: string, readonly options: NodeShardHostOptions = {}) {
+    const t = options.threads;
+    if (t !== undefined && !(Number.isInteger(t) && t >= 1)) throw new FlashError("BAD_ARGUMENT", `threads must be an integer ≥ 1, got ${t}`);
+  }
+
+  /** Threads shards are spread over. */
+  get threadCount(): number {
+    return this.options.threads ?? availableParallelism();
+  }
 
   spawn(index: number): ShardPort {
-    if (index === 0 && (this.options.firstShardHere ?? true)) {
-      const { direct, maxInFlight } = this.options;
-      return localShardPort(() => NodeFileSource.open(this.path, { direct: direct ?? false, maxInFlight }));
+    const { direct, maxInFlight } = this.options;
+    const here = this.options.firstShardHere ?? true;
+    const t = index % this.threadCount;
+    if (t === 0 && here) return localShardPort(() => NodeFileSource.open(this.path, { direct: direct ?? false, maxInFlight }));
+    let thread = this.threads.get(t);
+    if (!thread || thread.stopping) {
+      const workerData: ShardWorkerData = { path: this.path, direct: direct ?? false, maxInFlight };
+      const worker = new Worker(this.options.workerScript ?? shardWorkerScript(), { workerData, resourceLimits: this.options.resourceLimits, name: `flashllm-shards-${t}` });
+      thread = new ShardThread(worker);
+      this.threads.set(t, thread);
     }
-    const workerData: ShardWorkerData = { index, path: this.path, direct: this.options.direct ?? false, maxInFlight: this.options.maxInFlight };
-    const worker = new Worker(this.options.workerScript ?? shardWorkerScript(), { workerData, resourceLimits: this.options.resourceLimits, name: `flashllm-shard-${index}` });
-    return new NodeShardPort(worker);
+    return thread.port(index);
   }
 }
 
@@ -53,14 +83,19 @@ export function shardWorkerScript(): string {
   return workerScript("shard-worker.js");
 }
 
-class NodeShardPort implements ShardPort {
-  private stopping = false;
-  private exitListener: ((e: Error) => void) | undefined;
-  private reported = false;
+/** One worker thread and the ports of the shards it hosts. */
+class ShardThread {
+  private readonly listeners = new Map<number, (m: FromShard) => void>();
+  private readonly exitListeners = new Map<number, (e: Error) => void>();
+  private readonly hosted = new Set<number>();
+  private readonly terminating = new Set<number>();
+  private readonly reported = new Set<number>();
   private readonly gone: Promise<void>;
+  stopping = false;
 
   constructor(private readonly worker: Worker) {
     let error: Error | undefined;
+    worker.on("message", (env: ShardEnvelope<FromShard>) => this.listeners.get(env.shard)?.(env.m));
     worker.on("error", (e) => {
       error = e;
       this.report(e);
@@ -73,27 +108,30 @@ class NodeShardPort implements ShardPort {
     });
   }
 
+  // The worker died: every shard it hosts that was not being stopped has lost its thread.
   private report(e: Error): void {
-    if (this.reported || this.stopping) return;
-    this.reported = true;
-    this.exitListener?.(e);
+    for (const s of this.hosted) {
+      if (this.reported.has(s) || this.terminating.has(s)) continue;
+      this.reported.add(s);
+      this.exitListeners.get(s)?.(e);
+    }
   }
 
-  postMessage(message: ToShard): void {
-    this.worker.postMessage(message);
-  }
-
-  onMessage(listener: (message: FromShard) => void): void {
-    this.worker.on("message", listener);
-  }
-
-  onExit(listener: (error: Error) => void): void {
-    this.exitListener = listener;
-  }
-
-  async terminate(): Promise<void> {
-    this.stopping = true;
-    await this.worker.terminate();
-    await this.gone;
+  port(shard: number): ShardPort {
+    this.hosted.add(shard);
+    return {
+      postMessage: (m: ToShard) => this.worker.postMessage({ shard, m } satisfies ShardEnvelope<ToShard>),
+      onMessage: (listener) => this.listeners.set(shard, listener),
+      onExit: (listener) => this.exitListeners.set(shard, listener),
+      // The thread ends when every shard it hosts has been told to: a group stops all its shards together.
+      terminate: async () => {
+        this.terminating.add(shard);
+        if (this.terminating.size === this.hosted.size && !this.stopping) {
+          this.stopping = true;
+          await this.worker.terminate();
+        }
+        await this.gone;
+      },
+    };
   }
 }

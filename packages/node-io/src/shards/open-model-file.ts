@@ -4,7 +4,7 @@ import { NodeShardHost, type NodeShardHostOptions } from "./node-shard-host.js";
 
 /** Options of {@link openModelFile}. */
 export interface OpenModelFileOptions extends OpenFlashOptions {
-  /** Shards: 1 (default) is one WASM instance on this thread; K > 1 is K shards, shard 0 on this thread (which also coordinates) and K − 1 worker threads. */
+  /** Shards: 1 (default) is one WASM instance on this thread; K > 1 is K shards over min(K, threads) threads: this one (which also coordinates and runs shard 0) and worker threads. */
   workers?: number;
   /** Read with O_DIRECT. */
   direct?: boolean;
@@ -22,6 +22,8 @@ export interface OpenModelFileOptions extends OpenFlashOptions {
   reader?: "inline" | "thread";
   /** Shards: V8 heap limits of each worker. */
   resourceLimits?: NodeShardHostOptions["resourceLimits"];
+  /** Shards: threads they run on (default: the cores; shard i on thread i mod threads, thread 0 this one). */
+  threads?: number;
 }
 
 /**
@@ -29,14 +31,14 @@ export interface OpenModelFileOptions extends OpenFlashOptions {
  * on this thread, the others worker threads), each with its own handle on the file. `dispose` also closes the file and ends the workers.
  */
 export async function openModelFile(path: string, opts: OpenModelFileOptions = {}): Promise<FlashModel | ShardedFlashModel> {
-  const { workers = 1, direct, maxInFlight, resourceLimits, reader = "inline", ...rest } = opts;
+  const { workers = 1, direct, maxInFlight, resourceLimits, threads, reader = "inline", ...rest } = opts;
   if (reader !== "inline" && reader !== "thread") throw new FlashError("BAD_ARGUMENT", `reader must be "inline" or "thread", got ${JSON.stringify(reader)}`);
   const threaded = reader === "thread" && workers <= 1; // shards read on their own threads already
   const source = threaded ? await ThreadedFileSource.open(path, { direct, maxInFlight }) : await NodeFileSource.open(path, { direct, maxInFlight });
   try {
     const model =
       workers > 1
-        ? await openFlashModel(source, { ...rest, workers, shardHost: new NodeShardHost(path, { direct, maxInFlight, resourceLimits }) })
+        ? await openFlashModel(source, { ...rest, workers, shardHost: new NodeShardHost(path, { direct, maxInFlight, resourceLimits, threads }) })
         : await openFlashModel(source, {
             ...rest,
             workers: workers as 1, // 0 or a fraction is refused there

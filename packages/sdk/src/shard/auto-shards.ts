@@ -30,3 +30,14 @@ export function shardsPerCore(need: number, cores: number): number {
   const bySize = Math.max(1, Math.floor(need / MIN_SHARD_BYTES));
   return Math.max(shardsForMemory(need), Math.min(Math.max(1, Math.floor(cores) || 1), bySize));
 }
+
+/**
+ * `k` shards laid over `threads` threads (shard i on thread i mod threads, as node-io's host does):
+ * more shards than threads are rounded up to a multiple of them, so that every thread takes the same
+ * number of steps per layer (5 shards on 2 threads would make one thread do 3 of every 5; 6 do 3 and
+ * 3, each shard a sixth of the model instead of a fifth). At most `threads` shards are left as they are.
+ */
+export function balancedShards(k: number, threads: number): number {
+  const t = Math.max(1, Math.floor(threads) || 1);
+  return k <= t ? k : Math.ceil(k / t) * t;
+}
