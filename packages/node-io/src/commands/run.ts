@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { AbortedError, FlashError, Kernels, ShardedFlashModel, loadLlama2c, openFlashModel, openFlm, parseTokenizer, type FlashModel, type FlashStrategy, type LanguageModel } from "@flashllm/sdk/internal";
 import { parseBudget } from "../budget.js";
 import { formatBytes, peakRssBytes } from "../format-stats.js";
@@ -163,7 +164,8 @@ function shardedBanner(path: string, fileBytes: number, budget: number | undefin
   const selector = model.file.manifest.predictor && o.selector !== "all" ? "predictor (reads only the neurons it predicts active)" : "all (every neuron, every token)";
   return (
     `[flashllm] ${path}: ${formatBytes(fileBytes)}, ${c.activation} FFN; budget ${budget !== undefined ? `${formatBytes(budget)} (${((100 * budget) / fileBytes).toFixed(0)}% of the file)` : "unlimited"}, ` +
-    `${model.transformer.contextLength} positions, strategy ${o.strategy}, selector ${selector}, reads ${o.verify ? "CRC-verified" : "not verified (--no-verify)"}\n` +
+    `${model.transformer.contextLength} positions, strategy ${o.strategy}, selector ${selector}, reads ${o.verify ? "CRC-verified" : "not verified (--no-verify)"}; ` +
+    `${model.workers} shards on ${Math.min(model.workers, o.shardThreads ?? availableParallelism())} threads (shard i on thread i mod that; thread 0 is this one)\n` +
     shardMemoryLines(model).map((l) => `[flashllm]   ${l}`).join("\n")
   );
 }

@@ -25,8 +25,8 @@ export interface NodeShardHostOptions {
    * runs on thread `i mod threads`: thread 0 is the caller's (unless `firstShardHere` is false), each
    * other one worker thread hosting every shard given to it, each shard still its own WASM instance.
    * So a model that needs more instances than there are cores (more than 4 GiB per core) does not
-   * start more threads than cores: 4 threads on 2 cores took 1.27-1.33x the time of 2 threads for
-   * the same 7B token (docs/benchmarks.md, 30 Nov). The shards of one thread take a step in turn.
+   * start more threads than cores: at 7B all in memory, 4 shards on 2 threads took 0.81-1.00x the
+   * time of 4 shards on 4 threads (docs/benchmarks.md, 30 Nov). The shards of one thread take a step in turn.
    */
   threads?: number;
 }
