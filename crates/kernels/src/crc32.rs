@@ -49,22 +49,10 @@ pub fn crc32(bytes: &[u8], previous: u32) -> u32 {
     let mut chunks = bytes.chunks_exact(16);
     for ch in &mut chunks {
         let (a, b, d, e) = (word(ch, 0) ^ c, word(ch, 4), word(ch, 8), word(ch, 12));
-        c = at(15, a)
-            ^ at(14, a >> 8)
-            ^ at(13, a >> 16)
-            ^ at(12, a >> 24)
-            ^ at(11, b)
-            ^ at(10, b >> 8)
-            ^ at(9, b >> 16)
-            ^ at(8, b >> 24)
-            ^ at(7, d)
-            ^ at(6, d >> 8)
-            ^ at(5, d >> 16)
-            ^ at(4, d >> 24)
-            ^ at(3, e)
-            ^ at(2, e >> 8)
-            ^ at(1, e >> 16)
-            ^ at(0, e >> 24);
+        c = at(15, a) ^ at(14, a >> 8) ^ at(13, a >> 16) ^ at(12, a >> 24)
+            ^ at(11, b) ^ at(10, b >> 8) ^ at(9, b >> 16) ^ at(8, b >> 24)
+            ^ at(7, d) ^ at(6, d >> 8) ^ at(5, d >> 16) ^ at(4, d >> 24)
+            ^ at(3, e) ^ at(2, e >> 8) ^ at(1, e >> 16) ^ at(0, e >> 24);
     }
     for &byte in chunks.remainder() {
         c = at(0, c ^ byte as u32) ^ (c >> 8);

@@ -278,17 +278,7 @@ pub extern "C" fn ffn_bundled(
             Dtype::F32 | Dtype::F16 => &mut [],
         };
         let h = if h_out != 0 { Some(w(h_out, n(count))) } else { None };
-        crate::ffn::ffn_bundled(
-            w(out, fmt.dim),
-            r(x, fmt.dim),
-            r(slots, slots_len),
-            stride,
-            ids,
-            fmt,
-            xq,
-            h,
-            accumulate != 0,
-        );
+        crate::ffn::ffn_bundled(w(out, fmt.dim), r(x, fmt.dim), r(slots, slots_len), stride, ids, fmt, xq, h, accumulate != 0);
     }
 }
 
@@ -302,3 +292,4 @@ pub extern "C" fn crc32(ptr: u32, len: u32, crc_in: u32) -> u32 {
 pub extern "C" fn read_floor(ptr: u32, len: u32) -> u32 {
     unsafe { crate::memread::sum_words(r(ptr, n(len))) }
 }
+

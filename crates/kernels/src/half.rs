@@ -302,10 +302,7 @@ mod tests {
                 w[2 * at..2 * at + 2].copy_from_slice(&special.to_le_bytes());
                 let x = rng.vec(n, -1.0, 1.0);
                 let (got, want) = (dot_f16(&w, &x), dot(&decode(&w), &x));
-                assert!(
-                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
-                    "{special:#x} at {at} of {n}"
-                );
+                assert!(got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()), "{special:#x} at {at} of {n}");
             }
         }
     }

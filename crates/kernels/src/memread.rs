@@ -39,9 +39,7 @@ mod tests {
         let mut rng = Rng::new(90);
         for len in [0usize, 4, 60, 64, 68, 1000, 4096] {
             let b: Vec<u8> = (0..len + 3).map(|_| rng.next_u64() as u8).collect();
-            let want = b[..len]
-                .chunks_exact(4)
-                .fold(0u32, |s, w| s.wrapping_add(u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
+            let want = b[..len].chunks_exact(4).fold(0u32, |s, w| s.wrapping_add(u32::from_le_bytes([w[0], w[1], w[2], w[3]])));
             assert_eq!(sum_words(&b[..len]), want, "len {len}");
         }
     }

@@ -290,11 +290,7 @@ pub fn matvec_block<B: Block>(out: &mut [f32], w: &[u8], x: &[f32], xs: &mut [u8
             i += 8;
         }
         while i + 4 <= out.len() {
-            let r = dot_rows::<B, 4>(
-                [wp.add(i * rb), wp.add((i + 1) * rb), wp.add((i + 2) * rb), wp.add((i + 3) * rb)],
-                xs,
-                nb,
-            );
+            let r = dot_rows::<B, 4>([wp.add(i * rb), wp.add((i + 1) * rb), wp.add((i + 2) * rb), wp.add((i + 3) * rb)], xs, nb);
             out[i..i + 4].copy_from_slice(&r);
             i += 4;
         }
@@ -476,11 +472,7 @@ mod tests {
             for i in 0..rows {
                 let got = out.inner()[i];
                 let rb = row_bytes::<B>(cols);
-                assert_eq!(
-                    got.to_bits(),
-                    spec_order::<B>(&w[i * rb..(i + 1) * rb], &x).to_bits(),
-                    "{rows}x{cols} row {i} order"
-                );
+                assert_eq!(got.to_bits(), spec_order::<B>(&w[i * rb..(i + 1) * rb], &x).to_bits(), "{rows}x{cols} row {i} order");
                 assert_eq!(got.to_bits(), dot_block::<B>(&w[i * rb..], xs.inner(), cols).to_bits(), "dot_block");
                 assert_eq!(got.to_bits(), twin[i].to_bits(), "{rows}x{cols} row {i}: SIMD vs scalar twin");
                 // any group of rows, in any order, through dot_block_rows (8, 4 or 1 at a time)
