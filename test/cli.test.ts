@@ -74,6 +74,9 @@ describe("flashllm CLI", () => {
     const both = run([...args, "--reader", "thread", "--workers", "2"]);
     expect(both.status).toBe(1);
     expect(both.stderr).toMatch(/--reader thread runs one instance .* with --workers 2 each shard reads on its own thread already/);
+    const noThreads = run([...args, "--workers", "2", "--shard-threads", "0"]);
+    expect(noThreads.status).not.toBe(0);
+    expect(noThreads.stderr).toMatch(/--shard-threads must be an integer ≥ 1/);
   }, 300_000);
 
   it("run: a budget too small is a clear error with the numbers, exit code 1", () => {

@@ -23,6 +23,11 @@ const int = (name: string) => (v: string) => {
   if (!Number.isInteger(n)) throw new InvalidArgumentError(`${name} must be an integer`);
   return n;
 };
+const positiveInt = (name: string) => (v: string) => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be an integer ≥ 1`);
+  return n;
+};
 const num = (name: string) => (v: string) => {
   const n = Number(v);
   if (!Number.isFinite(n)) throw new InvalidArgumentError(`${name} must be a number`);
@@ -75,7 +80,7 @@ program
   .addOption(new Option("--reader <where>", "where reads run with one instance: inline (this thread) or thread (a reader thread filling a shared WASM memory while this thread computes)").choices(["inline", "thread"]).default("inline"))
   .option("--dense", "load a llama2.c checkpoint wholly into memory instead (the reference path)", false)
   .option("-w, --workers <k>", "shards: an integer, or auto (with a budget below the file: 1 when it fits one wasm32 memory, else enough shards for it; with no budget or one that holds the file: one per core when each holds ≥ 64 MiB; 1 with --reader thread). Shard 0 computes on this thread", "auto")
-  .option("--shard-threads <n>", "with --workers K: threads the shards run on (default: the cores; shard i on thread i mod n, thread 0 this one)", int("--shard-threads"))
+  .option("--shard-threads <n>", "with --workers K: threads the shards run on (default: the cores; shard i on thread i mod n, thread 0 this one)", positiveInt("--shard-threads"))
   .option("--no-verify", "skip checking each bundle read against the file's CRC-32 (a corrupted file then gives wrong text, not an error)")
   .addHelpText("after", "\nA llama2.c checkpoint is converted to .flm on first use and kept in $FLASHLLM_CACHE (default ~/.cache/flashllm).")
   .action((opts) => runCommand(opts));
@@ -178,7 +183,7 @@ program
   .addOption(new Option("--reader <where>", "where reads run: thread (a reader thread filling a shared WASM memory while this thread computes) or inline (this thread)").choices(["thread", "inline"]).default("inline"))
   .option("-w, --workers <k>", "shard workers (1: one instance; K > 1: the sharded engine, variants windowed+bundled, lookahead, bundled, naive, memory)", int("--workers"), 1)
   .option("--no-first-shard-here", "with --workers K: every shard in a worker thread (K + 1 threads) instead of shard 0 on this thread")
-  .option("--shard-threads <n>", "with --workers K: threads the shards run on (default: the cores; shard i on thread i mod n)", int("--shard-threads"))
+  .option("--shard-threads <n>", "with --workers K: threads the shards run on (default: the cores; shard i on thread i mod n)", positiveInt("--shard-threads"))
   .addOption(new Option("--peer <engine>", "also run a peer on the same shape in the same run: llama.cpp (node-llama-cpp 3.21.1, a GGUF Q8_0 of the shape, dense, mmap)").choices(["llama.cpp"]))
   .option("--gguf <path>", "--peer: the GGUF file (default: written next to the .flm)")
   .option("--conditions <list>", "--peer: cached (GGUF in the page cache), squeezed (less memory free than the GGUF)", "cached,squeezed")
