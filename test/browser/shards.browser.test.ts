@@ -1,5 +1,6 @@
 // The sharded engine in a browser tab and chat through the worker (issues 10 and 14), in Debian's
-// headless Chromium: the engine's worker runs shard 0 itself and starts K − 1 nested shard workers (dist/shard-worker.js), each with
+// headless Chromium: the engine's worker runs shard 0 itself and starts nested shard workers (dist/shard-worker.js; one per further
+// thread, hosting the shards i with i mod threads its number), each shard with
 // its own WASM memory and its own handle on the model. Checked against references computed here, in
 // Node (one instance of the same model) and against run.c's greedy tokens in test/data: the same tokens
 // with 2 workers through SharedArrayBuffer (cross-origin isolated) and through messages (not isolated),
@@ -71,7 +72,7 @@ async function openPage(srv: DemoServer, viewport = { width: 1000, height: 900 }
 /** Shard workers alive in the browser, as its DevTools protocol lists them (independent of the engine's own count). */
 async function shardWorkers(cdp: CDPSession): Promise<number> {
   const { targetInfos } = await cdp.send("Target.getTargets");
-  return targetInfos.filter((t) => t.type === "worker" && /^flashllm-shard-\d+$/.test(t.title)).length;
+  return targetInfos.filter((t) => t.type === "worker" && /^flashllm-shards-\d+$/.test(t.title)).length;
 }
 
 const api = (page: Page) => ({
@@ -87,7 +88,7 @@ const api = (page: Page) => ({
 /** Loads with 2 workers, checks the engine's layout and budget, generates N greedy tokens and checks them. */
 async function expectShardedGreedy(page: Page, cdp: CDPSession, where: object, transport: "shared" | "message", label: string): Promise<void> {
   const t = api(page);
-  const loaded = await t.load(where, { memoryBudget: budget, contextLength: CONTEXT, workers: 2 });
+  const loaded = await t.load(where, { memoryBudget: budget, contextLength: CONTEXT, workers: 2, threads: 2 });
   expect(loaded.error, `${label}: load`).toBeUndefined();
   const info = loaded.info!;
   expect(info.fileBytes).toBe(plainBytes);
@@ -179,6 +180,24 @@ describe("the sharded engine in a tab", () => {
     const auto = await api(page).load({ url }, { contextLength: CONTEXT, workers: "auto" });
     expect(auto.info?.engine.workers).toBe(1);
     expect(auto.info?.engine.why).toMatch(/each worker would hold less than 64 MiB of this model|this device reports one core/);
+    await context.close();
+  }, 120_000);
+
+  it("4 shards on 2 threads: one nested worker hosts shards 1 and 3, the engine's worker 0 and 2; Node's greedy tokens; nothing left after unload", async () => {
+    const { page, context, cdp } = await openPage(server);
+    const t = api(page);
+    for (const transport of ["shared", "message"] as const) {
+      const loaded = await t.load({ url: `${server.url}models/${PLAIN}` }, { memoryBudget: budget, contextLength: CONTEXT, workers: 4, threads: 2, transport });
+      expect(loaded.error, transport).toBeUndefined();
+      expect(loaded.info!.engine).toMatchObject({ workers: 4, transport });
+      expect(loaded.info!.engine.memoryPerWorker).toHaveLength(4);
+      expect(await shardWorkers(cdp), transport).toBe(1);
+      const g = await t.generate();
+      expect(g.error, transport).toBeUndefined();
+      expect(g.tokens, `${transport}: Node's greedy tokens`).toEqual(nodeTokens);
+      await t.unload();
+      await expect.poll(() => shardWorkers(cdp), { timeout: 10_000 }).toBe(0);
+    }
     await context.close();
   }, 120_000);
 

@@ -43,6 +43,11 @@ export interface LoadOptions {
    * or "message" (postMessage). Default: "shared" when the page is cross-origin isolated.
    */
   transport?: ShardTransportKind;
+  /**
+   * Threads the shards run on (default: `navigator.hardwareConcurrency`): shard i on thread i mod
+   * threads, thread 0 the engine's worker, each other a nested worker hosting every shard given to it.
+   */
+  threads?: number;
 }
 
 /** How shard workers synchronise with the engine's worker. */

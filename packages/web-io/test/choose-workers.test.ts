@@ -18,10 +18,14 @@ describe("chooseWorkers", () => {
     expect(chooseWorkers("auto", { cores: 1, isolated: true }, 7 * GiB, 2 * GiB)).toEqual({ workers: 1, why: "this device reports one core" });
   });
 
-  it("auto: a model larger than one wasm32 memory gets enough workers for it, beyond the cores, with or without isolation", () => {
+  it("auto: a model larger than one wasm32 memory gets enough workers for it, beyond the cores rounded up to a multiple of them, with or without isolation", () => {
     const need = 3 * ONE_INSTANCE_BYTES + 1;
     expect(chooseWorkers("auto", { cores: 2, isolated: true }, 20 * GiB, need)).toMatchObject({ workers: 4, transport: "shared" });
     expect(chooseWorkers("auto", { cores: 2, isolated: false }, 20 * GiB, need)).toMatchObject({ workers: 4, transport: "message" });
+    const five = 4 * ONE_INSTANCE_BYTES + 1; // 5 for memory: 6 on 2 cores (3 per thread); on 8 cores one per core
+    expect(chooseWorkers("auto", { cores: 2, isolated: true }, 40 * GiB, five).workers).toBe(6);
+    expect(chooseWorkers("auto", { cores: 2, isolated: false }, 40 * GiB, five).workers).toBe(6);
+    expect(chooseWorkers("auto", isolated8, 40 * GiB, five).workers).toBe(8); // one per core, each ≥ 64 MiB
   });
 
   it("auto without isolation: one worker for a model that fits one memory, and why", () => {

@@ -142,7 +142,7 @@ export function hostFlashWorker(scope: WorkerScope = globalThis as unknown as Wo
           const t0 = performance.now();
           const source = await openSource(m.source, signal);
           const counted = countingSource(source, (loadedBytes) => post({ type: "progress", id: m.id, progress: { phase: "load", loaded: loadedBytes } }));
-          const { workers: asked, transport, ...opts } = m.options;
+          const { workers: asked, transport, threads, ...opts } = m.options;
           let model: FlashModel | ShardedFlashModel;
           let choice: ReturnType<typeof chooseWorkers>;
           try {
@@ -150,7 +150,7 @@ export function hostFlashWorker(scope: WorkerScope = globalThis as unknown as Wo
             choice = chooseWorkers(asked, tab, source.byteLength, opts.memoryBudget, transport);
             model =
               choice.workers > 1
-                ? await openFlashModel(counted.source, { ...opts, signal, workers: choice.workers, transport: choice.transport, shardHost: new WebShardHost(m.source, { workerUrl: options.shardWorkerUrl, exclusive: source instanceof OpfsSource && !source.shared }) })
+                ? await openFlashModel(counted.source, { ...opts, signal, workers: choice.workers, transport: choice.transport, shardHost: new WebShardHost(m.source, { workerUrl: options.shardWorkerUrl, exclusive: source instanceof OpfsSource && !source.shared, threads }) })
                 : await openFlashModel(counted.source, { ...opts, signal });
           } catch (err) {
             await source.close();

@@ -11,13 +11,23 @@ export interface ShardOpen {
   exclusive: boolean;
 }
 
+/** A message between the engine's worker and one of the shards a nested worker hosts. */
+export interface ShardEnvelope<M> {
+  shard: number;
+  m: M;
+}
+
 /**
  * Shard workers as nested Web Workers of the engine's worker: each runs `shard-worker.js` (the SDK's
- * `runShard`), opens its own source from `source` (a File/Blob, an HTTP URL, or an OPFS name) and
- * loads its slice into its own WASM memory. Shard 0 runs in the engine's worker itself (the SDK's
- * `localShardPort`) unless `firstShardHere` is false: K shards then take K threads, not K + 1.
+ * `runShard` once per shard it hosts), opens each shard's own source from `source` (a File/Blob, an
+ * HTTP URL, or an OPFS name) and loads its slice into that shard's own WASM memory. Shard i runs on
+ * thread i mod `threads` (default: `navigator.hardwareConcurrency`): thread 0 is the engine's worker
+ * itself (the SDK's `localShardPort`) unless `firstShardHere` is false, each other thread one nested
+ * worker hosting every shard given to it. So K shards take min(K, cores) threads, as in Node.
  */
 export class WebShardHost implements ShardHost {
+  private readonly threads = new Map<number, ShardThread>();
+
   constructor(
     readonly source: ModelSourceSpec,
     readonly options: {
@@ -25,32 +35,50 @@ export class WebShardHost implements ShardHost {
       workerUrl?: string | URL;
       /** The engine's worker holds an OPFS source through an exclusive handle (see `OpfsSource.shared`). */
       exclusive?: boolean;
-      /** Run shard 0 in the engine's worker (default true); false: every shard a nested worker. */
+      /** Run shard 0 (and every `threads`-th) in the engine's worker (default true); false: nested workers only. */
       firstShardHere?: boolean;
+      /** Threads the shards run on (default: the device's cores). */
+      threads?: number;
     } = {},
   ) {}
 
+  private get threadCount(): number {
+    const t = this.options.threads ?? globalThis.navigator?.hardwareConcurrency ?? 1;
+    return Math.max(1, Math.floor(t) || 1);
+  }
+
   spawn(index: number): ShardPort {
-    if (index === 0 && (this.options.firstShardHere ?? true)) return localShardPort(() => openShardSource(this.source, this.options.exclusive ?? false));
-    const name = `flashllm-shard-${index}`;
-    // Written out in full so that bundlers see and emit the shard worker.
-    const url = this.options.workerUrl;
-    const worker = url
-      ? new Worker(url, { type: "module", name })
-      : new Worker(new URL("./shard-worker.js", import.meta.url), { type: "module", name });
-    const open: ShardOpen = { t: "flashllm-shard-source", source: this.source, exclusive: this.options.exclusive ?? false };
-    worker.postMessage(open);
-    return new WebShardPort(worker);
+    const t = index % this.threadCount;
+    if (t === 0 && (this.options.firstShardHere ?? true)) return localShardPort(() => openShardSource(this.source, this.options.exclusive ?? false));
+    let thread = this.threads.get(t);
+    if (!thread || thread.ended) {
+      const name = `flashllm-shards-${t}`;
+      // Written out in full so that bundlers see and emit the shard worker.
+      const url = this.options.workerUrl;
+      const worker = url
+        ? new Worker(url, { type: "module", name })
+        : new Worker(new URL("./shard-worker.js", import.meta.url), { type: "module", name });
+      const open: ShardOpen = { t: "flashllm-shard-source", source: this.source, exclusive: this.options.exclusive ?? false };
+      worker.postMessage(open);
+      thread = new ShardThread(worker);
+      this.threads.set(t, thread);
+    }
+    return thread.port(index);
   }
 }
 
-class WebShardPort implements ShardPort {
-  private exitListener: ((e: Error) => void) | undefined;
-  private ended = false; // reported or terminated: no second report
+/** One nested worker and the ports of the shards it hosts. */
+class ShardThread {
+  private readonly listeners = new Map<number, (m: FromShard) => void>();
+  private readonly exitListeners = new Map<number, (e: Error) => void>();
+  private readonly hosted = new Set<number>();
+  private readonly done = new Set<number>(); // terminated or reported: no (second) report
+  ended = false;
 
   constructor(private readonly worker: Worker) {
+    worker.addEventListener("message", (e: MessageEvent<ShardEnvelope<FromShard>>) => this.listeners.get(e.data.shard)?.(e.data.m));
     // A Web Worker has no exit event: it dies by an uncaught error (including a script that does not
-    // load, and running out of memory), or a message it cannot read.
+    // load, and running out of memory), or a message it cannot read. Every shard it hosts is lost.
     worker.addEventListener("error", (e: ErrorEvent) => {
       e.preventDefault();
       this.report(new Error(e.message || "the shard worker failed to start (is shard-worker.js served beside worker.js, as a JavaScript module?)"));
@@ -59,25 +87,27 @@ class WebShardPort implements ShardPort {
   }
 
   private report(e: Error): void {
-    if (this.ended) return;
-    this.ended = true;
-    this.exitListener?.(e);
+    for (const s of this.hosted) {
+      if (this.done.has(s)) continue;
+      this.done.add(s);
+      this.exitListeners.get(s)?.(e);
+    }
   }
 
-  postMessage(message: ToShard): void {
-    this.worker.postMessage(message);
-  }
-
-  onMessage(listener: (message: FromShard) => void): void {
-    this.worker.addEventListener("message", (e: MessageEvent<FromShard>) => listener(e.data));
-  }
-
-  onExit(listener: (error: Error) => void): void {
-    this.exitListener = listener;
-  }
-
-  async terminate(): Promise<void> {
-    this.ended = true;
-    this.worker.terminate(); // synchronous (a second call does nothing): the thread and its WASM memory are gone
+  port(shard: number): ShardPort {
+    this.hosted.add(shard);
+    return {
+      postMessage: (m: ToShard) => this.worker.postMessage({ shard, m } satisfies ShardEnvelope<ToShard>),
+      onMessage: (listener) => this.listeners.set(shard, listener),
+      onExit: (listener) => this.exitListeners.set(shard, listener),
+      // The thread ends when every shard it hosts has been told to (a group stops all its shards together).
+      terminate: async () => {
+        this.done.add(shard);
+        if ([...this.hosted].every((s) => this.done.has(s)) && !this.ended) {
+          this.ended = true;
+          this.worker.terminate(); // synchronous: the thread and its WASM memories are gone
+        }
+      },
+    };
   }
 }
