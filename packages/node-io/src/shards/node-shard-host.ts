@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { Worker, type ResourceLimits } from "node:worker_threads";
-import { FlashError, localShardPort, type FromShard, type ShardHost, type ShardPort, type ToShard } from "@flashllm/sdk/internal";
+import { FlashError, ShardThreadPorts, localShardPort, type FromShard, type ShardEnvelope, type ShardHost, type ShardPort } from "@flashllm/sdk/internal";
 import { NodeFileSource } from "../source/index.js";
 import { workerScript } from "../worker-script.js";
 
@@ -38,19 +38,13 @@ export interface ShardWorkerData {
   maxInFlight?: number;
 }
 
-/** A message between the coordinator and one of the shards a worker hosts. */
-export interface ShardEnvelope<M> {
-  shard: number;
-  m: M;
-}
-
 /**
  * Shard workers as Node `worker_threads`: each runs `dist/shard-worker.js`, which hosts the shards
  * given to its thread, each opening its own `NodeFileSource` on `path` and running the SDK's
  * `runShard`. The shards of thread 0 run on the caller's thread unless `firstShardHere` is false.
  */
 export class NodeShardHost implements ShardHost {
-  private readonly threads = new Map<number, ShardThread>();
+  private readonly threads = new Map<number, ShardThreadPorts>();
 
   constructor(readonly path: string, readonly options: NodeShardHostOptions = {}) {
     const t = options.threads;
@@ -68,10 +62,10 @@ export class NodeShardHost implements ShardHost {
     const t = index % this.threadCount;
     if (t === 0 && here) return localShardPort(() => NodeFileSource.open(this.path, { direct: direct ?? false, maxInFlight }));
     let thread = this.threads.get(t);
-    if (!thread || thread.stopping) {
+    if (!thread || thread.ended) {
       const workerData: ShardWorkerData = { path: this.path, direct: direct ?? false, maxInFlight };
       const worker = new Worker(this.options.workerScript ?? shardWorkerScript(), { workerData, resourceLimits: this.options.resourceLimits, name: `flashllm-shards-${t}` });
-      thread = new ShardThread(worker);
+      thread = workerThread(worker);
       this.threads.set(t, thread);
     }
     return thread.port(index);
@@ -83,55 +77,26 @@ export function shardWorkerScript(): string {
   return workerScript("shard-worker.js");
 }
 
-/** One worker thread and the ports of the shards it hosts. */
-class ShardThread {
-  private readonly listeners = new Map<number, (m: FromShard) => void>();
-  private readonly exitListeners = new Map<number, (e: Error) => void>();
-  private readonly hosted = new Set<number>();
-  private readonly terminating = new Set<number>();
-  private readonly reported = new Set<number>();
-  private readonly gone: Promise<void>;
-  stopping = false;
-
-  constructor(private readonly worker: Worker) {
-    let error: Error | undefined;
-    worker.on("message", (env: ShardEnvelope<FromShard>) => this.listeners.get(env.shard)?.(env.m));
-    worker.on("error", (e) => {
-      error = e;
-      this.report(e);
-    });
-    this.gone = new Promise((resolve) => {
-      worker.on("exit", (code) => {
-        if (!this.stopping) this.report(error ?? new Error(`the worker exited with code ${code}`));
-        resolve();
-      });
-    });
-  }
-
-  // The worker died: every shard it hosts that was not being stopped has lost its thread.
-  private report(e: Error): void {
-    for (const s of this.hosted) {
-      if (this.reported.has(s) || this.terminating.has(s)) continue;
-      this.reported.add(s);
-      this.exitListeners.get(s)?.(e);
-    }
-  }
-
-  port(shard: number): ShardPort {
-    this.hosted.add(shard);
-    return {
-      postMessage: (m: ToShard) => this.worker.postMessage({ shard, m } satisfies ShardEnvelope<ToShard>),
-      onMessage: (listener) => this.listeners.set(shard, listener),
-      onExit: (listener) => this.exitListeners.set(shard, listener),
-      // The thread ends when every shard it hosts has been told to: a group stops all its shards together.
-      terminate: async () => {
-        this.terminating.add(shard);
-        if (this.terminating.size === this.hosted.size && !this.stopping) {
-          this.stopping = true;
-          await this.worker.terminate();
-        }
-        await this.gone;
-      },
-    };
-  }
+/** The coordinator's side of one shard worker thread: its ports, and its death reported to them. */
+function workerThread(worker: Worker): ShardThreadPorts {
+  let error: Error | undefined;
+  let ending = false;
+  const gone = new Promise<void>((resolve) => worker.on("exit", () => resolve()));
+  const thread = new ShardThreadPorts({
+    post: (env) => worker.postMessage(env),
+    onMessage: (listener) => worker.on("message", (env: ShardEnvelope<FromShard>) => listener(env)),
+    end: async () => {
+      ending = true;
+      await worker.terminate();
+      await gone;
+    },
+  });
+  worker.on("error", (e) => {
+    error = e;
+    if (!ending) thread.lost(e);
+  });
+  worker.on("exit", (code) => {
+    if (!ending) thread.lost(error ?? new Error(`the worker exited with code ${code}`));
+  });
+  return thread;
 }

@@ -1,5 +1,5 @@
-import { localShardPort, type ShardHost, type ShardPort } from "@flashllm/sdk";
-import type { FromShard, ToShard } from "@flashllm/sdk/internal";
+import { ShardThreadPorts, localShardPort, type ShardEnvelope, type ShardHost, type ShardPort } from "@flashllm/sdk";
+import type { FromShard } from "@flashllm/sdk/internal";
 import type { ModelSourceSpec } from "../protocol.js";
 import { openShardSource } from "./open-source.js";
 
@@ -11,12 +11,6 @@ export interface ShardOpen {
   exclusive: boolean;
 }
 
-/** A message between the engine's worker and one of the shards a nested worker hosts. */
-export interface ShardEnvelope<M> {
-  shard: number;
-  m: M;
-}
-
 /**
  * Shard workers as nested Web Workers of the engine's worker: each runs `shard-worker.js` (the SDK's
  * `runShard` once per shard it hosts), opens each shard's own source from `source` (a File/Blob, an
@@ -26,7 +20,7 @@ export interface ShardEnvelope<M> {
  * worker hosting every shard given to it. So K shards take min(K, cores) threads, as in Node.
  */
 export class WebShardHost implements ShardHost {
-  private readonly threads = new Map<number, ShardThread>();
+  private readonly threads = new Map<number, ShardThreadPorts>();
 
   constructor(
     readonly source: ModelSourceSpec,
@@ -60,54 +54,26 @@ export class WebShardHost implements ShardHost {
         : new Worker(new URL("./shard-worker.js", import.meta.url), { type: "module", name });
       const open: ShardOpen = { t: "flashllm-shard-source", source: this.source, exclusive: this.options.exclusive ?? false };
       worker.postMessage(open);
-      thread = new ShardThread(worker);
+      thread = nestedThread(worker);
       this.threads.set(t, thread);
     }
     return thread.port(index);
   }
 }
 
-/** One nested worker and the ports of the shards it hosts. */
-class ShardThread {
-  private readonly listeners = new Map<number, (m: FromShard) => void>();
-  private readonly exitListeners = new Map<number, (e: Error) => void>();
-  private readonly hosted = new Set<number>();
-  private readonly done = new Set<number>(); // terminated or reported: no (second) report
-  ended = false;
-
-  constructor(private readonly worker: Worker) {
-    worker.addEventListener("message", (e: MessageEvent<ShardEnvelope<FromShard>>) => this.listeners.get(e.data.shard)?.(e.data.m));
-    // A Web Worker has no exit event: it dies by an uncaught error (including a script that does not
-    // load, and running out of memory), or a message it cannot read. Every shard it hosts is lost.
-    worker.addEventListener("error", (e: ErrorEvent) => {
-      e.preventDefault();
-      this.report(new Error(e.message || "the shard worker failed to start (is shard-worker.js served beside worker.js, as a JavaScript module?)"));
-    });
-    worker.addEventListener("messageerror", () => this.report(new Error("a message from the shard worker could not be read")));
-  }
-
-  private report(e: Error): void {
-    for (const s of this.hosted) {
-      if (this.done.has(s)) continue;
-      this.done.add(s);
-      this.exitListeners.get(s)?.(e);
-    }
-  }
-
-  port(shard: number): ShardPort {
-    this.hosted.add(shard);
-    return {
-      postMessage: (m: ToShard) => this.worker.postMessage({ shard, m } satisfies ShardEnvelope<ToShard>),
-      onMessage: (listener) => this.listeners.set(shard, listener),
-      onExit: (listener) => this.exitListeners.set(shard, listener),
-      // The thread ends when every shard it hosts has been told to (a group stops all its shards together).
-      terminate: async () => {
-        this.done.add(shard);
-        if ([...this.hosted].every((s) => this.done.has(s)) && !this.ended) {
-          this.ended = true;
-          this.worker.terminate(); // synchronous: the thread and its WASM memories are gone
-        }
-      },
-    };
-  }
+/** The engine's side of one nested shard worker: its ports, and its death reported to them. */
+function nestedThread(worker: Worker): ShardThreadPorts {
+  const thread = new ShardThreadPorts({
+    post: (env) => worker.postMessage(env),
+    onMessage: (listener) => worker.addEventListener("message", (e: MessageEvent<ShardEnvelope<FromShard>>) => listener(e.data)),
+    end: async () => worker.terminate(), // synchronous: the thread and its WASM memories are gone
+  });
+  // A Web Worker has no exit event: it dies by an uncaught error (including a script that does not
+  // load, and running out of memory), or a message it cannot read. Every shard it hosts is lost.
+  worker.addEventListener("error", (e: ErrorEvent) => {
+    e.preventDefault();
+    thread.lost(new Error(e.message || "the shard worker failed to start (is shard-worker.js served beside worker.js, as a JavaScript module?)"));
+  });
+  worker.addEventListener("messageerror", () => thread.lost(new Error("a message from the shard worker could not be read")));
+  return thread;
 }
