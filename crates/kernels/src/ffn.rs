@@ -481,9 +481,7 @@ mod tests {
     #[test]
     fn f32_bundles_of_all_neurons_are_bit_identical_to_the_dense_path() {
         let mut rng = Rng::new(100);
-        for (&(dim, hidden), act) in
-            DIMS.iter().flat_map(|d| [Act::Silu, Act::FatRelu(0.05), Act::DRelu].map(|a| (d, a)))
-        {
+        for (&(dim, hidden), act) in DIMS.iter().flat_map(|d| [Act::Silu, Act::FatRelu(0.05), Act::DRelu].map(|a| (d, a))) {
             let layer = Layer::random(&mut rng, dim, hidden, false);
             let x = rng.vec(dim, -1.0, 1.0);
             let order: Vec<usize> = (0..hidden).collect();
@@ -493,17 +491,7 @@ mod tests {
             let mut out = guarded_f32(dim);
             let mut h_out = guarded_f32(hidden);
             let fmt = BundleFormat { dim, dtype: Dtype::F32, gated: true, act };
-            ffn_bundled(
-                out.inner_mut(),
-                &x,
-                slots.bytes(),
-                slots.stride,
-                &ids,
-                fmt,
-                &mut [],
-                Some(h_out.inner_mut()),
-                false,
-            );
+            ffn_bundled(out.inner_mut(), &x, slots.bytes(), slots.stride, &ids, fmt, &mut [], Some(h_out.inner_mut()), false);
             out.check();
             h_out.check();
 
@@ -776,8 +764,7 @@ mod tests {
                     let d = f32_to_f16(rng.range(0.001, 0.03));
                     raw.extend(d.to_le_bytes());
                     let df = f16_to_f32(d);
-                    let qs: Vec<u8> =
-                        (0..if dtype == Dtype::Q8_0 { 32 } else { 16 }).map(|_| rng.next_u64() as u8).collect();
+                    let qs: Vec<u8> = (0..if dtype == Dtype::Q8_0 { 32 } else { 16 }).map(|_| rng.next_u64() as u8).collect();
                     for j in 0..32 {
                         let q = if dtype == Dtype::Q8_0 { Q8_0::weight(&qs, j) } else { Q4_0::weight(&qs, j) };
                         val.push(df * q as f32);
@@ -815,10 +802,7 @@ mod tests {
                         b[12..16].copy_from_slice(&bias[i].to_le_bytes());
                         let mut at = HEADER_BYTES;
                         let fb = &mut f32_slots.bytes_mut()[i * f32_stride..];
-                        fb[..16].copy_from_slice(
-                            &[1f32.to_le_bytes(), 1f32.to_le_bytes(), 1f32.to_le_bytes(), bias[i].to_le_bytes()]
-                                .concat(),
-                        );
+                        fb[..16].copy_from_slice(&[1f32.to_le_bytes(), 1f32.to_le_bytes(), 1f32.to_le_bytes(), bias[i].to_le_bytes()].concat());
                         let mut fat = HEADER_BYTES;
                         for (raw, val) in nr.iter().skip(if gated { 0 } else { 1 }) {
                             b[at..at + raw.len()].copy_from_slice(raw);
@@ -835,17 +819,7 @@ mod tests {
                     let mut out = guarded_f32(dim);
                     let mut h_out = guarded_f32(n);
                     let mut xq = Guarded::new(padded_len(dim), 0i16, 31111i16);
-                    ffn_bundled(
-                        out.inner_mut(),
-                        &x,
-                        slots.bytes(),
-                        stride,
-                        &ids,
-                        fmt,
-                        xq.inner_mut(),
-                        Some(h_out.inner_mut()),
-                        false,
-                    );
+                    ffn_bundled(out.inner_mut(), &x, slots.bytes(), stride, &ids, fmt, xq.inner_mut(), Some(h_out.inner_mut()), false);
                     out.check();
                     h_out.check();
                     xq.check();
@@ -869,9 +843,7 @@ mod tests {
                             let mut scratch = vec![0u8; 2 * dim];
                             match dtype {
                                 Dtype::F16 => matvec_f16(&mut o, row, &x),
-                                Dtype::Q8_0 => {
-                                    matvec_block::<Q8_0>(&mut o, row, &x, &mut scratch[..scratch_bytes(dim)])
-                                }
+                                Dtype::Q8_0 => matvec_block::<Q8_0>(&mut o, row, &x, &mut scratch[..scratch_bytes(dim)]),
                                 _ => matvec_block::<Q4_0>(&mut o, row, &x, &mut scratch[..scratch_bytes(dim)]),
                             }
                             o[0]
@@ -888,13 +860,10 @@ mod tests {
                             if dtype == Dtype::F16 {
                                 return 1e-6 * w.iter().map(|v| v.abs() as f64).sum::<f64>();
                             }
-                            w.chunks(32)
-                                .zip(x.chunks(32))
-                                .map(|(wb, xb)| {
-                                    let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
-                                    wb.iter().map(|v| v.abs() as f64).sum::<f64>() * amax / 127.0 * 0.57
-                                })
-                                .sum()
+                            w.chunks(32).zip(x.chunks(32)).map(|(wb, xb)| {
+                                let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs())) as f64;
+                                wb.iter().map(|v| v.abs() as f64).sum::<f64>() * amax / 127.0 * 0.57
+                            }).sum()
                         };
                         let herr = (qerr(&nr[1].1) + qerr(&nr[0].1)) * 2.0 + 1e-5 * (1.0 + h64.abs());
                         assert!((h as f64 - h64).abs() <= herr, "{what}: h[{k}] {h} vs {h64}");

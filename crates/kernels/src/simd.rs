@@ -98,9 +98,7 @@ mod imp {
         #[inline(always)]
         pub unsafe fn load_f16x8_finite(p: *const u8) -> (F32x4, F32x4, I16x8) {
             let v = ptr::read_unaligned(p as *const v128);
-            let d = |h: v128| {
-                F32x4(f32x4_mul(v128_and(i32x4_shl(h, 13), u32x4_splat(0x8FFF_E000)), f32x4_splat(super::TWO_POW_112)))
-            };
+            let d = |h: v128| F32x4(f32x4_mul(v128_and(i32x4_shl(h, 13), u32x4_splat(0x8FFF_E000)), f32x4_splat(super::TWO_POW_112)));
             (d(i32x4_extend_low_i16x8(v)), d(i32x4_extend_high_i16x8(v)), I16x8(v))
         }
         /// The halves held sign-extended in the 4 i32 lanes of `h`, decoded exactly (as `load_f16x8`).
@@ -168,12 +166,7 @@ mod imp {
         let (lo, hi) = (u16x8_extend_low_u8x16(v), u16x8_extend_high_u8x16(v));
         let (m, off) = (u32x4_splat(0x4B00_0000), f32x4_splat(8_388_608.0 + bias));
         let f = |u: v128| F32x4(f32x4_sub(v128_or(u, m), off));
-        [
-            f(u32x4_extend_low_u16x8(lo)),
-            f(u32x4_extend_high_u16x8(lo)),
-            f(u32x4_extend_low_u16x8(hi)),
-            f(u32x4_extend_high_u16x8(hi)),
-        ]
+        [f(u32x4_extend_low_u16x8(lo)), f(u32x4_extend_high_u16x8(lo)), f(u32x4_extend_low_u16x8(hi)), f(u32x4_extend_high_u16x8(hi))]
     }
 
     /// Exact f16 → f32 of 4 sign-extended halves (the lane-wise form of `half::f16_to_f32`): the

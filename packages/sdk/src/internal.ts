@@ -72,7 +72,7 @@ export type { ShardedOpenOptions, ShardedMemoryPlan } from "./shard/open-sharded
 export type { ShardHost, ShardPort } from "./shard/host.js";
 export { runShard } from "./shard/runtime.js";
 export { localShardPort } from "./shard/local-port.js";
-export { ShardThreadPorts, hostShards, type ShardEnvelope, type ThreadChannel, type ThreadEndpoint } from "./shard/thread.js";
+export { ShardThreadMap, ShardThreadPorts, hostShards, type ShardEnvelope, type ThreadChannel, type ThreadEndpoint } from "./shard/thread.js";
 export type { ShardEndpoint } from "./shard/runtime.js";
 export { planShards, evenSplit, maxShards } from "./shard/plan.js";
 export type { ShardSlice, Range } from "./shard/plan.js";

@@ -1,7 +1,7 @@
 import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
 import { mkdir, stat, writeFile } from "node:fs/promises";
-import { availableParallelism, cpus, loadavg, release, totalmem } from "node:os";
+import { cpus, loadavg, release, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { performance } from "node:perf_hooks";
 import {
@@ -11,6 +11,7 @@ import {
 import { parseBudget } from "../budget.js";
 import { formatBytes } from "../format-stats.js";
 import { NodeFileSource, ThreadedFileSource, type NodeFileSourceStats } from "../source/index.js";
+import { shardThreads } from "../shards/node-shard-host.js";
 import { synthFile } from "./synth.js";
 
 export interface BenchCommandOptions {
@@ -182,7 +183,7 @@ export async function benchCommand(o: BenchCommandOptions): Promise<void> {
   if ((o.workers ?? 1) > 1) {
     const { benchShards } = await import("./bench-shards.js");
     const names = o.variants?.split(",").map((s) => s.trim()) ?? ["windowed+bundled"];
-    const threads = Math.min(o.workers ?? 1, o.shardThreads ?? availableParallelism());
+    const threads = Math.min(o.workers ?? 1, shardThreads(o.shardThreads));
     const workerThreads = o.firstShardHere === false ? threads : threads - 1;
     say(`[bench] ${o.workers} shards on ${o.firstShardHere === false ? `${threads} worker threads` : `this thread and ${workerThreads} worker thread${workerThreads === 1 ? "" : "s"}`} (shard i on thread i mod ${threads}; load average ${loadavg().map((x) => x.toFixed(1)).join(" ")})`);
     const shardResults = await benchShards(path, names, { workers: o.workers!, budget, params, tokenIds: tokenIdsShards, window: o.window, warmup: o.warmup, tokens: o.tokens, direct: o.direct, inFlight: o.queue ?? o.inFlight, maxGap: o.maxGap, firstShardHere: o.firstShardHere ?? true, shardThreads: o.shardThreads }, say);

@@ -1,4 +1,3 @@
-import { availableParallelism } from "node:os";
 import { AbortedError, FlashError, Kernels, ShardedFlashModel, loadLlama2c, openFlashModel, openFlm, parseTokenizer, type FlashModel, type FlashStrategy, type LanguageModel } from "@flashllm/sdk/internal";
 import { parseBudget } from "../budget.js";
 import { formatBytes, peakRssBytes } from "../format-stats.js";
@@ -7,7 +6,7 @@ import { flmFor } from "../model-files.js";
 import { containerDtype, parseCliDtype } from "../dtypes.js";
 import { stdoutWatch } from "../output.js";
 import { DEFAULT_SHIPPED, shippedFiles, shippedFlm, type ShippedName } from "../shipped.js";
-import { NodeShardHost } from "../shards/node-shard-host.js";
+import { NodeShardHost, shardThreads } from "../shards/node-shard-host.js";
 import { NodeFileSource, ThreadedFileSource } from "../source/index.js";
 import { parseWorkers, shardMemoryLines, sumShardStats } from "../workers.js";
 
@@ -165,7 +164,7 @@ function shardedBanner(path: string, fileBytes: number, budget: number | undefin
   return (
     `[flashllm] ${path}: ${formatBytes(fileBytes)}, ${c.activation} FFN; budget ${budget !== undefined ? `${formatBytes(budget)} (${((100 * budget) / fileBytes).toFixed(0)}% of the file)` : "unlimited"}, ` +
     `${model.transformer.contextLength} positions, strategy ${o.strategy}, selector ${selector}, reads ${o.verify ? "CRC-verified" : "not verified (--no-verify)"}; ` +
-    `${model.workers} shards on ${Math.min(model.workers, o.shardThreads ?? availableParallelism())} threads (shard i on thread i mod that; thread 0 is this one)\n` +
+    `${model.workers} shards on ${Math.min(model.workers, shardThreads(o.shardThreads))} threads (shard i on thread i mod that; thread 0 is this one)\n` +
     shardMemoryLines(model).map((l) => `[flashllm]   ${l}`).join("\n")
   );
 }

@@ -1,6 +1,6 @@
 import { availableParallelism } from "node:os";
 import { Worker, type ResourceLimits } from "node:worker_threads";
-import { FlashError, ShardThreadPorts, localShardPort, type FromShard, type ShardEnvelope, type ShardHost, type ShardPort } from "@flashllm/sdk/internal";
+import { ShardThreadMap, ShardThreadPorts, localShardPort, type FromShard, type ShardEnvelope, type ShardHost, type ShardPort } from "@flashllm/sdk/internal";
 import { NodeFileSource } from "../source/index.js";
 import { workerScript } from "../worker-script.js";
 
@@ -44,32 +44,34 @@ export interface ShardWorkerData {
  * `runShard`. The shards of thread 0 run on the caller's thread unless `firstShardHere` is false.
  */
 export class NodeShardHost implements ShardHost {
-  private readonly threads = new Map<number, ShardThreadPorts>();
+  private readonly map: ShardThreadMap;
 
   constructor(readonly path: string, readonly options: NodeShardHostOptions = {}) {
-    const t = options.threads;
-    if (t !== undefined && !(Number.isInteger(t) && t >= 1)) throw new FlashError("BAD_ARGUMENT", `threads must be an integer ≥ 1, got ${t}`);
+    const { direct = false, maxInFlight } = options;
+    this.map = new ShardThreadMap(
+      shardThreads(options.threads),
+      options.firstShardHere ?? true,
+      () => localShardPort(() => NodeFileSource.open(path, { direct, maxInFlight })),
+      (t) => {
+        const workerData: ShardWorkerData = { path, direct, maxInFlight };
+        return workerThread(new Worker(options.workerScript ?? shardWorkerScript(), { workerData, resourceLimits: options.resourceLimits, name: `flashllm-shards-${t}` }));
+      },
+    );
   }
 
   /** Threads shards are spread over. */
   get threadCount(): number {
-    return this.options.threads ?? availableParallelism();
+    return this.map.count;
   }
 
   spawn(index: number): ShardPort {
-    const { direct, maxInFlight } = this.options;
-    const here = this.options.firstShardHere ?? true;
-    const t = index % this.threadCount;
-    if (t === 0 && here) return localShardPort(() => NodeFileSource.open(this.path, { direct: direct ?? false, maxInFlight }));
-    let thread = this.threads.get(t);
-    if (!thread || thread.ended) {
-      const workerData: ShardWorkerData = { path: this.path, direct: direct ?? false, maxInFlight };
-      const worker = new Worker(this.options.workerScript ?? shardWorkerScript(), { workerData, resourceLimits: this.options.resourceLimits, name: `flashllm-shards-${t}` });
-      thread = workerThread(worker);
-      this.threads.set(t, thread);
-    }
-    return thread.port(index);
+    return this.map.spawn(index);
   }
+}
+
+/** Threads the shards use when `threads` is not given: one per core. */
+export function shardThreads(threads?: number): number {
+  return threads ?? availableParallelism();
 }
 
 /** The built shard worker script (`dist/shard-worker.js`). */

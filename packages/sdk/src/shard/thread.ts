@@ -1,3 +1,4 @@
+import { FlashError } from "../errors.js";
 import type { FlashSource } from "../source.js";
 import type { ShardPort } from "./host.js";
 import type { FromShard, ToShard } from "./protocol.js";
@@ -68,6 +69,36 @@ export class ShardThreadPorts {
         await this.gone;
       },
     };
+  }
+}
+
+/**
+ * Where each shard runs: shard i on thread i mod `threads`. Thread 0 is the caller's (its shards get a
+ * `local` port) unless `firstHere` is false; every other thread is a worker the host starts (`start`)
+ * on the first shard given to it, and hosts every later one. A host's `spawn` is this `spawn`.
+ */
+export class ShardThreadMap {
+  private readonly threads = new Map<number, ShardThreadPorts>();
+
+  constructor(
+    /** Threads to spread the shards over (an integer ≥ 1). */
+    readonly count: number,
+    private readonly firstHere: boolean,
+    private readonly local: () => ShardPort,
+    private readonly start: (thread: number) => ShardThreadPorts,
+  ) {
+    if (!(Number.isInteger(count) && count >= 1)) throw new FlashError("BAD_ARGUMENT", `threads must be an integer ≥ 1, got ${count}`);
+  }
+
+  spawn(index: number): ShardPort {
+    const t = index % this.count;
+    if (t === 0 && this.firstHere) return this.local();
+    let thread = this.threads.get(t);
+    if (!thread || thread.ended) {
+      thread = this.start(t);
+      this.threads.set(t, thread);
+    }
+    return thread.port(index);
   }
 }
 

@@ -3,7 +3,8 @@
 // lost on its own is reported to the shards not being stopped, once each.
 import { describe, expect, it } from "vitest";
 import type { FromShard, ToShard } from "../../src/shard/protocol.js";
-import { ShardThreadPorts, type ShardEnvelope } from "../../src/shard/thread.js";
+import type { ShardPort } from "../../src/shard/host.js";
+import { ShardThreadMap, ShardThreadPorts, type ShardEnvelope } from "../../src/shard/thread.js";
 
 function fakeThread() {
   const sent: ShardEnvelope<ToShard>[] = [];
@@ -63,5 +64,38 @@ describe("ShardThreadPorts", () => {
     t.thread.lost(new Error("gone"));
     t.thread.lost(new Error("gone again"));
     expect(lost).toEqual([3]);
+  });
+});
+
+describe("ShardThreadMap", () => {
+  const placement = (count: number, firstHere: boolean, shards: number) => {
+    const started: number[] = [];
+    const where = new Map<ShardPort, string>();
+    const map = new ShardThreadMap(
+      count,
+      firstHere,
+      () => {
+        const p = { postMessage() {}, onMessage() {}, onExit() {}, terminate: async () => {} } as ShardPort;
+        where.set(p, "here");
+        return p;
+      },
+      (t) => {
+        started.push(t);
+        return fakeThread().thread;
+      },
+    );
+    const ports = Array.from({ length: shards }, (_, i) => map.spawn(i));
+    return { started, here: ports.map((p) => where.get(p) === "here") };
+  };
+
+  it("puts shard i on thread i mod threads: thread 0 here, each other thread started once", () => {
+    expect(placement(2, true, 5)).toEqual({ started: [1], here: [true, false, true, false, true] });
+    expect(placement(3, true, 7)).toEqual({ started: [1, 2], here: [true, false, false, true, false, false, true] });
+    expect(placement(2, false, 4)).toEqual({ started: [0, 1], here: [false, false, false, false] });
+    expect(placement(8, true, 3)).toEqual({ started: [1, 2], here: [true, false, false] });
+  });
+
+  it("refuses a thread count that is not an integer ≥ 1", () => {
+    for (const bad of [0, -1, 1.5, Number.NaN]) expect(() => placement(bad, true, 1)).toThrow(/threads must be an integer ≥ 1/);
   });
 });

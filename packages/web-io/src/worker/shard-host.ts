@@ -1,4 +1,4 @@
-import { ShardThreadPorts, localShardPort, type ShardEnvelope, type ShardHost, type ShardPort } from "@flashllm/sdk";
+import { ShardThreadMap, ShardThreadPorts, localShardPort, type ShardEnvelope, type ShardHost, type ShardPort } from "@flashllm/sdk";
 import type { FromShard } from "@flashllm/sdk/internal";
 import type { ModelSourceSpec } from "../protocol.js";
 import { openShardSource } from "./open-source.js";
@@ -20,7 +20,7 @@ export interface ShardOpen {
  * worker hosting every shard given to it. So K shards take min(K, cores) threads, as in Node.
  */
 export class WebShardHost implements ShardHost {
-  private readonly threads = new Map<number, ShardThreadPorts>();
+  private readonly map: ShardThreadMap;
 
   constructor(
     readonly source: ModelSourceSpec,
@@ -34,30 +34,28 @@ export class WebShardHost implements ShardHost {
       /** Threads the shards run on (default: the device's cores). */
       threads?: number;
     } = {},
-  ) {}
-
-  private get threadCount(): number {
-    const t = this.options.threads ?? globalThis.navigator?.hardwareConcurrency ?? 1;
-    return Math.max(1, Math.floor(t) || 1);
+  ) {
+    const exclusive = options.exclusive ?? false;
+    this.map = new ShardThreadMap(
+      options.threads ?? Math.max(1, globalThis.navigator?.hardwareConcurrency ?? 1),
+      options.firstShardHere ?? true,
+      () => localShardPort(() => openShardSource(source, exclusive)),
+      (t) => {
+        const name = `flashllm-shards-${t}`;
+        // Written out in full so that bundlers see and emit the shard worker.
+        const url = options.workerUrl;
+        const worker = url
+          ? new Worker(url, { type: "module", name })
+          : new Worker(new URL("./shard-worker.js", import.meta.url), { type: "module", name });
+        const open: ShardOpen = { t: "flashllm-shard-source", source, exclusive };
+        worker.postMessage(open);
+        return nestedThread(worker);
+      },
+    );
   }
 
   spawn(index: number): ShardPort {
-    const t = index % this.threadCount;
-    if (t === 0 && (this.options.firstShardHere ?? true)) return localShardPort(() => openShardSource(this.source, this.options.exclusive ?? false));
-    let thread = this.threads.get(t);
-    if (!thread || thread.ended) {
-      const name = `flashllm-shards-${t}`;
-      // Written out in full so that bundlers see and emit the shard worker.
-      const url = this.options.workerUrl;
-      const worker = url
-        ? new Worker(url, { type: "module", name })
-        : new Worker(new URL("./shard-worker.js", import.meta.url), { type: "module", name });
-      const open: ShardOpen = { t: "flashllm-shard-source", source: this.source, exclusive: this.options.exclusive ?? false };
-      worker.postMessage(open);
-      thread = nestedThread(worker);
-      this.threads.set(t, thread);
-    }
-    return thread.port(index);
+    return this.map.spawn(index);
   }
 }
 
